@@ -1,0 +1,26 @@
+//! Wire types exchanged between acv components over the bus and between sidecars over HTTP.
+//! This crate has no I/O: it is serde types, names and validation only, so every component can depend on it.
+//!
+//! # Layout
+//! - [`cluster`]: component status, metrics snapshots and revisions reported by cluster backends.
+//! - [`envelope`]: the versioned [`Envelope`] every bus message travels in, addresses, encode/decode.
+//! - [`task`]: task and goal bodies (imperative text, declarative SLO objectives).
+//! - [`report`]: reports (RESPONSE / ISSUE), evidence and the steps an agent took.
+//! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation.
+//! - [`names`]: validated component names.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cluster;
+pub mod envelope;
+pub mod names;
+pub mod report;
+pub mod slo;
+pub mod task;
+
+pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
+pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
+pub use names::{ComponentName, NameError};
+pub use report::{Evidence, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
+pub use slo::{Comparison, Objective, SloMetric, SloPolicy, Violation};
+pub use task::{Goal, Mechanism, TaskBody, TaskSpec};
