@@ -1,1 +1,94 @@
-fn main() {}
+//! `acv-sidecar`: thin binary around the [`acv_sidecar`] library.
+
+use std::{process::ExitCode, sync::Arc};
+
+use acv_bus::BusConfig;
+use acv_core::{env::ProcessEnv, readiness::Readiness};
+use acv_sidecar::{Agent, SidecarConfig, handler::NoPlanner};
+use acv_telemetry::{LogFormat, admin};
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// sysexits EX_USAGE: bad configuration.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = SidecarConfig::parse();
+    let format = if config.log_json { LogFormat::Json } else { LogFormat::Text };
+    if let Err(e) = acv_telemetry::init_tracing(format) {
+        eprintln!("warning: {e}");
+    }
+    let bus_config = match BusConfig::from_env(&ProcessEnv) {
+        Ok(c) => c.with_transport(config.bus),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, bus_config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Sidecar failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()> {
+    let readiness = Readiness::default();
+    let metrics = acv_telemetry::metrics::install_prometheus().ok();
+    let shutdown = CancellationToken::new();
+    let admin_state = admin::AdminState { readiness: readiness.clone(), metrics };
+    let (_addr, admin_server) = admin::bind(config.admin_addr, admin_state, shutdown.clone().cancelled_owned())
+        .await
+        .context("starting the admin server")?;
+    let admin_task = tokio::spawn(admin_server);
+
+    let bus = acv_bus::connect(&bus_config).await.with_context(|| format!("connecting the {} bus", bus_config.transport))?;
+    let agent = Agent::new(config.component.clone(), bus, Arc::new(NoPlanner), config.heartbeat);
+    let agent_loop = agent.start(shutdown.clone()).await.context("subscribing to the inbox")?;
+    readiness.set(true);
+    tracing::info!(component = %config.component, "Sidecar ready.");
+
+    let mut agent_task = tokio::spawn(agent_loop);
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("Shutting down."),
+        res = &mut agent_task => {
+            shutdown.cancel();
+            return res.context("agent task")?.context("agent loop");
+        }
+    }
+    readiness.set(false);
+    shutdown.cancel();
+    match tokio::time::timeout(config.grace, agent_task).await {
+        Ok(res) => res.context("agent task")?.context("agent loop")?,
+        Err(_) => tracing::warn!("Grace period over with a task still running."),
+    }
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

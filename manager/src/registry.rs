@@ -1,0 +1,103 @@
+//! The registry of sidecars, fed by `register` and `heartbeat` broadcasts.
+
+use std::collections::BTreeMap;
+
+use acv_protocol::{Body, ComponentName, Envelope};
+
+/// What is known about one sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Planner reported at registration.
+    pub planner: String,
+    /// Sidecar version.
+    pub version: String,
+    /// Peer endpoint, if any.
+    pub peer_url: Option<String>,
+    /// Time of the last register or heartbeat, ms since the epoch.
+    pub last_seen_ms: u64,
+    /// Health at the last heartbeat.
+    pub healthy: Option<bool>,
+}
+
+/// Known sidecars by component.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    entries: BTreeMap<ComponentName, Entry>,
+}
+
+// === impl Registry ===
+
+impl Registry {
+    /// Applies a broadcast message. Returns true if it changed the set of known components.
+    pub fn apply(&mut self, env: &Envelope) -> bool {
+        match &env.body {
+            Body::Register(r) => {
+                let entry = Entry {
+                    planner: r.planner.clone(),
+                    version: r.version.clone(),
+                    peer_url: r.peer_url.clone(),
+                    last_seen_ms: env.sent_at_ms,
+                    healthy: None,
+                };
+                self.entries.insert(r.component.clone(), entry).is_none()
+            }
+            Body::Heartbeat(h) => match self.entries.get_mut(&h.component) {
+                Some(e) => {
+                    e.last_seen_ms = e.last_seen_ms.max(env.sent_at_ms);
+                    e.healthy = h.healthy;
+                    false
+                }
+                None => {
+                    // A heartbeat from a sidecar that registered before we started.
+                    let entry = Entry {
+                        planner: "unknown".into(),
+                        version: "unknown".into(),
+                        peer_url: None,
+                        last_seen_ms: env.sent_at_ms,
+                        healthy: h.healthy,
+                    };
+                    self.entries.insert(h.component.clone(), entry);
+                    true
+                }
+            },
+            _ => false,
+        }
+    }
+
+    /// Components seen within `max_age_ms` of `now_ms`.
+    pub fn live(&self, now_ms: u64, max_age_ms: u64) -> Vec<&ComponentName> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| now_ms.saturating_sub(e.last_seen_ms) <= max_age_ms)
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    /// One component's entry.
+    pub fn get(&self, component: &ComponentName) -> Option<&Entry> {
+        self.entries.get(component)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use acv_protocol::{Address, Heartbeat, Registration};
+
+    use super::*;
+
+    fn env(body: Body, at: u64) -> Envelope {
+        Envelope::new("x", Address::Broadcast, Address::Broadcast, at, body)
+    }
+
+    #[test]
+    fn tracks_registration_and_liveness() {
+        let c = ComponentName::new("catalogue").unwrap();
+        let mut r = Registry::default();
+        let reg = Registration { component: c.clone(), peer_url: None, planner: "none".into(), version: "0.1.0".into() };
+        assert!(r.apply(&env(Body::Register(reg), 1_000)));
+        assert!(!r.apply(&env(Body::Heartbeat(Heartbeat { component: c.clone(), seq: 1, healthy: Some(true) }), 5_000)));
+        assert_eq!(r.get(&c).unwrap().healthy, Some(true));
+        assert_eq!(r.live(10_000, 6_000), vec![&c]);
+        assert!(r.live(20_000, 6_000).is_empty());
+    }
+}

@@ -1,0 +1,500 @@
+//! RabbitMQ transport (lapin).
+//!
+//! Topology, all names prefixed by the namespace `NS`:
+//! - direct exchange `NS.inbox` (durable); one durable queue `NS.<inbox>` per inbox (e.g. `acv.component.catalogue`)
+//!   bound with the inbox token as routing key. Publishers declare the destination queue before their first
+//!   publish, so a message sent while the consumer is down waits in the queue.
+//! - fanout exchange `NS.broadcast`; each broadcast subscriber gets an exclusive auto-delete queue.
+//! - durable queue `NS.dead-letter` for payloads that did not decode, with headers `x-acv-reason` and
+//!   `x-acv-inbox`.
+//! Messages are persistent, publishes wait for publisher confirms (a nack is an error), consumers ack manually and
+//! each subscription has its own connection so that a dead consumer's unacked messages are requeued by the broker.
+//! Lost connections are re-established with capped exponential backoff, by the publisher on its next publish and
+//! by each consumer in its own loop.
+
+use std::{collections::HashSet, time::Duration};
+
+use acv_protocol::{Address, Envelope};
+use acv_telemetry::metrics::{CounterName, count};
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+        QueueDeclareOptions, QueueDeleteOptions,
+    },
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
+    config::{BusConfig, CLIENT_INBOX_EXPIRY},
+};
+
+const PREFETCH: u16 = 16;
+/// Publish attempts (with reconnects in between) before giving up.
+const PUBLISH_ATTEMPTS: u32 = 6;
+const T: Transport = Transport::Amqp;
+
+/// RabbitMQ bus.
+pub struct AmqpBus {
+    config: BusConfig,
+    link: Mutex<Option<Link>>,
+    /// Every inbox queue this bus declared, for [`Bus::delete_namespace`].
+    queues: Mutex<HashSet<String>>,
+}
+
+/// The publisher's connection and what it already declared.
+struct Link {
+    _connection: Connection,
+    channel: Channel,
+    declared: HashSet<String>,
+}
+
+struct AmqpAcker {
+    acker: lapin::Acker,
+    channel: Channel,
+    dead_letter_queue: String,
+    inbox: String,
+}
+
+fn conn_err(e: impl std::fmt::Display) -> BusError {
+    BusError::Connection { transport: T, message: e.to_string() }
+}
+
+fn topo_err(e: impl std::fmt::Display) -> BusError {
+    BusError::Topology { transport: T, message: e.to_string() }
+}
+
+fn s(v: &str) -> ShortString {
+    v.into()
+}
+
+// === impl AmqpBus ===
+
+impl AmqpBus {
+    /// Connects (once, to fail fast on a wrong URL or credentials) and declares the shared exchanges.
+    pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        let bus = Self { config, link: Mutex::new(None), queues: Mutex::default() };
+        let channel = bus.channel().await?;
+        drop(channel);
+        Ok(bus)
+    }
+
+    fn inbox_exchange(&self) -> String {
+        format!("{}.inbox", self.config.namespace)
+    }
+
+    fn broadcast_exchange(&self) -> String {
+        format!("{}.broadcast", self.config.namespace)
+    }
+
+    fn queue_name(&self, token: &str) -> String {
+        format!("{}.{token}", self.config.namespace)
+    }
+
+    fn dead_letter_queue(&self) -> String {
+        format!("{}.dead-letter", self.config.namespace)
+    }
+
+    /// Queue arguments must be identical wherever a queue is declared, or the broker refuses the declaration.
+    fn queue_args(&self, inbox: &Address) -> FieldTable {
+        let mut args = FieldTable::default();
+        let expiry = match inbox {
+            Address::Client(_) => Some(self.config.inbox_expiry.unwrap_or(CLIENT_INBOX_EXPIRY)),
+            _ => self.config.inbox_expiry,
+        };
+        if let Some(expiry) = expiry {
+            let ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
+            args.insert(s("x-expires"), AMQPValue::LongLongInt(ms));
+        }
+        args
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), BusError> {
+        let props = ConnectionProperties::default().with_connection_name("acv-bus".into());
+        let connection = Connection::connect(&self.config.amqp_url, props).await.map_err(conn_err)?;
+        let channel = connection.create_channel().await.map_err(conn_err)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(conn_err)?;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(s(&self.inbox_exchange()), ExchangeKind::Direct, durable, FieldTable::default())
+            .await
+            .map_err(topo_err)?;
+        channel
+            .exchange_declare(s(&self.broadcast_exchange()), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(topo_err)?;
+        let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .queue_declare(s(&self.dead_letter_queue()), durable_q, FieldTable::default())
+            .await
+            .map_err(topo_err)?;
+        Ok((connection, channel))
+    }
+
+    /// The publisher channel, connecting if needed.
+    async fn channel(&self) -> Result<Channel, BusError> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref()
+            && l.channel.status().connected()
+        {
+            return Ok(l.channel.clone());
+        }
+        if link.is_some() {
+            count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
+            tracing::warn!("RabbitMQ publisher connection lost; reconnecting.");
+        }
+        let (connection, channel) = self.open().await?;
+        *link = Some(Link { _connection: connection, channel: channel.clone(), declared: HashSet::new() });
+        Ok(channel)
+    }
+
+    async fn declare_inbox(&self, channel: &Channel, inbox: &Address) -> Result<String, BusError> {
+        let token = inbox.inbox_token();
+        let queue = self.queue_name(&token);
+        {
+            let link = self.link.lock().await;
+            if link.as_ref().is_some_and(|l| l.declared.contains(&token)) {
+                return Ok(queue);
+            }
+        }
+        declare_inbox_queue(channel, &queue, &self.inbox_exchange(), &token, self.queue_args(inbox)).await?;
+        self.queues.lock().await.insert(queue.clone());
+        if let Some(l) = self.link.lock().await.as_mut() {
+            l.declared.insert(token);
+        }
+        Ok(queue)
+    }
+
+    async fn publish_once(&self, to: &Address, payload: &[u8], id: Option<&str>) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        let (exchange, key, props) = if matches!(to, Address::Broadcast) {
+            (self.broadcast_exchange(), String::new(), BasicProperties::default())
+        } else {
+            self.declare_inbox(&channel, to).await?;
+            (self.inbox_exchange(), to.inbox_token(), BasicProperties::default().with_delivery_mode(2))
+        };
+        let props = match id {
+            Some(id) => props.with_message_id(s(id)),
+            None => props,
+        };
+        let opts = BasicPublishOptions { mandatory: !matches!(to, Address::Broadcast), ..Default::default() };
+        let publish_err = |e: lapin::Error| BusError::Publish { transport: T, to: to.to_string(), message: e.to_string() };
+        let confirm = channel
+            .basic_publish(s(&exchange), s(&key), opts, payload, props)
+            .await
+            .map_err(publish_err)?
+            .await
+            .map_err(publish_err)?;
+        match confirm {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(returned)) => Err(BusError::Publish {
+                transport: T,
+                to: to.to_string(),
+                message: format!("unroutable, returned by broker: {:?}", returned.reply_text),
+            }),
+            Confirmation::Nack(_) => {
+                Err(BusError::Publish { transport: T, to: to.to_string(), message: "broker nacked".into() })
+            }
+        }
+    }
+
+    async fn publish_with_retry(&self, to: &Address, payload: &[u8], id: Option<&str>) -> Result<(), BusError> {
+        let mut attempt = 0;
+        loop {
+            match self.publish_once(to, payload, id).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt + 1 < PUBLISH_ATTEMPTS && !is_permanent(&e) => {
+                    tracing::warn!(error = %e, attempt, "RabbitMQ publish failed; retrying after reconnect.");
+                    *self.link.lock().await = None;
+                    tokio::time::sleep(crate::backoff(attempt, self.config.reconnect_max_backoff)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn is_permanent(e: &BusError) -> bool {
+    matches!(e, BusError::Publish { message, .. } if message.contains("unroutable"))
+}
+
+async fn declare_inbox_queue(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    token: &str,
+    args: FieldTable,
+) -> Result<(), BusError> {
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(s(queue), durable, args).await.map_err(topo_err)?;
+    channel
+        .queue_bind(s(queue), s(exchange), s(token), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .map_err(topo_err)
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    fn transport(&self) -> Transport {
+        T
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.publish_with_retry(&envelope.to, &envelope.encode(), Some(&envelope.id)).await?;
+        count(CounterName::BusPublished, &[("transport", "amqp")], 1);
+        Ok(())
+    }
+
+    async fn publish_raw(&self, to: &Address, payload: Vec<u8>) -> Result<(), BusError> {
+        self.publish_with_retry(to, &payload, None).await
+    }
+
+    async fn subscribe(&self, inbox: &Address) -> Result<Subscription, BusError> {
+        let (tx, rx) = mpsc::channel(usize::from(PREFETCH));
+        let cancel = CancellationToken::new();
+        if !matches!(inbox, Address::Broadcast) {
+            self.queues.lock().await.insert(self.queue_name(&inbox.inbox_token()));
+        }
+        let consumer = Consumer {
+            url: self.config.amqp_url.clone(),
+            inbox: inbox.clone(),
+            queue: self.queue_name(&inbox.inbox_token()),
+            inbox_exchange: self.inbox_exchange(),
+            broadcast_exchange: self.broadcast_exchange(),
+            dead_letter_queue: self.dead_letter_queue(),
+            args: self.queue_args(inbox),
+            max_backoff: self.config.reconnect_max_backoff,
+        };
+        // Set up the first consumer before returning, so that errors like a wrong URL surface here and so that a
+        // broadcast subscriber is bound before the caller publishes.
+        let first = consumer.start().await?;
+        tokio::spawn(consumer.run(first, tx, cancel.clone()));
+        Ok(Subscription::new(T, inbox.inbox_token(), rx, cancel))
+    }
+
+    async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let channel = self.channel().await?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let got = channel
+                .basic_get(s(&self.dead_letter_queue()), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(conn_err)?;
+            let Some(msg) = got else { break };
+            let header = |name: &str| -> String {
+                msg.delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get(name).cloned())
+                    .map(|v| match v {
+                        AMQPValue::LongString(l) => String::from_utf8_lossy(l.as_bytes()).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap_or_default()
+            };
+            let letter = DeadLetter {
+                inbox: header("x-acv-inbox"),
+                reason: header("x-acv-reason"),
+                payload: msg.delivery.data.clone(),
+            };
+            msg.delivery.acker.ack(BasicAckOptions::default()).await.map_err(conn_err)?;
+            out.push(letter);
+        }
+        Ok(out)
+    }
+
+    async fn delete_namespace(&self) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        let mut queues: Vec<String> = self.queues.lock().await.drain().collect();
+        queues.push(self.dead_letter_queue());
+        for q in queues {
+            channel.queue_delete(s(&q), QueueDeleteOptions::default()).await.map_err(topo_err)?;
+        }
+        for x in [self.inbox_exchange(), self.broadcast_exchange()] {
+            channel.exchange_delete(s(&x), ExchangeDeleteOptions::default()).await.map_err(topo_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// One subscription's consumer: owns its connection, reconnects on loss.
+struct Consumer {
+    url: String,
+    inbox: Address,
+    queue: String,
+    inbox_exchange: String,
+    broadcast_exchange: String,
+    dead_letter_queue: String,
+    args: FieldTable,
+    max_backoff: Duration,
+}
+
+struct Active {
+    connection: Connection,
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl Consumer {
+    async fn start(&self) -> Result<Active, BusError> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await.map_err(conn_err)?;
+        let channel = connection.create_channel().await.map_err(conn_err)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(conn_err)?;
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(conn_err)?;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let queue = if matches!(self.inbox, Address::Broadcast) {
+            channel
+                .exchange_declare(s(&self.broadcast_exchange), ExchangeKind::Fanout, durable, FieldTable::default())
+                .await
+                .map_err(topo_err)?;
+            let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+            let q = channel.queue_declare(s(""), opts, FieldTable::default()).await.map_err(topo_err)?;
+            let name = q.name().to_string();
+            channel
+                .queue_bind(s(&name), s(&self.broadcast_exchange), s(""), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(topo_err)?;
+            name
+        } else {
+            channel
+                .exchange_declare(s(&self.inbox_exchange), ExchangeKind::Direct, durable, FieldTable::default())
+                .await
+                .map_err(topo_err)?;
+            let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
+            channel
+                .queue_declare(s(&self.dead_letter_queue), durable_q, FieldTable::default())
+                .await
+                .map_err(topo_err)?;
+            let token = self.inbox.inbox_token();
+            declare_inbox_queue(&channel, &self.queue, &self.inbox_exchange, &token, self.args.clone()).await?;
+            self.queue.clone()
+        };
+        let tag = format!("acv-{}", uuid::Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(s(&queue), s(&tag), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(topo_err)?;
+        Ok(Active { connection, channel, consumer })
+    }
+
+    async fn run(self, first: Active, tx: mpsc::Sender<Result<RawDelivery, BusError>>, cancel: CancellationToken) {
+        let mut active = Some(first);
+        let mut attempt = 0u32;
+        loop {
+            let mut a = match active.take() {
+                Some(a) => a,
+                None => match self.start().await {
+                    Ok(a) => {
+                        tracing::info!(inbox = %self.inbox, "RabbitMQ consumer reconnected.");
+                        count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
+                        attempt = 0;
+                        a
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, inbox = %self.inbox, "RabbitMQ consumer reconnect failed.");
+                        let wait = crate::backoff(attempt, self.max_backoff);
+                        attempt += 1;
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                },
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => {
+                        // Closing the connection makes the broker requeue everything we did not ack.
+                        let _ = a.connection.close(200, s("subscription dropped")).await;
+                        return;
+                    }
+                    _ = tx.closed() => {
+                        let _ = a.connection.close(200, s("subscription dropped")).await;
+                        return;
+                    }
+                    next = a.consumer.next() => next,
+                };
+                match next {
+                    Some(Ok(delivery)) => {
+                        let acker = AmqpAcker {
+                            acker: delivery.acker,
+                            channel: a.channel.clone(),
+                            dead_letter_queue: self.dead_letter_queue.clone(),
+                            inbox: self.inbox.inbox_token(),
+                        };
+                        let raw = RawDelivery {
+                            payload: delivery.data,
+                            redelivered: delivery.redelivered,
+                            acker: Box::new(acker),
+                        };
+                        if tx.send(Ok(raw)).await.is_err() {
+                            let _ = a.connection.close(200, s("subscription dropped")).await;
+                            return;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, inbox = %self.inbox, "RabbitMQ consumer lost its connection.");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(inbox = %self.inbox, "RabbitMQ consumer was cancelled by the broker.");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// === impl AmqpAcker ===
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BusError> {
+        self.acker
+            .nack(BasicNackOptions { requeue: true, multiple: false })
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+    }
+
+    async fn dead_letter(self: Box<Self>, payload: Vec<u8>, reason: String) -> Result<(), BusError> {
+        let mut headers = FieldTable::default();
+        headers.insert(s("x-acv-reason"), AMQPValue::LongString(reason.into()));
+        headers.insert(s("x-acv-inbox"), AMQPValue::LongString(self.inbox.clone().into()));
+        let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+        let publish_err =
+            |e: lapin::Error| BusError::Publish { transport: T, to: self.dead_letter_queue.clone(), message: e.to_string() };
+        let confirm = self
+            .channel
+            .basic_publish(s(""), s(&self.dead_letter_queue), BasicPublishOptions::default(), &payload, props)
+            .await
+            .map_err(publish_err)?
+            .await
+            .map_err(publish_err)?;
+        if matches!(confirm, Confirmation::Nack(_)) {
+            return Err(BusError::Publish {
+                transport: T,
+                to: self.dead_letter_queue.clone(),
+                message: "broker nacked".into(),
+            });
+        }
+        self.ack().await
+    }
+}
