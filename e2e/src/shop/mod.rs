@@ -1,0 +1,384 @@
+//! The testbed shop: seven small HTTP services in one binary, after Sock Shop. `front-end` calls `catalogue`,
+//! `carts`, `orders` and `user`; `orders` calls `payment` and `shipping`. Each request does some CPU work and
+//! waits a little (its "database"), then calls its downstreams.
+//!
+//! Every service serves `GET /health` (200 when ready) and `GET /metrics` (the `request_duration_seconds`
+//! histogram, labels `name`, `route`, `status_code`; `/health` and `/metrics` themselves are not recorded).
+//!
+//! Configuration (env, as the local runtime sets it):
+//! - `PORT`: port on 127.0.0.1 (required).
+//! - `SHOP_MODE`: `healthy` (default), `crash` (exit 1 at start), `errors` (500 on every business route),
+//!   `slow` (adds `SHOP_SLOW_MS`, default 300 ms), `unready` (`/health` answers 503).
+//! - `SHOP_WORK_US`: CPU work per request in µs; `SHOP_DELAY_MS` + uniform `SHOP_JITTER_MS`: waiting per request.
+//! - `<SERVICE>_SERVICE_HOST` / `<SERVICE>_SERVICE_PORT`: where downstream services are (Kubernetes style).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use acv_core::env::{Parser, Strings};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub mod metrics;
+
+use metrics::RequestMetrics;
+
+/// The services of the shop.
+pub const SERVICES: [&str; 7] = ["front-end", "catalogue", "carts", "orders", "payment", "shipping", "user"];
+
+/// Behaviour selected by the version switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Works.
+    Healthy,
+    /// Exits with status 1 right at start.
+    Crash,
+    /// Answers 500 on every business route.
+    Errors,
+    /// Adds a fixed delay to every business route.
+    Slow,
+    /// `/health` answers 503.
+    Unready,
+}
+
+/// Shop configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    /// The service name is not one of [`SERVICES`].
+    #[error("unknown shop service {0:?}; known: {SERVICES:?}")]
+    UnknownService(String),
+    /// Bad or missing env.
+    #[error(transparent)]
+    Env(#[from] acv_core::env::EnvError),
+    /// A downstream service's address is not in the env.
+    #[error("{service} needs {key} in its environment")]
+    MissingDownstream {
+        /// The service.
+        service: String,
+        /// The env key.
+        key: String,
+    },
+    /// Binding or serving failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Which service.
+    pub service: &'static str,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Version switch.
+    pub mode: Mode,
+    /// CPU work per request.
+    pub work: Duration,
+    /// Fixed wait per request.
+    pub delay: Duration,
+    /// Extra uniform random wait per request, up to this.
+    pub jitter: Duration,
+    /// Delay added in `slow` mode.
+    pub slow: Duration,
+    /// Downstream services by name.
+    pub downstream: Vec<(&'static str, SocketAddr)>,
+}
+
+struct Ctx {
+    cfg: Config,
+    metrics: RequestMetrics,
+    client: Client<HttpConnector, Full<Bytes>>,
+    rng: AtomicU64,
+    items: Vec<String>,
+}
+
+// === impl Mode ===
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "healthy" => Ok(Mode::Healthy),
+            "crash" => Ok(Mode::Crash),
+            "errors" => Ok(Mode::Errors),
+            "slow" => Ok(Mode::Slow),
+            "unready" => Ok(Mode::Unready),
+            _ => Err("expected healthy, crash, errors, slow or unready".into()),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads the configuration of service `name` from `env`.
+    pub fn from_env(name: &str, env: &dyn Strings) -> Result<Self, ShopError> {
+        let service = SERVICES.iter().copied().find(|s| *s == name).ok_or_else(|| ShopError::UnknownService(name.into()))?;
+        // (work µs, delay ms, jitter ms) per service: catalogue and front-end do the most.
+        let (work, delay, jitter) = match service {
+            "front-end" => (200, 1, 1),
+            "catalogue" => (400, 3, 4),
+            "carts" => (200, 2, 3),
+            "orders" => (300, 2, 3),
+            _ => (100, 1, 2),
+        };
+        let mut p = Parser::default();
+        let port = p.parse_or::<u16>(env, "PORT", 0);
+        let mode = p.parse_or(env, "SHOP_MODE", Mode::Healthy);
+        let work = Duration::from_micros(p.parse_or(env, "SHOP_WORK_US", work));
+        let delay = Duration::from_millis(p.parse_or(env, "SHOP_DELAY_MS", delay));
+        let jitter = Duration::from_millis(p.parse_or(env, "SHOP_JITTER_MS", jitter));
+        let slow = Duration::from_millis(p.parse_or(env, "SHOP_SLOW_MS", 300));
+        p.finish()?;
+        if port == 0 {
+            return Err(acv_core::env::EnvError::Missing("PORT".into()).into());
+        }
+        let needs: &[&'static str] = match service {
+            "front-end" => &["catalogue", "carts", "orders", "user"],
+            "orders" => &["payment", "shipping"],
+            _ => &[],
+        };
+        let mut downstream = Vec::new();
+        for d in needs {
+            let prefix = d.to_ascii_uppercase().replace('-', "_");
+            let host_key = format!("{prefix}_SERVICE_HOST");
+            let port_key = format!("{prefix}_SERVICE_PORT");
+            let host = env.get(&host_key).unwrap_or_else(|| "127.0.0.1".into());
+            let addr = env
+                .get(&port_key)
+                .and_then(|port| format!("{host}:{port}").parse::<SocketAddr>().ok())
+                .ok_or_else(|| ShopError::MissingDownstream { service: service.into(), key: port_key })?;
+            downstream.push((*d, addr));
+        }
+        Ok(Config { service, port, mode, work, delay, jitter, slow, downstream })
+    }
+}
+
+/// Runs a service until the process ends. `crash` mode exits here.
+pub async fn run(cfg: Config) -> Result<(), ShopError> {
+    if cfg.mode == Mode::Crash {
+        eprintln!("{}: fatal: cannot start (crash build)", cfg.service);
+        std::process::exit(1);
+    }
+    let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
+    println!("{} listening on {} (mode {:?})", cfg.service, listener.local_addr()?, cfg.mode);
+    serve(listener, cfg).await
+}
+
+/// Serves on an already bound listener (for in-process tests).
+pub async fn serve(listener: TcpListener, cfg: Config) -> Result<(), ShopError> {
+    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
+    let seed = u64::from(std::process::id()) ^ acv_core::now_ms();
+    let items = (0..60).map(|i| format!("sock-{i:02}")).collect();
+    let metrics = RequestMetrics::new(cfg.service);
+    let ctx = Arc::new(Ctx { cfg, metrics, client, rng: AtomicU64::new(seed | 1), items });
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(a) => a,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
+    let start = Instant::now();
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/health" => {
+            return if ctx.cfg.mode == Mode::Unready {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            } else {
+                text(StatusCode::OK, "{\"health\":\"ok\"}\n")
+            };
+        }
+        "/metrics" => return text(StatusCode::OK, ctx.metrics.render()),
+        _ => {}
+    }
+    let method = req.method().clone();
+    // Drain the request body (bounded) so keep-alive works.
+    let _ = Limited::new(req.into_body(), 64 * 1024).collect().await;
+    let Some(route) = route(ctx.cfg.service, &method, &path) else {
+        let resp = text(StatusCode::NOT_FOUND, "not found\n");
+        ctx.metrics.observe("unknown", 404, start.elapsed());
+        return resp;
+    };
+    let resp = business(ctx, route, &path).await;
+    ctx.metrics.observe(route, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// The route template of a request, bounded to a fixed set per service.
+fn route(service: &str, method: &Method, path: &str) -> Option<&'static str> {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    match (service, seg.as_slice()) {
+        ("front-end", [""]) if get => Some("/"),
+        ("front-end", ["catalogue"]) if get => Some("/catalogue"),
+        ("front-end", ["catalogue", _]) if get => Some("/catalogue/{id}"),
+        ("front-end", ["cart"]) if get || post => Some("/cart"),
+        ("front-end", ["orders"]) if get || post => Some("/orders"),
+        ("front-end", ["customers", _]) if get => Some("/customers/{id}"),
+        ("front-end", ["login"]) if get => Some("/login"),
+        ("catalogue", ["catalogue"]) if get => Some("/catalogue"),
+        ("catalogue", ["catalogue", "size"]) if get => Some("/catalogue/size"),
+        ("catalogue", ["catalogue", _]) if get => Some("/catalogue/{id}"),
+        ("catalogue", ["tags"]) if get => Some("/tags"),
+        ("carts", ["carts", _, "items"]) if get || post => Some("/carts/{id}/items"),
+        ("orders", ["orders"]) if get || post => Some("/orders"),
+        ("payment", ["paymentAuth"]) if post => Some("/paymentAuth"),
+        ("shipping", ["shipping"]) if post => Some("/shipping"),
+        ("user", ["customers", _]) if get => Some("/customers/{id}"),
+        ("user", ["login"]) if get => Some("/login"),
+        _ => None,
+    }
+}
+
+async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<Bytes>> {
+    let cfg = &ctx.cfg;
+    burn(cfg.work);
+    let jitter_ms = u64::try_from(cfg.jitter.as_millis()).unwrap_or(0);
+    let jitter = if jitter_ms > 0 { Duration::from_micros(ctx.next_rand() % (jitter_ms * 1000 + 1)) } else { Duration::ZERO };
+    tokio::time::sleep(cfg.delay + jitter).await;
+    if cfg.mode == Mode::Slow {
+        tokio::time::sleep(cfg.slow).await;
+    }
+    if cfg.mode == Mode::Errors {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":\"{} is broken\"}}\n", cfg.service));
+    }
+    let body = match (cfg.service, route) {
+        ("front-end", "/") => Ok("<html><body><h1>acv sock shop</h1></body></html>\n".to_owned()),
+        ("front-end", "/catalogue" | "/catalogue/{id}") => ctx.call("catalogue", Method::GET, path).await,
+        ("front-end", "/cart") => ctx.call("carts", Method::GET, "/carts/1/items").await,
+        ("front-end", "/orders") => ctx.call("orders", Method::POST, "/orders").await,
+        ("front-end", "/customers/{id}" | "/login") => ctx.call("user", Method::GET, path).await,
+        ("orders", "/orders") => match ctx.call("payment", Method::POST, "/paymentAuth").await {
+            Ok(_) => ctx.call("shipping", Method::POST, "/shipping").await.map(|s| format!("{{\"order\":{s}}}")),
+            Err(e) => Err(e),
+        },
+        ("catalogue", "/catalogue") => Ok(ctx.catalogue_page()),
+        ("catalogue", "/catalogue/size") => Ok(format!("{{\"size\":{}}}", ctx.items.len())),
+        ("catalogue", "/tags") => Ok("{\"tags\":[\"brown\",\"geek\",\"formal\",\"blue\",\"sport\"]}".to_owned()),
+        (_, _) => Ok(format!("{{\"service\":\"{}\",\"route\":\"{route}\",\"ok\":true}}", cfg.service)),
+    };
+    match body {
+        Ok(b) => text(StatusCode::OK, b),
+        Err(status) => text(status, format!("{{\"error\":\"downstream failed with {status}\"}}\n")),
+    }
+}
+
+/// Busy CPU work for `d` (what a real handler spends on JSON, templates and business logic).
+fn burn(d: Duration) {
+    let start = Instant::now();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    while start.elapsed() < d {
+        for _ in 0..200 {
+            x = std::hint::black_box(x.rotate_left(5) ^ x.wrapping_mul(0x5851_f42d_4c95_7f2d));
+        }
+    }
+    std::hint::black_box(x);
+}
+
+// === impl Ctx ===
+
+impl Ctx {
+    fn next_rand(&self) -> u64 {
+        // splitmix64 over an atomic counter: cheap, good enough for jitter.
+        let mut z = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn catalogue_page(&self) -> String {
+        let mut items: Vec<&String> = self.items.iter().collect();
+        items.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let list: Vec<String> = items.iter().take(12).map(|s| format!("{{\"id\":\"{s}\",\"price\":9.99}}")).collect();
+        format!("[{}]", list.join(","))
+    }
+
+    async fn call(&self, service: &str, method: Method, path: &str) -> Result<String, StatusCode> {
+        let addr = self.cfg.downstream.iter().find(|(n, _)| *n == service).map(|(_, a)| *a);
+        let addr = addr.ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let fut = async {
+            let resp = self.client.request(req).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|_| StatusCode::BAD_GATEWAY)?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        };
+        tokio::time::timeout(Duration::from_secs(5), fut).await.unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn config_from_env() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("PORT", "8080"),
+            ("SHOP_MODE", "slow"),
+            ("PAYMENT_SERVICE_PORT", "9001"),
+            ("SHIPPING_SERVICE_PORT", "9002"),
+        ]);
+        let cfg = Config::from_env("orders", &env).unwrap();
+        assert_eq!((cfg.port, cfg.mode), (8080, Mode::Slow));
+        assert_eq!(cfg.downstream[1].1, "127.0.0.1:9002".parse().unwrap());
+        assert!(matches!(Config::from_env("nope", &env), Err(ShopError::UnknownService(_))));
+        assert!(matches!(Config::from_env("front-end", &env), Err(ShopError::MissingDownstream { .. })));
+        let bad: HashMap<&str, &str> = HashMap::from([("PORT", "x"), ("SHOP_MODE", "weird")]);
+        let err = Config::from_env("user", &bad).unwrap_err().to_string();
+        assert!(err.contains("PORT") && err.contains("SHOP_MODE"), "{err}");
+    }
+
+    #[test]
+    fn routes_are_bounded() {
+        assert_eq!(route("catalogue", &Method::GET, "/catalogue/abc"), Some("/catalogue/{id}"));
+        assert_eq!(route("catalogue", &Method::GET, "/catalogue/size"), Some("/catalogue/size"));
+        assert_eq!(route("front-end", &Method::GET, "/"), Some("/"));
+        assert_eq!(route("catalogue", &Method::POST, "/catalogue"), None);
+        assert_eq!(route("payment", &Method::GET, "/paymentAuth"), None);
+    }
+}

@@ -1,0 +1,767 @@
+//! The supervisor of one service: replica slots, spawning with backoff, health probes, revisions, faults, and the
+//! CPU/memory/metrics sampler. All state sits behind one std mutex that is never held across an await.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use acv_protocol::{ComponentName, ComponentStatus, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::faults::{ActiveFault, Fault, FaultId};
+use super::front::FrontState;
+use super::spec::{ServiceSpec, Settings, expand};
+use crate::ClusterError;
+use crate::prom::HistogramSet;
+use crate::window::REQUEST_DURATION;
+
+/// Largest `/metrics` body read from a replica.
+const MAX_SCRAPE_BYTES: usize = 4 << 20;
+/// Longest log line kept.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Runtime-wide state shared by every service.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub stressor: Option<Vec<String>>,
+    /// `NAME_SERVICE_HOST`/`NAME_SERVICE_PORT` of every service, like Kubernetes service env vars.
+    pub discovery: Vec<(String, String)>,
+    pub shutdown: CancellationToken,
+    pub stopped: AtomicBool,
+    /// Killed children not yet reaped.
+    pub terminating: Mutex<Vec<Child>>,
+    /// Every pid ever spawned (replicas and stressors), for leak checks.
+    pub spawned: Mutex<Vec<u32>>,
+    pub http: Client<HttpConnector, Empty<Bytes>>,
+}
+
+/// One service: spec, front, state, logs and samples.
+pub(crate) struct Service {
+    pub name: ComponentName,
+    pub spec: ServiceSpec,
+    pub addr: SocketAddr,
+    pub front: Arc<FrontState>,
+    pub state: Mutex<ServiceState>,
+    pub wake: Notify,
+    pub logs: Arc<Logs>,
+    pub samples: Mutex<VecDeque<Arc<Sample>>>,
+    pub shared: Arc<Shared>,
+}
+
+/// The mutable part of a service.
+pub(crate) struct ServiceState {
+    pub desired: u32,
+    pub revisions: Vec<Revision>,
+    /// Bumped by every template change and restart; replicas of an older generation are replaced.
+    pub generation: u64,
+    pub slots: Vec<Slot>,
+    pub faults: Vec<ActiveFault>,
+    pub next_fault_id: u64,
+}
+
+/// One replica slot (a pod): the current process, if any, and its restart history.
+pub(crate) struct Slot {
+    pub index: u32,
+    /// The template generation this slot's pod belongs to.
+    pub generation: u64,
+    pub proc: Option<Proc>,
+    pub restarts: u32,
+    /// Consecutive failures, driving the backoff; reset when the replica becomes ready.
+    pub failures: u32,
+    pub restart_at: Option<Instant>,
+    pub stressors: Vec<Stressor>,
+}
+
+/// A running replica process.
+pub(crate) struct Proc {
+    pub child: Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub started: Instant,
+    pub ready: bool,
+    pub was_ready: bool,
+}
+
+/// A stressor process attributed to a replica.
+pub(crate) struct Stressor {
+    pub fault: FaultId,
+    pub child: Child,
+    pub pid: u32,
+}
+
+/// Log lines of a service (all replicas and supervisor events), bounded.
+pub(crate) struct Logs {
+    lines: Mutex<VecDeque<String>>,
+    cap: usize,
+}
+
+/// One measurement of a service.
+pub(crate) struct Sample {
+    pub at: Instant,
+    /// CPU seconds by pid (replicas and their stressors).
+    pub cpu: BTreeMap<u32, f64>,
+    /// Resident bytes per running replica (with its stressors).
+    pub rss: Vec<u64>,
+    /// The request histogram scraped from each replica, by replica pid.
+    pub hist: BTreeMap<u32, HistogramSet>,
+    pub limits: ResourceLimits,
+}
+
+struct ProbeTarget {
+    index: u32,
+    pid: u32,
+    addr: SocketAddr,
+}
+
+// === impl Logs ===
+
+impl Logs {
+    pub fn new(cap: usize) -> Self {
+        Logs { lines: Mutex::new(VecDeque::new()), cap }
+    }
+
+    pub fn push(&self, line: String) {
+        let mut line = line;
+        if line.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        let mut lines = lock(&self.lines);
+        if lines.len() >= self.cap {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let lines = lock(&self.lines);
+        lines.iter().skip(lines.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the state stays usable even if a task panicked while holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// === impl ServiceState ===
+
+impl ServiceState {
+    pub fn current(&self) -> &Revision {
+        // `revisions` starts with one entry and only grows.
+        self.revisions.last().unwrap_or_else(|| unreachable!("a service always has a revision"))
+    }
+
+    pub fn pod_failure(&self) -> bool {
+        self.faults.iter().any(|f| f.fault == Fault::PodFailure)
+    }
+}
+
+// === impl Service ===
+
+impl Service {
+    pub fn new(spec: ServiceSpec, addr: SocketAddr, shared: Arc<Shared>) -> Self {
+        let first = Revision {
+            revision: 1,
+            image: spec.version.clone(),
+            env: spec.env.clone(),
+            limits: spec.limits,
+            created_at_ms: acv_core::now_ms(),
+            cause: "create".into(),
+        };
+        let state = ServiceState {
+            desired: spec.replicas,
+            revisions: vec![first],
+            generation: 0,
+            slots: Vec::new(),
+            faults: Vec::new(),
+            next_fault_id: 1,
+        };
+        Service {
+            name: spec.name.clone(),
+            addr,
+            front: Arc::new(FrontState::default()),
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            logs: Arc::new(Logs::new(shared.settings.log_lines)),
+            samples: Mutex::new(VecDeque::new()),
+            spec,
+            shared,
+        }
+    }
+
+    pub fn event(&self, msg: String) {
+        tracing::info!(service = %self.name, "{msg}");
+        self.logs.push(format!("[supervisor] {msg}"));
+    }
+
+    /// Reconciles every probe interval (or when woken) until shutdown.
+    pub async fn run_supervisor(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.shared.settings.probe_interval_ms);
+        loop {
+            self.reconcile().await;
+            tokio::select! {
+                _ = self.shared.shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Samples every sample interval until shutdown.
+    pub async fn run_sampler(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.shared.settings.sample_interval_ms);
+        loop {
+            tokio::select! {
+                _ = self.shared.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            self.sample().await;
+        }
+    }
+
+    /// One reconcile pass: reap, scale, replace outdated replicas, spawn, probe, route.
+    pub async fn reconcile(&self) {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let targets = {
+            let mut st = lock(&self.state);
+            self.reconcile_locked(&mut st)
+        };
+        reap_terminating(&self.shared);
+        let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
+        let probes = targets.iter().map(|t| probe(&self.shared.http, t.addr, &self.spec.health_path, timeout));
+        let results = futures_join_all(probes).await;
+        let mut st = lock(&self.state);
+        for (t, ok) in targets.iter().zip(results) {
+            let Some(slot) = st.slots.iter_mut().find(|s| s.index == t.index) else { continue };
+            let Some(p) = slot.proc.as_mut().filter(|p| p.pid == t.pid) else { continue };
+            if ok && !p.ready {
+                self.logs.push(format!("[supervisor] {}-{} (pid {}) is ready", self.name, t.index, p.pid));
+            }
+            if !ok && p.ready {
+                self.logs.push(format!("[supervisor] {}-{} (pid {}) failed its health check", self.name, t.index, p.pid));
+            }
+            p.ready = ok;
+            if ok {
+                p.was_ready = true;
+                slot.failures = 0;
+            }
+        }
+        self.route(&st);
+    }
+
+    fn route(&self, st: &ServiceState) {
+        let ready = st.slots.iter().filter_map(|s| s.proc.as_ref()).filter(|p| p.ready).map(|p| p.addr).collect();
+        self.front.set_backends(ready);
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let s = &self.shared.settings;
+        let factor = 1u64 << failures.saturating_sub(1).min(20);
+        Duration::from_millis(s.backoff_initial_ms.saturating_mul(factor).min(s.backoff_max_ms))
+    }
+
+    fn reconcile_locked(&self, st: &mut ServiceState) -> Vec<ProbeTarget> {
+        let now = Instant::now();
+        // Faults that ran out.
+        let before = st.faults.len();
+        st.faults.retain(|f| f.until.is_none_or(|u| u > now));
+        if st.faults.len() != before {
+            self.event(format!("{} fault(s) expired", before - st.faults.len()));
+        }
+        let latency = st.faults.iter().map(|f| f.fault.latency()).sum();
+        self.front.set_extra_latency(latency);
+        let pod_failure = st.pod_failure();
+
+        // Reap replicas that exited.
+        for slot in &mut st.slots {
+            let Some(p) = slot.proc.as_mut() else { continue };
+            let exit = match p.child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(format!("wait failed: {e}")),
+            };
+            if let Some(exit) = exit {
+                let pid = p.pid;
+                slot.proc = None;
+                slot.restarts += 1;
+                slot.failures += 1;
+                let delay = self.backoff(slot.failures);
+                slot.restart_at = Some(now + delay);
+                self.event(format!(
+                    "{}-{} (pid {pid}) exited ({exit}); restart {} in {} ms",
+                    self.name,
+                    slot.index,
+                    slot.restarts,
+                    delay.as_millis()
+                ));
+            }
+        }
+
+        // Scale down, then up.
+        while st.slots.len() > st.desired as usize {
+            if let Some(mut slot) = st.slots.pop() {
+                self.kill_slot(&mut slot, "scaled down");
+            }
+        }
+        let generation = st.generation;
+        while st.slots.len() < st.desired as usize {
+            let index = u32::try_from(st.slots.len()).unwrap_or(u32::MAX);
+            st.slots.push(Slot {
+                index,
+                generation,
+                proc: None,
+                restarts: 0,
+                failures: 0,
+                restart_at: None,
+                stressors: vec![],
+            });
+        }
+
+        // Replace replicas of an older template (all at once, like the Recreate strategy); new pods start fresh.
+        for slot in &mut st.slots {
+            if slot.generation != generation {
+                if let Some(p) = slot.proc.take() {
+                    self.kill(p.child, p.pid, &format!("{}-{} replaced by a new revision", self.name, slot.index));
+                }
+                slot.generation = generation;
+                slot.restarts = 0;
+                slot.failures = 0;
+                slot.restart_at = None;
+            }
+        }
+
+        // Pod failure: nothing runs, nothing restarts.
+        if pod_failure {
+            for slot in &mut st.slots {
+                if let Some(p) = slot.proc.take() {
+                    self.kill(p.child, p.pid, &format!("{}-{} failed (pod-failure fault)", self.name, slot.index));
+                }
+                slot.restart_at = None;
+            }
+        }
+
+        // Start what should run.
+        if !pod_failure {
+            let rev = st.current().clone();
+            let indices: Vec<usize> = (0..st.slots.len())
+                .filter(|&i| st.slots[i].proc.is_none() && st.slots[i].restart_at.is_none_or(|t| now >= t))
+                .collect();
+            for i in indices {
+                let index = st.slots[i].index;
+                match self.spawn_replica(index, &rev) {
+                    Ok(p) => {
+                        let slot = &mut st.slots[i];
+                        slot.restart_at = None;
+                        slot.proc = Some(p);
+                    }
+                    Err(e) => {
+                        let slot = &mut st.slots[i];
+                        slot.failures += 1;
+                        let delay = self.backoff(slot.failures);
+                        slot.restart_at = Some(now + delay);
+                        self.event(format!("{}-{index} could not start: {e}; retry in {} ms", self.name, delay.as_millis()));
+                    }
+                }
+            }
+        }
+
+        // Stressors follow the active stress faults.
+        let stress: Vec<ActiveFault> = st.faults.iter().filter(|f| f.fault.is_stress()).cloned().collect();
+        let mut slots = std::mem::take(&mut st.slots);
+        for slot in &mut slots {
+            let mut keep = Vec::new();
+            for mut s in std::mem::take(&mut slot.stressors) {
+                let exited = !matches!(s.child.try_wait(), Ok(None));
+                if exited || slot.proc.is_none() || !stress.iter().any(|f| f.id == s.fault) {
+                    self.kill(s.child, s.pid, &format!("stressor of {}-{} stopped", self.name, slot.index));
+                } else {
+                    keep.push(s);
+                }
+            }
+            slot.stressors = keep;
+            if slot.proc.is_none() {
+                continue;
+            }
+            for f in &stress {
+                if slot.stressors.iter().any(|s| s.fault == f.id) {
+                    continue;
+                }
+                match self.spawn_stressor(slot.index, &f.fault) {
+                    Ok((child, pid)) => slot.stressors.push(Stressor { fault: f.id, child, pid }),
+                    Err(e) => self.event(format!("stressor for {}-{} could not start: {e}", self.name, slot.index)),
+                }
+            }
+        }
+        st.slots = slots;
+
+        self.route(st);
+        st.slots
+            .iter()
+            .filter_map(|s| s.proc.as_ref().map(|p| ProbeTarget { index: s.index, pid: p.pid, addr: p.addr }))
+            .collect()
+    }
+
+    fn kill_slot(&self, slot: &mut Slot, why: &str) {
+        if let Some(p) = slot.proc.take() {
+            self.kill(p.child, p.pid, &format!("{}-{} {why}", self.name, slot.index));
+        }
+        for s in slot.stressors.drain(..) {
+            self.kill(s.child, s.pid, &format!("stressor of {}-{} {why}", self.name, slot.index));
+        }
+    }
+
+    /// Sends SIGKILL and hands the child to the reaper.
+    pub fn kill(&self, mut child: Child, pid: u32, why: &str) {
+        if let Err(e) = child.start_kill() {
+            tracing::debug!(pid, error = %e, "Kill failed (already exited?).");
+        }
+        self.event(format!("killed pid {pid}: {why}"));
+        lock(&self.shared.terminating).push(child);
+    }
+
+    fn spawn_replica(&self, index: u32, rev: &Revision) -> Result<Proc, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let replica = format!("{}-{index}", self.name);
+        let vars = |n: &str| match n {
+            "PORT" => Some(port.to_string()),
+            "REPLICA" => Some(replica.clone()),
+            "VERSION" => Some(rev.image.clone()),
+            _ => None,
+        };
+        let mut argv = Vec::with_capacity(self.spec.command.len());
+        for a in &self.spec.command {
+            argv.push(expand(a, &vars)?);
+        }
+        let (program, args) = argv.split_first().ok_or("empty command")?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if let Some(overlay) = self.spec.versions.get(&rev.image) {
+            cmd.envs(overlay);
+        }
+        cmd.envs(&rev.env);
+        cmd.envs(self.shared.discovery.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.env("PORT", port.to_string())
+            .env("ACV_SERVICE", self.name.as_str())
+            .env("ACV_REPLICA", &replica)
+            .env("ACV_VERSION", &rev.image)
+            .env("ACV_CPU_MILLIS", rev.limits.cpu_millis.to_string())
+            .env("ACV_MEMORY_MIB", rev.limits.memory_mib.to_string());
+        let (child, pid) = self.spawn(cmd, &replica)?;
+        self.event(format!("started {replica} (pid {pid}, version {}, 127.0.0.1:{port})", rev.image));
+        Ok(Proc {
+            child,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            started: Instant::now(),
+            ready: false,
+            was_ready: false,
+        })
+    }
+
+    fn spawn_stressor(&self, index: u32, fault: &Fault) -> Result<(Child, u32), String> {
+        let argv = self.shared.stressor.as_ref().ok_or("no stressor command in the runtime file")?;
+        let (program, args) = argv.split_first().ok_or("empty stressor command")?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).args(fault.stressor_args());
+        let label = format!("{}-{index}/stress", self.name);
+        let (child, pid) = self.spawn(cmd, &label)?;
+        self.event(format!("started stressor for {}-{index} (pid {pid}): {fault:?}", self.name));
+        Ok((child, pid))
+    }
+
+    fn spawn(&self, mut cmd: Command, label: &str) -> Result<(Child, u32), String> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?;
+        let pid = child.id().ok_or("process exited before its pid was read")?;
+        lock(&self.shared.spawned).push(pid);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, Arc::clone(&self.logs), label.to_owned()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, Arc::clone(&self.logs), label.to_owned()));
+        }
+        Ok((child, pid))
+    }
+
+    /// Replica statuses, derived from the slots.
+    pub fn status(&self) -> ComponentStatus {
+        let st = lock(&self.state);
+        let grace = Duration::from_millis(self.shared.settings.startup_grace_ms);
+        let pod_failure = st.pod_failure();
+        let replicas: Vec<ReplicaStatus> = st
+            .slots
+            .iter()
+            .map(|s| {
+                let state = match &s.proc {
+                    Some(p) if p.ready => ReplicaState::Ready,
+                    Some(p) if p.was_ready || p.started.elapsed() > grace => ReplicaState::NotReady,
+                    Some(_) => ReplicaState::Starting,
+                    None if pod_failure => ReplicaState::NotReady,
+                    None if s.restart_at.is_some() => ReplicaState::CrashLoopBackOff,
+                    None => ReplicaState::Starting,
+                };
+                ReplicaStatus { name: format!("{}-{}", self.name, s.index), state, restarts: s.restarts }
+            })
+            .collect();
+        let rev = st.current();
+        ComponentStatus {
+            component: self.name.clone(),
+            desired_replicas: st.desired,
+            ready_replicas: u32::try_from(replicas.iter().filter(|r| r.state == ReplicaState::Ready).count())
+                .unwrap_or(u32::MAX),
+            replicas,
+            revision: rev.revision,
+            image: rev.image.clone(),
+            env: rev.env.clone(),
+            limits: rev.limits,
+        }
+    }
+
+    /// Records a new revision if the template changed; returns the current revision either way.
+    pub fn new_revision(&self, cause: String, change: impl FnOnce(&mut Revision)) -> Revision {
+        let rev = {
+            let mut st = lock(&self.state);
+            let mut next = st.current().clone();
+            change(&mut next);
+            let cur = st.current();
+            if next.image == cur.image && next.env == cur.env && next.limits == cur.limits {
+                return cur.clone();
+            }
+            next.revision = cur.revision + 1;
+            next.created_at_ms = acv_core::now_ms();
+            next.cause = cause;
+            st.revisions.push(next.clone());
+            if st.revisions.len() > 100 {
+                st.revisions.remove(0);
+            }
+            st.generation += 1;
+            next
+        };
+        self.event(format!("revision {} ({}): version {}", rev.revision, rev.cause, rev.image));
+        self.wake.notify_one();
+        rev
+    }
+
+    /// Samples CPU, memory and `/metrics` of every replica, enforces the memory limit, stores the sample.
+    pub async fn sample(&self) -> Arc<Sample> {
+        struct Target {
+            pid: u32,
+            addr: SocketAddr,
+            stressors: Vec<u32>,
+        }
+        let (targets, limits) = {
+            let st = lock(&self.state);
+            let targets: Vec<Target> = st
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    let p = s.proc.as_ref()?;
+                    Some(Target { pid: p.pid, addr: p.addr, stressors: s.stressors.iter().map(|s| s.pid).collect() })
+                })
+                .collect();
+            (targets, st.current().limits)
+        };
+        let mut cpu = BTreeMap::new();
+        let mut rss = Vec::new();
+        let mut over_limit = Vec::new();
+        for t in &targets {
+            let mut bytes = 0;
+            for pid in std::iter::once(t.pid).chain(t.stressors.iter().copied()) {
+                if let Some(u) = crate::procfs::usage(pid) {
+                    cpu.insert(pid, u.cpu_secs);
+                    bytes += u.rss_bytes;
+                }
+            }
+            rss.push(bytes);
+            if bytes > u64::from(limits.memory_mib) << 20 {
+                over_limit.push((t.pid, bytes));
+            }
+        }
+        let mut hist = BTreeMap::new();
+        if let Some(path) = &self.spec.metrics_path {
+            let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
+            let scrapes = targets.iter().map(|t| scrape(&self.shared.http, t.addr, path, timeout));
+            for (t, h) in targets.iter().zip(futures_join_all(scrapes).await) {
+                if let Some(h) = h {
+                    hist.insert(t.pid, h);
+                }
+            }
+        }
+        if self.shared.settings.enforce_memory_limit && !over_limit.is_empty() {
+            let st = &mut *lock(&self.state);
+            for (pid, bytes) in over_limit {
+                if let Some(p) = st.slots.iter_mut().filter_map(|s| s.proc.as_mut()).find(|p| p.pid == pid) {
+                    let _ = p.child.start_kill();
+                    self.event(format!(
+                        "pid {pid} OOMKilled: {} MiB resident over the {} MiB limit",
+                        bytes >> 20,
+                        limits.memory_mib
+                    ));
+                }
+            }
+        }
+        let sample = Arc::new(Sample { at: Instant::now(), cpu, rss, hist, limits });
+        let retention = Duration::from_secs(self.shared.settings.retention_secs);
+        let mut samples = lock(&self.samples);
+        while samples.front().is_some_and(|s| sample.at.duration_since(s.at) > retention) {
+            samples.pop_front();
+        }
+        samples.push_back(Arc::clone(&sample));
+        sample
+    }
+
+    /// The newest sample taken at least `window` before `latest`, else the oldest one before it.
+    pub fn baseline(&self, latest: &Sample, window: Duration) -> Option<Arc<Sample>> {
+        let samples = lock(&self.samples);
+        let older = samples.iter().filter(|s| s.at < latest.at);
+        let mut best = None;
+        for s in older {
+            if latest.at.duration_since(s.at) >= window {
+                best = Some(Arc::clone(s));
+            } else {
+                return best.or_else(|| Some(Arc::clone(s)));
+            }
+        }
+        best
+    }
+
+    /// Injects a fault; it ends after `duration` if given.
+    pub fn inject(&self, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
+        fault.validate()?;
+        if fault.is_stress() && self.shared.stressor.is_none() {
+            return Err(ClusterError::invalid("fault", "the runtime file declares no stressor command"));
+        }
+        let id = {
+            let mut st = lock(&self.state);
+            let id = FaultId(st.next_fault_id);
+            st.next_fault_id += 1;
+            st.faults.push(ActiveFault { id, fault, until: duration.map(|d| Instant::now() + d) });
+            id
+        };
+        self.event(format!("fault {} injected: {fault:?} for {duration:?}", id.0));
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Clears faults matching `which` (all if `None`); returns how many were cleared.
+    pub fn clear_faults(&self, which: Option<FaultId>) -> usize {
+        let n = {
+            let mut st = lock(&self.state);
+            let before = st.faults.len();
+            st.faults.retain(|f| which.is_some_and(|id| id != f.id));
+            before - st.faults.len()
+        };
+        if n > 0 {
+            self.event(format!("{n} fault(s) cleared"));
+            self.wake.notify_one();
+        }
+        n
+    }
+
+    /// Kills every process of this service and returns the children to wait for.
+    pub fn kill_all(&self) -> Vec<Child> {
+        let mut st = lock(&self.state);
+        let mut out = Vec::new();
+        for slot in &mut st.slots {
+            if let Some(mut p) = slot.proc.take() {
+                let _ = p.child.start_kill();
+                out.push(p.child);
+            }
+            for mut s in slot.stressors.drain(..) {
+                let _ = s.child.start_kill();
+                out.push(s.child);
+            }
+        }
+        out
+    }
+}
+
+/// Reaps killed children that have exited.
+pub(crate) fn reap_terminating(shared: &Shared) {
+    lock(&shared.terminating).retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+}
+
+async fn pump(reader: impl AsyncRead + Unpin, logs: Arc<Logs>, label: String) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.push(format!("[{label}] {line}"));
+    }
+}
+
+/// Binds an ephemeral port on loopback and releases it for a child to take.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn get(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Option<(http::StatusCode, Bytes)> {
+    let uri: http::Uri = format!("http://{addr}{path}").parse().ok()?;
+    let fut = async {
+        let resp = http.get(uri).await.ok()?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_SCRAPE_BYTES).collect().await.ok()?.to_bytes();
+        Some((status, body))
+    };
+    tokio::time::timeout(timeout, fut).await.ok().flatten()
+}
+
+async fn probe(http: &Client<HttpConnector, Empty<Bytes>>, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    get(http, addr, path, timeout).await.is_some_and(|(s, _)| s.is_success())
+}
+
+async fn scrape(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Option<HistogramSet> {
+    let (status, body) = get(http, addr, path, timeout).await?;
+    if !status.is_success() {
+        return None;
+    }
+    let text = std::str::from_utf8(&body).ok()?;
+    HistogramSet::parse(text, REQUEST_DURATION).ok()
+}
+
+/// Awaits futures concurrently on the current task, in order (a small `join_all` without the futures crate).
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in set.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
