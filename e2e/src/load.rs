@@ -138,7 +138,9 @@ impl Profile {
         match self {
             Profile::Constant { secs, .. } => *secs,
             Profile::Steps(steps) => steps.iter().map(|s| s.1).sum(),
-            Profile::Ramp { ramp_secs, hold_secs, .. } => ramp_secs + hold_secs,
+            Profile::Ramp {
+                ramp_secs, hold_secs, ..
+            } => ramp_secs + hold_secs,
         }
     }
 
@@ -156,7 +158,12 @@ impl Profile {
                 }
                 steps.last().map_or(0.0, |s| s.0)
             }
-            Profile::Ramp { from_rps, to_rps, ramp_secs, .. } => {
+            Profile::Ramp {
+                from_rps,
+                to_rps,
+                ramp_secs,
+                ..
+            } => {
                 if *ramp_secs <= 0.0 || t >= *ramp_secs {
                     *to_rps
                 } else {
@@ -176,14 +183,20 @@ impl Profile {
         let parts: Vec<f64> = match self {
             Profile::Constant { secs, .. } => vec![*secs],
             Profile::Steps(s) => s.iter().map(|x| x.1).collect(),
-            Profile::Ramp { ramp_secs, hold_secs, .. } => vec![*ramp_secs, *hold_secs],
+            Profile::Ramp {
+                ramp_secs, hold_secs, ..
+            } => vec![*ramp_secs, *hold_secs],
         };
         if rates.is_empty() || rates.iter().any(|r| !r.is_finite() || *r < 0.0 || *r > MAX_RPS) {
-            return Err(LoadError::InvalidProfile(format!("rates must be in 0..={MAX_RPS} requests/s")));
+            return Err(LoadError::InvalidProfile(format!(
+                "rates must be in 0..={MAX_RPS} requests/s"
+            )));
         }
         let total = self.total_secs();
         if parts.iter().any(|p| !p.is_finite() || *p < 0.0) || total <= 0.0 || total > MAX_SECS {
-            return Err(LoadError::InvalidProfile(format!("length must be in (0, {MAX_SECS}] s")));
+            return Err(LoadError::InvalidProfile(format!(
+                "length must be in (0, {MAX_SECS}] s"
+            )));
         }
         Ok(())
     }
@@ -195,14 +208,20 @@ impl Preset {
     /// The profile of this preset; `secs` overrides the default length (60 s; 100 s ramp + 20 s hold for
     /// `increase`, where `secs` then sets the ramp length).
     pub fn profile(self, secs: Option<f64>) -> Profile {
-        let constant = |rps: f64| Profile::Constant { rps, secs: secs.unwrap_or(60.0) };
+        let constant = |rps: f64| Profile::Constant {
+            rps,
+            secs: secs.unwrap_or(60.0),
+        };
         match self {
             Preset::Light => constant(20.0),
             Preset::Moderate => constant(50.0),
             Preset::Heavy => constant(80.0),
-            Preset::Increase => {
-                Profile::Ramp { from_rps: 1.0, to_rps: 100.0, ramp_secs: secs.unwrap_or(100.0), hold_secs: 20.0 }
-            }
+            Preset::Increase => Profile::Ramp {
+                from_rps: 1.0,
+                to_rps: 100.0,
+                ramp_secs: secs.unwrap_or(100.0),
+                hold_secs: 20.0,
+            },
         }
     }
 }
@@ -215,7 +234,9 @@ impl std::str::FromStr for Preset {
             "moderate" => Ok(Preset::Moderate),
             "heavy" => Ok(Preset::Heavy),
             "increase" => Ok(Preset::Increase),
-            _ => Err(format!("unknown preset {s:?}: expected light, moderate, heavy or increase")),
+            _ => Err(format!(
+                "unknown preset {s:?}: expected light, moderate, heavy or increase"
+            )),
         }
     }
 }
@@ -225,7 +246,10 @@ impl std::str::FromStr for Preset {
 impl Call {
     /// A GET of `path`.
     pub fn get(path: &str) -> Self {
-        Call { method: Method::GET, path: path.to_owned() }
+        Call {
+            method: Method::GET,
+            path: path.to_owned(),
+        }
     }
 }
 
@@ -235,7 +259,10 @@ pub fn shop_mix() -> Vec<Call> {
     calls.push(Call::get("/"));
     calls.push(Call::get("/catalogue/sock-01"));
     calls.push(Call::get("/cart"));
-    calls.push(Call { method: Method::POST, path: "/orders".into() });
+    calls.push(Call {
+        method: Method::POST,
+        path: "/orders".into(),
+    });
     calls.push(Call::get("/customers/1"));
     calls
 }
@@ -247,7 +274,9 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     }
     spec.profile.validate()?;
     if spec.calls.is_empty() || spec.calls.iter().any(|c| !c.path.starts_with('/')) {
-        return Err(LoadError::InvalidCalls("need at least one call, each path starting with '/'".into()));
+        return Err(LoadError::InvalidCalls(
+            "need at least one call, each path starting with '/'".into(),
+        ));
     }
     let max_in_flight = spec.max_in_flight.clamp(1, 10_000);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
@@ -281,8 +310,12 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                 .method(call.method.clone())
                 .uri(format!("http://{}{}", spec.target, call.path))
                 .body(Full::new(Bytes::new()));
-            let (client, latencies, counts, in_flight) =
-                (client.clone(), Arc::clone(&latencies), Arc::clone(&counts), Arc::clone(&in_flight));
+            let (client, latencies, counts, in_flight) = (
+                client.clone(),
+                Arc::clone(&latencies),
+                Arc::clone(&counts),
+                Arc::clone(&in_flight),
+            );
             let timeout = spec.timeout;
             in_flight.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(async move {
@@ -311,15 +344,25 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                     }
                 }
                 drop(c);
-                latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ms);
+                latencies
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(ms);
             });
         }
         t += 1.0 / rate;
     }
     while tasks.join_next().await.is_some() {}
     let secs = start.elapsed().as_secs_f64();
-    let mut report = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let mut report = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut lat = std::mem::take(
+        &mut *latencies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     lat.sort_by(f64::total_cmp);
     report.sent = sent;
     report.dropped = dropped;
@@ -339,7 +382,11 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted.get(rank - 1).copied()
 }
@@ -356,16 +403,39 @@ mod tests {
         assert_eq!(ramp.rate_at(15.0), 100.0);
         assert_eq!(ramp.total_secs(), 30.0);
         let steps = Profile::Steps(vec![(10.0, 1.0), (20.0, 2.0)]);
-        assert_eq!((steps.rate_at(0.5), steps.rate_at(2.0), steps.total_secs()), (10.0, 20.0, 3.0));
-        assert_eq!(Preset::Heavy.profile(None), Profile::Constant { rps: 80.0, secs: 60.0 });
+        assert_eq!(
+            (steps.rate_at(0.5), steps.rate_at(2.0), steps.total_secs()),
+            (10.0, 20.0, 3.0)
+        );
+        assert_eq!(
+            Preset::Heavy.profile(None),
+            Profile::Constant {
+                rps: 80.0,
+                secs: 60.0
+            }
+        );
         assert!("nope".parse::<Preset>().is_err());
     }
 
     #[test]
     fn bounds() {
-        assert!(Profile::Constant { rps: 5000.0, secs: 1.0 }.validate().is_err());
+        assert!(
+            Profile::Constant {
+                rps: 5000.0,
+                secs: 1.0
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Profile::Constant { rps: 10.0, secs: 0.0 }.validate().is_err());
-        assert!(Profile::Constant { rps: f64::NAN, secs: 1.0 }.validate().is_err());
+        assert!(
+            Profile::Constant {
+                rps: f64::NAN,
+                secs: 1.0
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Profile::Steps(vec![]).validate().is_err());
         assert!(Profile::Constant { rps: 10.0, secs: 5.0 }.validate().is_ok());
     }

@@ -19,15 +19,26 @@ pub struct StressArgs {
 
 /// Parses `--cpu-workers N --cpu-load P --mem-mib M --max-secs S` (all optional).
 pub fn parse_args(args: &[String]) -> Result<StressArgs, String> {
-    let mut out = StressArgs { cpu_workers: 0, cpu_load: 100, mem_mib: 0, max_secs: 900 };
+    let mut out = StressArgs {
+        cpu_workers: 0,
+        cpu_load: 100,
+        mem_mib: 0,
+        max_secs: 900,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let n: u64 = value.parse().map_err(|_| format!("{flag}: {value:?} is not a number"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("{flag}: {value:?} is not a number"))?;
         let small = |max: u64| u32::try_from(n).ok().filter(|v| u64::from(*v) <= max);
         match flag.as_str() {
             "--cpu-workers" => out.cpu_workers = small(64).ok_or("--cpu-workers must be <= 64")?,
-            "--cpu-load" => out.cpu_load = small(100).filter(|v| *v > 0).ok_or("--cpu-load must be 1..=100")?,
+            "--cpu-load" => {
+                out.cpu_load = small(100)
+                    .filter(|v| *v > 0)
+                    .ok_or("--cpu-load must be 1..=100")?
+            }
             "--mem-mib" => out.mem_mib = small(16_384).ok_or("--mem-mib must be <= 16384")?,
             "--max-secs" => out.max_secs = n,
             _ => return Err(format!("unknown flag {flag}")),
@@ -52,7 +63,10 @@ pub fn run(args: &StressArgs) {
             held[i] = 1;
         }
     }
-    println!("stress: {} cpu worker(s) at {}%, {} MiB held", args.cpu_workers, args.cpu_load, args.mem_mib);
+    println!(
+        "stress: {} cpu worker(s) at {}%, {} MiB held",
+        args.cpu_workers, args.cpu_load, args.mem_mib
+    );
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut target, mut preset, mut rps, mut ramp, mut steps, mut secs) = (None, None, None, None, None, None);
+    let (mut target, mut preset, mut rps, mut ramp, mut steps, mut secs) =
+        (None, None, None, None, None, None);
     let mut paths = Vec::new();
     let mut max_in_flight = 512;
     while let Some(flag) = args.next() {
@@ -31,11 +32,25 @@ async fn main() -> anyhow::Result<()> {
     let profile = if let Some(p) = preset {
         p.profile(secs)
     } else if let Some(r) = rps {
-        Profile::Constant { rps: r, secs: secs.unwrap_or(60.0) }
+        Profile::Constant {
+            rps: r,
+            secs: secs.unwrap_or(60.0),
+        }
     } else if let Some(r) = ramp {
-        let parts: Vec<f64> = r.split(':').map(str::parse).collect::<Result<_, _>>().context("--ramp FROM:TO:SECS")?;
-        let [from_rps, to_rps, ramp_secs] = parts[..] else { bail!("--ramp FROM:TO:SECS") };
-        Profile::Ramp { from_rps, to_rps, ramp_secs, hold_secs: 0.0 }
+        let parts: Vec<f64> = r
+            .split(':')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("--ramp FROM:TO:SECS")?;
+        let [from_rps, to_rps, ramp_secs] = parts[..] else {
+            bail!("--ramp FROM:TO:SECS")
+        };
+        Profile::Ramp {
+            from_rps,
+            to_rps,
+            ramp_secs,
+            hold_secs: 0.0,
+        }
     } else if let Some(s) = steps {
         let mut out = Vec::new();
         for part in s.split(',') {
@@ -47,7 +62,13 @@ async fn main() -> anyhow::Result<()> {
         bail!("one of --preset, --rps, --ramp or --steps is required");
     };
     let calls = if paths.is_empty() { load::shop_mix() } else { paths };
-    let spec = LoadSpec { target, calls, profile, max_in_flight, timeout: Duration::from_secs(10) };
+    let spec = LoadSpec {
+        target,
+        calls,
+        profile,
+        max_in_flight,
+        timeout: Duration::from_secs(10),
+    };
     let report = load::run(&spec).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

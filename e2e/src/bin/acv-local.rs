@@ -13,7 +13,10 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     let mut file = PathBuf::from("e2e/shop.yaml");
     let mut vars = BTreeMap::new();
-    if let Some(sibling) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("acv-shop"))) {
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("acv-shop")))
+    {
         vars.insert("SHOP_BIN".to_owned(), sibling.display().to_string());
     }
     for arg in std::env::args().skip(1) {
@@ -24,7 +27,9 @@ async fn main() -> anyhow::Result<()> {
             None => file = PathBuf::from(arg),
         }
     }
-    let rt = LocalRuntime::start_file(&file, &vars).await.with_context(|| format!("starting {}", file.display()))?;
+    let rt = LocalRuntime::start_file(&file, &vars)
+        .await
+        .with_context(|| format!("starting {}", file.display()))?;
     for name in rt.services() {
         println!("{name:<10} http://{}", rt.addr(name.as_str())?);
     }

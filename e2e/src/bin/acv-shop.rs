@@ -10,7 +10,10 @@ use acv_e2e::{exit_with_parent, shop, stress};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(what) = args.first() else {
-        eprintln!("usage: acv-shop <{}> | acv-shop stress [flags]", shop::SERVICES.join("|"));
+        eprintln!(
+            "usage: acv-shop <{}> | acv-shop stress [flags]",
+            shop::SERVICES.join("|")
+        );
         return ExitCode::from(64);
     };
     exit_with_parent();

@@ -33,7 +33,15 @@ pub mod metrics;
 use metrics::RequestMetrics;
 
 /// The services of the shop.
-pub const SERVICES: [&str; 7] = ["front-end", "catalogue", "carts", "orders", "payment", "shipping", "user"];
+pub const SERVICES: [&str; 7] = [
+    "front-end",
+    "catalogue",
+    "carts",
+    "orders",
+    "payment",
+    "shipping",
+    "user",
+];
 
 /// Behaviour selected by the version switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +130,11 @@ impl std::str::FromStr for Mode {
 impl Config {
     /// Reads the configuration of service `name` from `env`.
     pub fn from_env(name: &str, env: &dyn Strings) -> Result<Self, ShopError> {
-        let service = SERVICES.iter().copied().find(|s| *s == name).ok_or_else(|| ShopError::UnknownService(name.into()))?;
+        let service = SERVICES
+            .iter()
+            .copied()
+            .find(|s| *s == name)
+            .ok_or_else(|| ShopError::UnknownService(name.into()))?;
         // (work µs, delay ms, jitter ms) per service: catalogue and front-end do the most.
         let (work, delay, jitter) = match service {
             "front-end" => (200, 1, 1),
@@ -156,10 +168,22 @@ impl Config {
             let addr = env
                 .get(&port_key)
                 .and_then(|port| format!("{host}:{port}").parse::<SocketAddr>().ok())
-                .ok_or_else(|| ShopError::MissingDownstream { service: service.into(), key: port_key })?;
+                .ok_or_else(|| ShopError::MissingDownstream {
+                    service: service.into(),
+                    key: port_key,
+                })?;
             downstream.push((*d, addr));
         }
-        Ok(Config { service, port, mode, work, delay, jitter, slow, downstream })
+        Ok(Config {
+            service,
+            port,
+            mode,
+            work,
+            delay,
+            jitter,
+            slow,
+            downstream,
+        })
     }
 }
 
@@ -170,17 +194,30 @@ pub async fn run(cfg: Config) -> Result<(), ShopError> {
         std::process::exit(1);
     }
     let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
-    println!("{} listening on {} (mode {:?})", cfg.service, listener.local_addr()?, cfg.mode);
+    println!(
+        "{} listening on {} (mode {:?})",
+        cfg.service,
+        listener.local_addr()?,
+        cfg.mode
+    );
     serve(listener, cfg).await
 }
 
 /// Serves on an already bound listener (for in-process tests).
 pub async fn serve(listener: TcpListener, cfg: Config) -> Result<(), ShopError> {
-    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
     let seed = u64::from(std::process::id()) ^ acv_core::now_ms();
     let items = (0..60).map(|i| format!("sock-{i:02}")).collect();
     let metrics = RequestMetrics::new(cfg.service);
-    let ctx = Arc::new(Ctx { cfg, metrics, client, rng: AtomicU64::new(seed | 1), items });
+    let ctx = Arc::new(Ctx {
+        cfg,
+        metrics,
+        client,
+        rng: AtomicU64::new(seed | 1),
+        items,
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(a) => a,
@@ -189,14 +226,17 @@ pub async fn serve(listener: TcpListener, cfg: Config) -> Result<(), ShopError> 
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay(true).ok();
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
                 async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Connection ended with an error.");
+            }
         });
     }
 }
@@ -223,14 +263,15 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
     }
     let method = req.method().clone();
     // Drain the request body (bounded) so keep-alive works.
-    let _ = Limited::new(req.into_body(), 64 * 1024).collect().await;
+    Limited::new(req.into_body(), 64 * 1024).collect().await.ok();
     let Some(route) = route(ctx.cfg.service, &method, &path) else {
         let resp = text(StatusCode::NOT_FOUND, "not found\n");
         ctx.metrics.observe("unknown", 404, start.elapsed());
         return resp;
     };
     let resp = business(ctx, route, &path).await;
-    ctx.metrics.observe(route, resp.status().as_u16(), start.elapsed());
+    ctx.metrics
+        .observe(route, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -265,13 +306,20 @@ async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<B
     let cfg = &ctx.cfg;
     burn(cfg.work);
     let jitter_ms = u64::try_from(cfg.jitter.as_millis()).unwrap_or(0);
-    let jitter = if jitter_ms > 0 { Duration::from_micros(ctx.next_rand() % (jitter_ms * 1000 + 1)) } else { Duration::ZERO };
+    let jitter = if jitter_ms > 0 {
+        Duration::from_micros(ctx.next_rand() % (jitter_ms * 1000 + 1))
+    } else {
+        Duration::ZERO
+    };
     tokio::time::sleep(cfg.delay + jitter).await;
     if cfg.mode == Mode::Slow {
         tokio::time::sleep(cfg.slow).await;
     }
     if cfg.mode == Mode::Errors {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":\"{} is broken\"}}\n", cfg.service));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{{\"error\":\"{} is broken\"}}\n", cfg.service),
+        );
     }
     let body = match (cfg.service, route) {
         ("front-end", "/") => Ok("<html><body><h1>acv sock shop</h1></body></html>\n".to_owned()),
@@ -280,17 +328,28 @@ async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<B
         ("front-end", "/orders") => ctx.call("orders", Method::POST, "/orders").await,
         ("front-end", "/customers/{id}" | "/login") => ctx.call("user", Method::GET, path).await,
         ("orders", "/orders") => match ctx.call("payment", Method::POST, "/paymentAuth").await {
-            Ok(_) => ctx.call("shipping", Method::POST, "/shipping").await.map(|s| format!("{{\"order\":{s}}}")),
+            Ok(_) => ctx
+                .call("shipping", Method::POST, "/shipping")
+                .await
+                .map(|s| format!("{{\"order\":{s}}}")),
             Err(e) => Err(e),
         },
         ("catalogue", "/catalogue") => Ok(ctx.catalogue_page()),
         ("catalogue", "/catalogue/size") => Ok(format!("{{\"size\":{}}}", ctx.items.len())),
-        ("catalogue", "/tags") => Ok("{\"tags\":[\"brown\",\"geek\",\"formal\",\"blue\",\"sport\"]}".to_owned()),
-        (_, _) => Ok(format!("{{\"service\":\"{}\",\"route\":\"{route}\",\"ok\":true}}", cfg.service)),
+        ("catalogue", "/tags") => {
+            Ok("{\"tags\":[\"brown\",\"geek\",\"formal\",\"blue\",\"sport\"]}".to_owned())
+        }
+        (_, _) => Ok(format!(
+            "{{\"service\":\"{}\",\"route\":\"{route}\",\"ok\":true}}",
+            cfg.service
+        )),
     };
     match body {
         Ok(b) => text(StatusCode::OK, b),
-        Err(status) => text(status, format!("{{\"error\":\"downstream failed with {status}\"}}\n")),
+        Err(status) => text(
+            status,
+            format!("{{\"error\":\"downstream failed with {status}\"}}\n"),
+        ),
     }
 }
 
@@ -320,12 +379,21 @@ impl Ctx {
     fn catalogue_page(&self) -> String {
         let mut items: Vec<&String> = self.items.iter().collect();
         items.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let list: Vec<String> = items.iter().take(12).map(|s| format!("{{\"id\":\"{s}\",\"price\":9.99}}")).collect();
+        let list: Vec<String> = items
+            .iter()
+            .take(12)
+            .map(|s| format!("{{\"id\":\"{s}\",\"price\":9.99}}"))
+            .collect();
         format!("[{}]", list.join(","))
     }
 
     async fn call(&self, service: &str, method: Method, path: &str) -> Result<String, StatusCode> {
-        let addr = self.cfg.downstream.iter().find(|(n, _)| *n == service).map(|(_, a)| *a);
+        let addr = self
+            .cfg
+            .downstream
+            .iter()
+            .find(|(n, _)| *n == service)
+            .map(|(_, a)| *a);
         let addr = addr.ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
         let req = Request::builder()
             .method(method)
@@ -333,7 +401,11 @@ impl Ctx {
             .body(Full::new(Bytes::new()))
             .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|_| StatusCode::BAD_GATEWAY)?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), 1 << 20)
                 .collect()
@@ -345,7 +417,9 @@ impl Ctx {
             }
             Ok(String::from_utf8_lossy(&body).into_owned())
         };
-        tokio::time::timeout(Duration::from_secs(5), fut).await.unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT))
+        tokio::time::timeout(Duration::from_secs(5), fut)
+            .await
+            .unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT))
     }
 }
 
@@ -366,8 +440,14 @@ mod tests {
         let cfg = Config::from_env("orders", &env).unwrap();
         assert_eq!((cfg.port, cfg.mode), (8080, Mode::Slow));
         assert_eq!(cfg.downstream[1].1, "127.0.0.1:9002".parse().unwrap());
-        assert!(matches!(Config::from_env("nope", &env), Err(ShopError::UnknownService(_))));
-        assert!(matches!(Config::from_env("front-end", &env), Err(ShopError::MissingDownstream { .. })));
+        assert!(matches!(
+            Config::from_env("nope", &env),
+            Err(ShopError::UnknownService(_))
+        ));
+        assert!(matches!(
+            Config::from_env("front-end", &env),
+            Err(ShopError::MissingDownstream { .. })
+        ));
         let bad: HashMap<&str, &str> = HashMap::from([("PORT", "x"), ("SHOP_MODE", "weird")]);
         let err = Config::from_env("user", &bad).unwrap_err().to_string();
         assert!(err.contains("PORT") && err.contains("SHOP_MODE"), "{err}");
@@ -375,8 +455,14 @@ mod tests {
 
     #[test]
     fn routes_are_bounded() {
-        assert_eq!(route("catalogue", &Method::GET, "/catalogue/abc"), Some("/catalogue/{id}"));
-        assert_eq!(route("catalogue", &Method::GET, "/catalogue/size"), Some("/catalogue/size"));
+        assert_eq!(
+            route("catalogue", &Method::GET, "/catalogue/abc"),
+            Some("/catalogue/{id}")
+        );
+        assert_eq!(
+            route("catalogue", &Method::GET, "/catalogue/size"),
+            Some("/catalogue/size")
+        );
         assert_eq!(route("front-end", &Method::GET, "/"), Some("/"));
         assert_eq!(route("catalogue", &Method::POST, "/catalogue"), None);
         assert_eq!(route("payment", &Method::GET, "/paymentAuth"), None);

@@ -24,19 +24,25 @@ async fn replica() -> anyhow::Result<SocketAddr> {
     let addr = l.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            let _ = s.set_nodelay(true);
+            s.set_nodelay(true).ok();
             tokio::spawn(async move {
                 let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}"))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await
+                    .ok();
             });
         }
     });
     Ok(addr)
 }
 
-async fn measure(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>, addr: SocketAddr) -> anyhow::Result<(f64, f64)> {
+async fn measure(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+) -> anyhow::Result<(f64, f64)> {
     let uri: hyper::Uri = format!("http://{addr}/catalogue").parse()?;
     for _ in 0..WARMUP {
         client.get(uri.clone()).await?.into_body().collect().await?;
@@ -64,14 +70,22 @@ async fn main() -> anyhow::Result<()> {
     let front_addr = front.local_addr()?;
     let stop = CancellationToken::new();
     tokio::spawn(serve(front, Arc::clone(&state), stop.clone()));
-    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
 
     let (d50, d99) = measure(&client, a).await?;
     let (f50, f99) = measure(&client, front_addr).await?;
     stop.cancel();
-    println!("front_latency: {REQUESTS} sequential GETs on 127.0.0.1 (keep-alive), 2 replicas behind the front");
+    println!(
+        "front_latency: {REQUESTS} sequential GETs on 127.0.0.1 (keep-alive), 2 replicas behind the front"
+    );
     println!("  direct to replica : p50 {d50:8.1} us   p99 {d99:8.1} us");
     println!("  via round-robin   : p50 {f50:8.1} us   p99 {f99:8.1} us");
-    println!("  added by the front: p50 {:8.1} us   p99 {:8.1} us", f50 - d50, f99 - d99);
+    println!(
+        "  added by the front: p50 {:8.1} us   p99 {:8.1} us",
+        f50 - d50,
+        f99 - d99
+    );
     Ok(())
 }

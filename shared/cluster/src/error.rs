@@ -100,6 +100,9 @@ impl ClusterError {
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        ClusterError::InvalidArgument { what, reason: reason.into() }
+        ClusterError::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
     }
 }

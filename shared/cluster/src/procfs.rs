@@ -36,7 +36,10 @@ pub fn usage(pid: u32) -> Option<ProcUsage> {
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib = parse_vm_rss_kib(&status).unwrap_or(0);
-    Some(ProcUsage { cpu_secs: (utime + stime) as f64 / clock_ticks(), rss_bytes: rss_kib * 1024 })
+    Some(ProcUsage {
+        cpu_secs: (utime + stime) as f64 / clock_ticks(),
+        rss_bytes: rss_kib * 1024,
+    })
 }
 
 /// Whether `pid` exists and is not a zombie.

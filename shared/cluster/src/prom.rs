@@ -61,9 +61,13 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
 }
 
 fn parse_line(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).ok_or("no value after the metric name")?;
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .ok_or("no value after the metric name")?;
     let name = &line[..name_end];
-    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
     if name.is_empty() || !valid || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(format!("bad metric name {name:?}"));
     }
@@ -84,7 +88,11 @@ fn parse_line(line: &str) -> Result<Sample, String> {
     if fields.next().is_some() {
         return Err("trailing data after timestamp".into());
     }
-    Ok(Sample { name: name.to_owned(), labels, value })
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 /// Parses `a="x",b="y"}` and returns the labels and the text after `}`.
@@ -146,11 +154,21 @@ impl HistogramSet {
         let mut set = HistogramSet::default();
         for s in samples {
             let key = |labels: &Labels| -> Vec<(String, String)> {
-                labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.clone(), v.clone())).collect()
+                labels
+                    .iter()
+                    .filter(|(k, _)| *k != "le")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             };
             if s.name == bucket {
-                let Some(le) = s.labels.get("le").and_then(|le| parse_value(le).ok()) else { continue };
-                set.series.entry(key(&s.labels)).or_default().buckets.push((le, s.value));
+                let Some(le) = s.labels.get("le").and_then(|le| parse_value(le).ok()) else {
+                    continue;
+                };
+                set.series
+                    .entry(key(&s.labels))
+                    .or_default()
+                    .buckets
+                    .push((le, s.value));
             } else if s.name == sum {
                 set.series.entry(key(&s.labels)).or_default().sum = s.value;
             } else if s.name == count {
@@ -290,7 +308,15 @@ other_metric{a="q\"uo\\te\n"} 1.5e3
 
     #[test]
     fn rejects_malformed_lines() {
-        for bad in ["x", "x{a=\"1\" 2", "x{a=1} 2", "x abc", "1x{} 2", "x 1 2 3", "x{a=\"1\"} 1 nope"] {
+        for bad in [
+            "x",
+            "x{a=\"1\" 2",
+            "x{a=1} 2",
+            "x abc",
+            "1x{} 2",
+            "x 1 2 3",
+            "x{a=\"1\"} 1 nope",
+        ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.line, 1, "{bad}: {err}");
         }
@@ -316,7 +342,10 @@ other_metric{a="q\"uo\\te\n"} 1.5e3
     #[test]
     fn delta_handles_resets() {
         let later = HistogramSet::parse(TEXT, "request_duration_seconds").unwrap();
-        let earlier_text = TEXT.replace("} 100", "} 40").replace("} 90", "} 30").replace("} 50\n", "} 20\n");
+        let earlier_text = TEXT
+            .replace("} 100", "} 40")
+            .replace("} 90", "} 30")
+            .replace("} 50\n", "} 20\n");
         let earlier = HistogramSet::parse(&earlier_text, "request_duration_seconds").unwrap();
         let d = later.delta(Some(&earlier));
         let h = d.merged(|k| k.iter().any(|(_, v)| v == "200"));

@@ -30,7 +30,10 @@ pub fn env_var(key: &str, value: &str) -> Result<(), ClusterError> {
         ));
     }
     if value.contains('\0') || value.len() > 32 * 1024 {
-        return Err(ClusterError::invalid("env value", "must have no NUL byte and be at most 32 KiB"));
+        return Err(ClusterError::invalid(
+            "env value",
+            "must have no NUL byte and be at most 32 KiB",
+        ));
     }
     Ok(())
 }
@@ -61,7 +64,10 @@ pub fn window(window_secs: f64) -> Result<f64, ClusterError> {
     if window_secs.is_finite() && window_secs > 0.0 && window_secs <= MAX_WINDOW_SECS {
         Ok(window_secs)
     } else {
-        Err(ClusterError::invalid("window_secs", format!("{window_secs} is not in (0, {MAX_WINDOW_SECS}]")))
+        Err(ClusterError::invalid(
+            "window_secs",
+            format!("{window_secs} is not in (0, {MAX_WINDOW_SECS}]"),
+        ))
     }
 }
 
@@ -70,14 +76,20 @@ pub fn tail(tail: i64) -> Result<usize, ClusterError> {
     if (0..=MAX_TAIL).contains(&tail) {
         Ok(usize::try_from(tail).unwrap_or(0))
     } else {
-        Err(ClusterError::invalid("tail", format!("{tail} is outside 0..={MAX_TAIL}")))
+        Err(ClusterError::invalid(
+            "tail",
+            format!("{tail} is outside 0..={MAX_TAIL}"),
+        ))
     }
 }
 
 /// An image or version string: non-empty, printable, at most 256 bytes.
 pub fn image(image: &str) -> Result<(), ClusterError> {
     if image.is_empty() || image.len() > 256 || image.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ClusterError::invalid("image", format!("{image:?} must be 1-256 printable characters, no spaces")));
+        return Err(ClusterError::invalid(
+            "image",
+            format!("{image:?} must be 1-256 printable characters, no spaces"),
+        ));
     }
     Ok(())
 }
@@ -90,9 +102,21 @@ mod tests {
     fn replicas_bounds() {
         assert_eq!(replicas(0, 10).unwrap(), 0);
         assert_eq!(replicas(10, 10).unwrap(), 10);
-        assert!(matches!(replicas(-1, 10), Err(ClusterError::InvalidReplicas { requested: -1, max: 10 })));
-        assert!(matches!(replicas(11, 10), Err(ClusterError::InvalidReplicas { .. })));
-        assert!(matches!(replicas(i64::MAX, 10), Err(ClusterError::InvalidReplicas { .. })));
+        assert!(matches!(
+            replicas(-1, 10),
+            Err(ClusterError::InvalidReplicas {
+                requested: -1,
+                max: 10
+            })
+        ));
+        assert!(matches!(
+            replicas(11, 10),
+            Err(ClusterError::InvalidReplicas { .. })
+        ));
+        assert!(matches!(
+            replicas(i64::MAX, 10),
+            Err(ClusterError::InvalidReplicas { .. })
+        ));
     }
 
     #[test]

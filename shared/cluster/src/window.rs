@@ -28,7 +28,11 @@ pub struct WindowStats {
 /// usually `later.delta(Some(&earlier))`, summed over replicas.
 pub fn stats(added: &HistogramSet, span_secs: f64) -> WindowStats {
     let all = added.merged(|_| true);
-    let errors = added.merged(|labels| labels.iter().any(|(k, v)| k == "status_code" && v.starts_with('5')));
+    let errors = added.merged(|labels| {
+        labels
+            .iter()
+            .any(|(k, v)| k == "status_code" && v.starts_with('5'))
+    });
     let requests = all.count;
     let rate = (span_secs > 0.0).then(|| requests / span_secs);
     let has = requests > 0.0;
@@ -36,15 +40,28 @@ pub fn stats(added: &HistogramSet, span_secs: f64) -> WindowStats {
         span_secs,
         requests,
         request_rate: rate,
-        p50_ms: if has { all.quantile(0.5).map(|s| s * 1000.0) } else { None },
-        p99_ms: if has { all.quantile(0.99).map(|s| s * 1000.0) } else { None },
+        p50_ms: if has {
+            all.quantile(0.5).map(|s| s * 1000.0)
+        } else {
+            None
+        },
+        p99_ms: if has {
+            all.quantile(0.99).map(|s| s * 1000.0)
+        } else {
+            None
+        },
         error_rate_percent: has.then(|| 100.0 * errors.count / requests),
     }
 }
 
 /// CPU use as a percentage of a per-replica limit: `cpu_secs` of CPU time spent by `replicas` replicas during
 /// `span_secs`, against `limit_millis` each. `None` without replicas or time.
-pub fn cpu_percent_of_limit(cpu_secs: f64, span_secs: f64, replicas: usize, limit_millis: u32) -> Option<f64> {
+pub fn cpu_percent_of_limit(
+    cpu_secs: f64,
+    span_secs: f64,
+    replicas: usize,
+    limit_millis: u32,
+) -> Option<f64> {
     if replicas == 0 || span_secs <= 0.0 || limit_millis == 0 {
         return None;
     }

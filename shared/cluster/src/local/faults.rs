@@ -49,9 +49,14 @@ impl Fault {
         let bad = |reason: String| Err(ClusterError::invalid("fault", reason));
         match *self {
             Fault::PodFailure => Ok(()),
-            Fault::CpuStress { workers, load_percent } => {
+            Fault::CpuStress {
+                workers,
+                load_percent,
+            } => {
                 if !(1..=8).contains(&workers) || !(1..=100).contains(&load_percent) {
-                    return bad(format!("cpu stress needs 1..=8 workers at 1..=100 %, got {workers} at {load_percent}"));
+                    return bad(format!(
+                        "cpu stress needs 1..=8 workers at 1..=100 %, got {workers} at {load_percent}"
+                    ));
                 }
                 Ok(())
             }
@@ -78,8 +83,16 @@ impl Fault {
     /// Arguments appended to the stressor command.
     pub(crate) fn stressor_args(&self) -> Vec<String> {
         match *self {
-            Fault::CpuStress { workers, load_percent } => {
-                vec!["--cpu-workers".into(), workers.to_string(), "--cpu-load".into(), load_percent.to_string()]
+            Fault::CpuStress {
+                workers,
+                load_percent,
+            } => {
+                vec![
+                    "--cpu-workers".into(),
+                    workers.to_string(),
+                    "--cpu-load".into(),
+                    load_percent.to_string(),
+                ]
             }
             Fault::MemoryStress { mib } => vec!["--mem-mib".into(), mib.to_string()],
             _ => Vec::new(),

@@ -34,10 +34,10 @@ impl FrontState {
     /// Replaces the set of ready replicas.
     pub fn set_backends(&self, mut addrs: Vec<SocketAddr>) {
         addrs.sort();
-        if let Ok(mut b) = self.backends.write() {
-            if **b != addrs {
-                *b = Arc::new(addrs);
-            }
+        if let Ok(mut b) = self.backends.write()
+            && **b != addrs
+        {
+            *b = Arc::new(addrs);
         }
     }
 
@@ -48,12 +48,18 @@ impl FrontState {
 
     /// Sets the latency added to every request (the added-latency fault).
     pub fn set_extra_latency(&self, d: Duration) {
-        self.extra_latency_ms.store(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.extra_latency_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// `(forwarded, answered 503 for lack of a ready replica)` so far.
     pub fn counts(&self) -> (u64, u64) {
-        (self.forwarded.load(Ordering::Relaxed), self.unavailable.load(Ordering::Relaxed))
+        (
+            self.forwarded.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
+        )
     }
 
     fn pick(&self) -> Option<SocketAddr> {
@@ -81,7 +87,9 @@ pub async fn serve(listener: TcpListener, state: Arc<FrontState>, shutdown: Canc
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+        }
         let state = Arc::clone(&state);
         let client = client.clone();
         let shutdown = shutdown.clone();
@@ -125,7 +133,11 @@ async fn forward(
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())).map_err(|n| match n {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|n| match n {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     resp
 }

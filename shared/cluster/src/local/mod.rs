@@ -78,9 +78,13 @@ impl LocalRuntime {
         spec.validate()?;
         let mut listeners = Vec::new();
         for svc in &spec.services {
-            let l = tokio::net::TcpListener::bind(("127.0.0.1", svc.port)).await.map_err(|source| {
-                ClusterError::Bind { service: svc.name.to_string(), port: svc.port, source }
-            })?;
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", svc.port))
+                .await
+                .map_err(|source| ClusterError::Bind {
+                    service: svc.name.to_string(),
+                    port: svc.port,
+                    source,
+                })?;
             let addr = l.local_addr().map_err(|e| ClusterError::Backend(e.to_string()))?;
             listeners.push((svc.clone(), l, addr));
         }
@@ -94,7 +98,9 @@ impl LocalRuntime {
                 ]
             })
             .collect();
-        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(10)).build_http();
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(10))
+            .build_http();
         let shared = Arc::new(Shared {
             settings: spec.settings.clone(),
             stressor: spec.stressor.clone(),
@@ -110,16 +116,27 @@ impl LocalRuntime {
         for (svc, listener, addr) in listeners {
             let service = Arc::new(Service::new(svc, addr, Arc::clone(&shared)));
             service.event(format!("front listening on {addr}"));
-            tasks.push(tokio::spawn(front::serve(listener, Arc::clone(&service.front), shared.shutdown.clone())));
+            tasks.push(tokio::spawn(front::serve(
+                listener,
+                Arc::clone(&service.front),
+                shared.shutdown.clone(),
+            )));
             tasks.push(tokio::spawn(Arc::clone(&service).run_supervisor()));
             tasks.push(tokio::spawn(Arc::clone(&service).run_sampler()));
             services.insert(service.name.to_string(), service);
         }
-        Ok(LocalRuntime { shared, services, tasks })
+        Ok(LocalRuntime {
+            shared,
+            services,
+            tasks,
+        })
     }
 
     /// Parses a runtime file and starts it.
-    pub async fn start_file(path: &std::path::Path, vars: &BTreeMap<String, String>) -> Result<Self, ClusterError> {
+    pub async fn start_file(
+        path: &std::path::Path,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Self, ClusterError> {
         Self::start(RuntimeSpec::from_file(path, vars)?).await
     }
 
@@ -127,12 +144,16 @@ impl LocalRuntime {
         if self.shared.stopped.load(Ordering::SeqCst) {
             return Err(ClusterError::Stopped);
         }
-        self.services.get(name).ok_or_else(|| ClusterError::UnknownComponent(name.to_owned()))
+        self.services
+            .get(name)
+            .ok_or_else(|| ClusterError::UnknownComponent(name.to_owned()))
     }
 
     /// The [`Cluster`] handle scoped to service `name`.
     pub fn cluster(&self, name: &str) -> Result<LocalCluster, ClusterError> {
-        Ok(LocalCluster { service: Arc::clone(self.service(name)?) })
+        Ok(LocalCluster {
+            service: Arc::clone(self.service(name)?),
+        })
     }
 
     /// The service names.
@@ -174,7 +195,12 @@ impl LocalRuntime {
     }
 
     /// Injects `fault` into service `name`, ending after `duration` if given.
-    pub fn inject(&self, name: &str, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
+    pub fn inject(
+        &self,
+        name: &str,
+        fault: Fault,
+        duration: Option<Duration>,
+    ) -> Result<FaultId, ClusterError> {
         self.service(name)?.inject(fault, duration)
     }
 
@@ -194,11 +220,19 @@ impl LocalRuntime {
     }
 
     /// Waits until service `name` has `replicas` ready replicas and no others.
-    pub async fn wait_ready(&self, name: &str, replicas: u32, timeout: Duration) -> Result<ComponentStatus, ClusterError> {
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<ComponentStatus, ClusterError> {
         let svc = Arc::clone(self.service(name)?);
-        wait_for(&svc, timeout, &format!("{replicas} ready replicas of {name}"), |s| {
-            s.ready_replicas == replicas && s.replicas.len() == replicas as usize
-        })
+        wait_for(
+            &svc,
+            timeout,
+            &format!("{replicas} ready replicas of {name}"),
+            |s| s.ready_replicas == replicas && s.replicas.len() == replicas as usize,
+        )
         .await
     }
 
@@ -218,13 +252,18 @@ impl LocalRuntime {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
         for t in self.tasks.drain(..) {
-            let _ = t.await;
+            if let Err(e) = t.await {
+                tracing::debug!(error = %e, "Runtime task ended abnormally.");
+            }
         }
         let mut children: Vec<_> = self.services.values().flat_map(|s| s.kill_all()).collect();
         children.append(&mut lock(&self.shared.terminating));
         for mut c in children {
-            let _ = c.start_kill();
-            if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+            c.start_kill().ok();
+            if tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(pid = ?c.id(), "Child did not exit within 5 s of SIGKILL.");
             }
         }
@@ -262,7 +301,10 @@ async fn wait_for(
             return Ok(s);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::Timeout { what: what.to_owned(), secs: timeout.as_secs_f64() });
+            return Err(ClusterError::Timeout {
+                what: what.to_owned(),
+                secs: timeout.as_secs_f64(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -301,7 +343,8 @@ impl Cluster for LocalCluster {
         let mut base = svc.baseline(&latest, Duration::from_secs_f64(window));
         if base.is_none() {
             // No history yet (just started): measure over one sample interval.
-            let wait = Duration::from_millis(svc.shared.settings.sample_interval_ms).min(Duration::from_secs_f64(window));
+            let wait = Duration::from_millis(svc.shared.settings.sample_interval_ms)
+                .min(Duration::from_secs_f64(window));
             tokio::time::sleep(wait).await;
             base = Some(latest);
             latest = svc.sample().await;
@@ -391,7 +434,10 @@ impl Cluster for LocalCluster {
     async fn set_resources(&self, cpu_millis: i64, memory_mib: i64) -> Result<Revision, ClusterError> {
         let limits = validate::resources(cpu_millis, memory_mib)?;
         let svc = self.live()?;
-        Ok(svc.new_revision(format!("set_resources cpu={cpu_millis}m memory={memory_mib}Mi"), |r| r.limits = limits))
+        Ok(svc.new_revision(
+            format!("set_resources cpu={cpu_millis}m memory={memory_mib}Mi"),
+            |r| r.limits = limits,
+        ))
     }
 
     async fn rollback(&self) -> Result<Revision, ClusterError> {
@@ -400,15 +446,19 @@ impl Cluster for LocalCluster {
             let st = lock(&svc.state);
             let n = st.revisions.len();
             if n < 2 {
-                return Err(ClusterError::NoPreviousRevision { current: st.current().revision });
+                return Err(ClusterError::NoPreviousRevision {
+                    current: st.current().revision,
+                });
             }
             st.revisions[n - 2].clone()
         };
-        Ok(svc.new_revision(format!("rollback to revision {}", previous.revision), |r| {
-            r.image = previous.image.clone();
-            r.env = previous.env.clone();
-            r.limits = previous.limits;
-        }))
+        Ok(
+            svc.new_revision(format!("rollback to revision {}", previous.revision), |r| {
+                r.image = previous.image.clone();
+                r.env = previous.env.clone();
+                r.limits = previous.limits;
+            }),
+        )
     }
 
     async fn history(&self) -> Result<Vec<Revision>, ClusterError> {
@@ -418,5 +468,8 @@ impl Cluster for LocalCluster {
 
 /// Whether a status shows a crash (any replica in `CrashLoopBackOff`).
 pub fn is_crashlooping(status: &ComponentStatus) -> bool {
-    status.replicas.iter().any(|r| r.state == ReplicaState::CrashLoopBackOff)
+    status
+        .replicas
+        .iter()
+        .any(|r| r.state == ReplicaState::CrashLoopBackOff)
 }

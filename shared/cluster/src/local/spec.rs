@@ -115,7 +115,10 @@ fn latest() -> String {
     "latest".into()
 }
 fn default_limits() -> ResourceLimits {
-    ResourceLimits { cpu_millis: 1000, memory_mib: 512 }
+    ResourceLimits {
+        cpu_millis: 1000,
+        memory_mib: 512,
+    }
 }
 
 // === impl Settings ===
@@ -150,7 +153,11 @@ impl RuntimeSpec {
     /// Expands `${NAME}` / `${NAME:-default}` from `vars`, parses the YAML and validates it.
     pub fn parse(text: &str, vars: &BTreeMap<String, String>) -> Result<Self, ClusterError> {
         let expanded = expand(text, &|name| {
-            if SPAWN_VARS.contains(&name) { Some(format!("${{{name}}}")) } else { vars.get(name).cloned() }
+            if SPAWN_VARS.contains(&name) {
+                Some(format!("${{{name}}}"))
+            } else {
+                vars.get(name).cloned()
+            }
         })
         .map_err(ClusterError::RuntimeFile)?;
         let spec: RuntimeSpec =
@@ -195,20 +202,32 @@ impl RuntimeSpec {
                 return bad(format!("service {n}: command is empty"));
             }
             if svc.replicas > s.max_replicas {
-                return bad(format!("service {n}: replicas {} above max_replicas {}", svc.replicas, s.max_replicas));
+                return bad(format!(
+                    "service {n}: replicas {} above max_replicas {}",
+                    svc.replicas, s.max_replicas
+                ));
             }
-            if !svc.health_path.starts_with('/') || svc.metrics_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
-                return bad(format!("service {n}: health_path and metrics_path must start with '/'"));
+            if !svc.health_path.starts_with('/')
+                || svc.metrics_path.as_ref().is_some_and(|p| !p.starts_with('/'))
+            {
+                return bad(format!(
+                    "service {n}: health_path and metrics_path must start with '/'"
+                ));
             }
-            crate::validate::image(&svc.version).map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
+            crate::validate::image(&svc.version)
+                .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             if !svc.versions.is_empty() && !svc.versions.contains_key(&svc.version) {
-                return bad(format!("service {n}: version {:?} is not in versions", svc.version));
+                return bad(format!(
+                    "service {n}: version {:?} is not in versions",
+                    svc.version
+                ));
             }
             crate::validate::resources(i64::from(svc.limits.cpu_millis), i64::from(svc.limits.memory_mib))
                 .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             let all_env = svc.env.iter().chain(svc.versions.values().flatten());
             for (k, v) in all_env {
-                crate::validate::env_var(k, v).map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
+                crate::validate::env_var(k, v)
+                    .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             }
         }
         Ok(())
@@ -227,7 +246,9 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| "unterminated ${ in runtime file".to_owned())?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${ in runtime file".to_owned())?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -280,9 +301,15 @@ services:
         assert_eq!(cat.port, 0);
         assert_eq!(cat.limits.cpu_millis, 500);
         let fe = spec.service("front-end").unwrap();
-        assert_eq!((fe.replicas, fe.version.as_str(), fe.health_path.as_str()), (1, "latest", "/health"));
+        assert_eq!(
+            (fe.replicas, fe.version.as_str(), fe.health_path.as_str()),
+            (1, "latest", "/health")
+        );
         let with_port = BTreeMap::from([("BIN".into(), "b".into()), ("CAT_PORT".into(), "9000".into())]);
-        assert_eq!(RuntimeSpec::parse(GOOD, &with_port).unwrap().services[0].port, 9000);
+        assert_eq!(
+            RuntimeSpec::parse(GOOD, &with_port).unwrap().services[0].port,
+            9000
+        );
     }
 
     #[test]
@@ -295,10 +322,19 @@ services:
             (GOOD.replace("replicas: 2", "replicas: 2000"), "max_replicas"),
             (GOOD.replace("name: front-end", "name: catalogue"), "duplicate"),
             (GOOD.replace("name: front-end", "name: Front End"), "lowercase"),
-            (GOOD.replace("version: \"0.3.5\"", "version: \"9.9\""), "not in versions"),
+            (
+                GOOD.replace("version: \"0.3.5\"", "version: \"9.9\""),
+                "not in versions",
+            ),
             (GOOD.replace("cpu_millis: 500", "cpu_millis: 0"), "cpu_millis"),
-            (GOOD.replace("command: [\"${BIN}\", \"front-end\"]", "command: []"), "command is empty"),
-            (GOOD.replace("probe_interval_ms: 100", "probe_interval_ms: 100, bogus: 1"), "bogus"),
+            (
+                GOOD.replace("command: [\"${BIN}\", \"front-end\"]", "command: []"),
+                "command is empty",
+            ),
+            (
+                GOOD.replace("probe_interval_ms: 100", "probe_interval_ms: 100, bogus: 1"),
+                "bogus",
+            ),
             (GOOD.replace("WORK_US", "WORK-US"), "env key"),
             (GOOD.replace("${CAT_PORT:-0}", "70000"), "port"),
         ];

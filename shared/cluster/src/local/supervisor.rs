@@ -127,7 +127,10 @@ struct ProbeTarget {
 
 impl Logs {
     pub fn new(cap: usize) -> Self {
-        Logs { lines: Mutex::new(VecDeque::new()), cap }
+        Logs {
+            lines: Mutex::new(VecDeque::new()),
+            cap,
+        }
     }
 
     pub fn push(&self, line: String) {
@@ -148,7 +151,11 @@ impl Logs {
 
     pub fn tail(&self, n: usize) -> Vec<String> {
         let lines = lock(&self.lines);
-        lines.iter().skip(lines.len().saturating_sub(n)).cloned().collect()
+        lines
+            .iter()
+            .skip(lines.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 }
 
@@ -162,7 +169,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ServiceState {
     pub fn current(&self) -> &Revision {
         // `revisions` starts with one entry and only grows.
-        self.revisions.last().unwrap_or_else(|| unreachable!("a service always has a revision"))
+        self.revisions
+            .last()
+            .unwrap_or_else(|| unreachable!("a service always has a revision"))
     }
 
     pub fn pod_failure(&self) -> bool {
@@ -197,7 +206,14 @@ impl Service {
             state: Mutex::new(state),
             wake: Notify::new(),
             logs: Arc::new(Logs::new(shared.settings.log_lines)),
-            samples: Mutex::new(VecDeque::new()),
+            // An empty sample at creation, before any replica runs, so every later window has a baseline.
+            samples: Mutex::new(VecDeque::from([Arc::new(Sample {
+                at: Instant::now(),
+                cpu: BTreeMap::new(),
+                rss: Vec::new(),
+                hist: BTreeMap::new(),
+                limits: spec.limits,
+            })])),
             spec,
             shared,
         }
@@ -244,17 +260,29 @@ impl Service {
         };
         reap_terminating(&self.shared);
         let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
-        let probes = targets.iter().map(|t| probe(&self.shared.http, t.addr, &self.spec.health_path, timeout));
+        let probes = targets
+            .iter()
+            .map(|t| probe(&self.shared.http, t.addr, &self.spec.health_path, timeout));
         let results = futures_join_all(probes).await;
         let mut st = lock(&self.state);
         for (t, ok) in targets.iter().zip(results) {
-            let Some(slot) = st.slots.iter_mut().find(|s| s.index == t.index) else { continue };
-            let Some(p) = slot.proc.as_mut().filter(|p| p.pid == t.pid) else { continue };
+            let Some(slot) = st.slots.iter_mut().find(|s| s.index == t.index) else {
+                continue;
+            };
+            let Some(p) = slot.proc.as_mut().filter(|p| p.pid == t.pid) else {
+                continue;
+            };
             if ok && !p.ready {
-                self.logs.push(format!("[supervisor] {}-{} (pid {}) is ready", self.name, t.index, p.pid));
+                self.logs.push(format!(
+                    "[supervisor] {}-{} (pid {}) is ready",
+                    self.name, t.index, p.pid
+                ));
             }
             if !ok && p.ready {
-                self.logs.push(format!("[supervisor] {}-{} (pid {}) failed its health check", self.name, t.index, p.pid));
+                self.logs.push(format!(
+                    "[supervisor] {}-{} (pid {}) failed its health check",
+                    self.name, t.index, p.pid
+                ));
             }
             p.ready = ok;
             if ok {
@@ -266,7 +294,13 @@ impl Service {
     }
 
     fn route(&self, st: &ServiceState) {
-        let ready = st.slots.iter().filter_map(|s| s.proc.as_ref()).filter(|p| p.ready).map(|p| p.addr).collect();
+        let ready = st
+            .slots
+            .iter()
+            .filter_map(|s| s.proc.as_ref())
+            .filter(|p| p.ready)
+            .map(|p| p.addr)
+            .collect();
         self.front.set_backends(ready);
     }
 
@@ -337,7 +371,11 @@ impl Service {
         for slot in &mut st.slots {
             if slot.generation != generation {
                 if let Some(p) = slot.proc.take() {
-                    self.kill(p.child, p.pid, &format!("{}-{} replaced by a new revision", self.name, slot.index));
+                    self.kill(
+                        p.child,
+                        p.pid,
+                        &format!("{}-{} replaced by a new revision", self.name, slot.index),
+                    );
                 }
                 slot.generation = generation;
                 slot.restarts = 0;
@@ -350,7 +388,11 @@ impl Service {
         if pod_failure {
             for slot in &mut st.slots {
                 if let Some(p) = slot.proc.take() {
-                    self.kill(p.child, p.pid, &format!("{}-{} failed (pod-failure fault)", self.name, slot.index));
+                    self.kill(
+                        p.child,
+                        p.pid,
+                        &format!("{}-{} failed (pod-failure fault)", self.name, slot.index),
+                    );
                 }
                 slot.restart_at = None;
             }
@@ -375,21 +417,34 @@ impl Service {
                         slot.failures += 1;
                         let delay = self.backoff(slot.failures);
                         slot.restart_at = Some(now + delay);
-                        self.event(format!("{}-{index} could not start: {e}; retry in {} ms", self.name, delay.as_millis()));
+                        self.event(format!(
+                            "{}-{index} could not start: {e}; retry in {} ms",
+                            self.name,
+                            delay.as_millis()
+                        ));
                     }
                 }
             }
         }
 
         // Stressors follow the active stress faults.
-        let stress: Vec<ActiveFault> = st.faults.iter().filter(|f| f.fault.is_stress()).cloned().collect();
+        let stress: Vec<ActiveFault> = st
+            .faults
+            .iter()
+            .filter(|f| f.fault.is_stress())
+            .cloned()
+            .collect();
         let mut slots = std::mem::take(&mut st.slots);
         for slot in &mut slots {
             let mut keep = Vec::new();
             for mut s in std::mem::take(&mut slot.stressors) {
                 let exited = !matches!(s.child.try_wait(), Ok(None));
                 if exited || slot.proc.is_none() || !stress.iter().any(|f| f.id == s.fault) {
-                    self.kill(s.child, s.pid, &format!("stressor of {}-{} stopped", self.name, slot.index));
+                    self.kill(
+                        s.child,
+                        s.pid,
+                        &format!("stressor of {}-{} stopped", self.name, slot.index),
+                    );
                 } else {
                     keep.push(s);
                 }
@@ -403,8 +458,15 @@ impl Service {
                     continue;
                 }
                 match self.spawn_stressor(slot.index, &f.fault) {
-                    Ok((child, pid)) => slot.stressors.push(Stressor { fault: f.id, child, pid }),
-                    Err(e) => self.event(format!("stressor for {}-{} could not start: {e}", self.name, slot.index)),
+                    Ok((child, pid)) => slot.stressors.push(Stressor {
+                        fault: f.id,
+                        child,
+                        pid,
+                    }),
+                    Err(e) => self.event(format!(
+                        "stressor for {}-{} could not start: {e}",
+                        self.name, slot.index
+                    )),
                 }
             }
         }
@@ -413,7 +475,13 @@ impl Service {
         self.route(st);
         st.slots
             .iter()
-            .filter_map(|s| s.proc.as_ref().map(|p| ProbeTarget { index: s.index, pid: p.pid, addr: p.addr }))
+            .filter_map(|s| {
+                s.proc.as_ref().map(|p| ProbeTarget {
+                    index: s.index,
+                    pid: p.pid,
+                    addr: p.addr,
+                })
+            })
             .collect()
     }
 
@@ -422,7 +490,11 @@ impl Service {
             self.kill(p.child, p.pid, &format!("{}-{} {why}", self.name, slot.index));
         }
         for s in slot.stressors.drain(..) {
-            self.kill(s.child, s.pid, &format!("stressor of {}-{} {why}", self.name, slot.index));
+            self.kill(
+                s.child,
+                s.pid,
+                &format!("stressor of {}-{} {why}", self.name, slot.index),
+            );
         }
     }
 
@@ -455,7 +527,12 @@ impl Service {
             cmd.envs(overlay);
         }
         cmd.envs(&rev.env);
-        cmd.envs(self.shared.discovery.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.envs(
+            self.shared
+                .discovery
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         cmd.env("PORT", port.to_string())
             .env("ACV_SERVICE", self.name.as_str())
             .env("ACV_REPLICA", &replica)
@@ -463,7 +540,10 @@ impl Service {
             .env("ACV_CPU_MILLIS", rev.limits.cpu_millis.to_string())
             .env("ACV_MEMORY_MIB", rev.limits.memory_mib.to_string());
         let (child, pid) = self.spawn(cmd, &replica)?;
-        self.event(format!("started {replica} (pid {pid}, version {}, 127.0.0.1:{port})", rev.image));
+        self.event(format!(
+            "started {replica} (pid {pid}, version {}, 127.0.0.1:{port})",
+            rev.image
+        ));
         Ok(Proc {
             child,
             pid,
@@ -475,18 +555,28 @@ impl Service {
     }
 
     fn spawn_stressor(&self, index: u32, fault: &Fault) -> Result<(Child, u32), String> {
-        let argv = self.shared.stressor.as_ref().ok_or("no stressor command in the runtime file")?;
+        let argv = self
+            .shared
+            .stressor
+            .as_ref()
+            .ok_or("no stressor command in the runtime file")?;
         let (program, args) = argv.split_first().ok_or("empty stressor command")?;
         let mut cmd = Command::new(program);
         cmd.args(args).args(fault.stressor_args());
         let label = format!("{}-{index}/stress", self.name);
         let (child, pid) = self.spawn(cmd, &label)?;
-        self.event(format!("started stressor for {}-{index} (pid {pid}): {fault:?}", self.name));
+        self.event(format!(
+            "started stressor for {}-{index} (pid {pid}): {fault:?}",
+            self.name
+        ));
         Ok((child, pid))
     }
 
     fn spawn(&self, mut cmd: Command, label: &str) -> Result<(Child, u32), String> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?;
         let pid = child.id().ok_or("process exited before its pid was read")?;
         lock(&self.shared.spawned).push(pid);
@@ -516,7 +606,11 @@ impl Service {
                     None if s.restart_at.is_some() => ReplicaState::CrashLoopBackOff,
                     None => ReplicaState::Starting,
                 };
-                ReplicaStatus { name: format!("{}-{}", self.name, s.index), state, restarts: s.restarts }
+                ReplicaStatus {
+                    name: format!("{}-{}", self.name, s.index),
+                    state,
+                    restarts: s.restarts,
+                }
             })
             .collect();
         let rev = st.current();
@@ -553,7 +647,10 @@ impl Service {
             st.generation += 1;
             next
         };
-        self.event(format!("revision {} ({}): version {}", rev.revision, rev.cause, rev.image));
+        self.event(format!(
+            "revision {} ({}): version {}",
+            rev.revision, rev.cause, rev.image
+        ));
         self.wake.notify_one();
         rev
     }
@@ -572,7 +669,11 @@ impl Service {
                 .iter()
                 .filter_map(|s| {
                     let p = s.proc.as_ref()?;
-                    Some(Target { pid: p.pid, addr: p.addr, stressors: s.stressors.iter().map(|s| s.pid).collect() })
+                    Some(Target {
+                        pid: p.pid,
+                        addr: p.addr,
+                        stressors: s.stressors.iter().map(|s| s.pid).collect(),
+                    })
                 })
                 .collect();
             (targets, st.current().limits)
@@ -596,7 +697,9 @@ impl Service {
         let mut hist = BTreeMap::new();
         if let Some(path) = &self.spec.metrics_path {
             let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
-            let scrapes = targets.iter().map(|t| scrape(&self.shared.http, t.addr, path, timeout));
+            let scrapes = targets
+                .iter()
+                .map(|t| scrape(&self.shared.http, t.addr, path, timeout));
             for (t, h) in targets.iter().zip(futures_join_all(scrapes).await) {
                 if let Some(h) = h {
                     hist.insert(t.pid, h);
@@ -606,8 +709,13 @@ impl Service {
         if self.shared.settings.enforce_memory_limit && !over_limit.is_empty() {
             let st = &mut *lock(&self.state);
             for (pid, bytes) in over_limit {
-                if let Some(p) = st.slots.iter_mut().filter_map(|s| s.proc.as_mut()).find(|p| p.pid == pid) {
-                    let _ = p.child.start_kill();
+                if let Some(p) = st
+                    .slots
+                    .iter_mut()
+                    .filter_map(|s| s.proc.as_mut())
+                    .find(|p| p.pid == pid)
+                {
+                    p.child.start_kill().ok();
                     self.event(format!(
                         "pid {pid} OOMKilled: {} MiB resident over the {} MiB limit",
                         bytes >> 20,
@@ -616,10 +724,19 @@ impl Service {
                 }
             }
         }
-        let sample = Arc::new(Sample { at: Instant::now(), cpu, rss, hist, limits });
+        let sample = Arc::new(Sample {
+            at: Instant::now(),
+            cpu,
+            rss,
+            hist,
+            limits,
+        });
         let retention = Duration::from_secs(self.shared.settings.retention_secs);
         let mut samples = lock(&self.samples);
-        while samples.front().is_some_and(|s| sample.at.duration_since(s.at) > retention) {
+        while samples
+            .front()
+            .is_some_and(|s| sample.at.duration_since(s.at) > retention)
+        {
             samples.pop_front();
         }
         samples.push_back(Arc::clone(&sample));
@@ -645,13 +762,20 @@ impl Service {
     pub fn inject(&self, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
         fault.validate()?;
         if fault.is_stress() && self.shared.stressor.is_none() {
-            return Err(ClusterError::invalid("fault", "the runtime file declares no stressor command"));
+            return Err(ClusterError::invalid(
+                "fault",
+                "the runtime file declares no stressor command",
+            ));
         }
         let id = {
             let mut st = lock(&self.state);
             let id = FaultId(st.next_fault_id);
             st.next_fault_id += 1;
-            st.faults.push(ActiveFault { id, fault, until: duration.map(|d| Instant::now() + d) });
+            st.faults.push(ActiveFault {
+                id,
+                fault,
+                until: duration.map(|d| Instant::now() + d),
+            });
             id
         };
         self.event(format!("fault {} injected: {fault:?} for {duration:?}", id.0));
@@ -680,11 +804,11 @@ impl Service {
         let mut out = Vec::new();
         for slot in &mut st.slots {
             if let Some(mut p) = slot.proc.take() {
-                let _ = p.child.start_kill();
+                p.child.start_kill().ok();
                 out.push(p.child);
             }
             for mut s in slot.stressors.drain(..) {
-                let _ = s.child.start_kill();
+                s.child.start_kill().ok();
                 out.push(s.child);
             }
         }
@@ -719,14 +843,25 @@ async fn get(
     let fut = async {
         let resp = http.get(uri).await.ok()?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_SCRAPE_BYTES).collect().await.ok()?.to_bytes();
+        let body = Limited::new(resp.into_body(), MAX_SCRAPE_BYTES)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
         Some((status, body))
     };
     tokio::time::timeout(timeout, fut).await.ok().flatten()
 }
 
-async fn probe(http: &Client<HttpConnector, Empty<Bytes>>, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-    get(http, addr, path, timeout).await.is_some_and(|(s, _)| s.is_success())
+async fn probe(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> bool {
+    get(http, addr, path, timeout)
+        .await
+        .is_some_and(|(s, _)| s.is_success())
 }
 
 async fn scrape(
@@ -760,7 +895,11 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     out.into_iter().flatten().collect()

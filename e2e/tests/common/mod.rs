@@ -1,0 +1,127 @@
+//! Helpers shared by the local runtime tests: start (part of) the shop from `e2e/shop.yaml` on ephemeral ports
+//! with fast timings, poll until a condition holds, and check that no process outlived the runtime.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use acv_cluster::{LocalRuntime, RuntimeSpec};
+
+/// The shop spec with only `services` kept, every port 0 and test timings.
+pub fn shop_spec(services: &[&str]) -> RuntimeSpec {
+    let mut vars = BTreeMap::new();
+    vars.insert("SHOP_BIN".to_owned(), env!("CARGO_BIN_EXE_acv-shop").to_owned());
+    for v in [
+        "FRONT_END",
+        "CATALOGUE",
+        "CARTS",
+        "ORDERS",
+        "PAYMENT",
+        "SHIPPING",
+        "USER",
+    ] {
+        vars.insert(format!("{v}_PORT"), "0".to_owned());
+    }
+    for (k, v) in [
+        ("PROBE_INTERVAL_MS", "100"),
+        ("SAMPLE_INTERVAL_MS", "500"),
+        ("BACKOFF_INITIAL_MS", "200"),
+        ("BACKOFF_MAX_MS", "1000"),
+        ("STARTUP_GRACE_MS", "1500"),
+    ] {
+        vars.insert(k.to_owned(), v.to_owned());
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml");
+    let mut spec = RuntimeSpec::from_file(std::path::Path::new(path), &vars).expect("shop.yaml parses");
+    spec.services.retain(|s| services.contains(&s.name.as_str()));
+    assert_eq!(
+        spec.services.len(),
+        services.len(),
+        "unknown service in {services:?}"
+    );
+    spec
+}
+
+/// Starts `spec` and waits until every service is ready.
+pub async fn start(spec: RuntimeSpec) -> LocalRuntime {
+    let rt = LocalRuntime::start(spec).await.expect("runtime starts");
+    rt.wait_all_ready(Duration::from_secs(30))
+        .await
+        .expect("shop becomes ready");
+    rt
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing the test after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shuts the runtime down and asserts that none of the processes it ever spawned still exists, not even as a
+/// zombie: `/proc/<pid>` is gone, or belongs to an unrelated process that reused the pid (its name is not
+/// `acv-shop`; the name in `/proc/<pid>/stat` survives in zombies, unlike the command line).
+pub async fn shutdown_and_check_no_leaks(rt: LocalRuntime) {
+    let pids = rt.spawned_pids();
+    assert!(!pids.is_empty(), "the runtime spawned nothing");
+    rt.shutdown().await;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            !stat.contains("(acv-shop)"),
+            "pid {pid} outlived the runtime: {stat}"
+        );
+    }
+}
+
+/// SIGKILLs a process.
+pub fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success(), "kill -9 {pid} failed");
+}
+
+/// GETs `path` from `addr`: status code (0 if no answer) and body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = format!("http://{addr}{path}").parse().expect("valid uri");
+    let fut = async {
+        let resp = client.get(uri).await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or((0, String::new()))
+}
+
+/// Every shop service (front-end needs catalogue, carts, orders and user; orders needs payment and shipping).
+pub const ALL: [&str; 7] = [
+    "front-end",
+    "catalogue",
+    "carts",
+    "orders",
+    "payment",
+    "shipping",
+    "user",
+];
