@@ -1,0 +1,349 @@
+//! The [`Planner`] abstraction shared by the sidecar (maintainer) and the manager, and the types it speaks.
+//!
+//! Maintainer protocol (multi-turn): the sidecar calls [`Planner::next`] with a [`MaintainerContext`] holding the
+//! task or SLO violations, its SLO policy, the safety mode, fresh observations if it has them, and the steps already
+//! run with their outputs. The planner answers with a [`Plan`]: zero or more [`PlannedStep`]s (a description and a
+//! Python program using `import acv`) and whether the task is finished after them. The sidecar runs the steps in the
+//! sandbox (stopping at the first failure), appends the [`StepRecord`]s and asks again, up to `max_turns` times.
+//! [`drive`](crate::session::drive) implements that loop for any [`Executor`](crate::session::Executor).
+//!
+//! The task's final report is, in this order: the plan's explicit `report`; otherwise the last `acv.report(...)`
+//! made by the steps of a plan marked `done`.
+//!
+//! Manager protocol: [`Planner::decompose`] splits a declarative [`Goal`] over components into [`Subtask`]s, and
+//! [`Planner::judge`] decides from measured [`MetricsSnapshot`]s whether the goal is reached.
+
+use acv_protocol::{
+    ComponentName, ComponentStatus, Goal, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision, SloMetric,
+    SloPolicy, StepRecord, TaskSpec, Violation,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{LlmError, UsageTotals};
+
+pub mod llm;
+pub mod rules;
+
+/// Prefix of the line a program prints to hand structured observations back to the planner:
+/// `ACV_OBSERVATION {"status": {...}, "metrics": {...}, "history": [...]}`.
+pub const OBSERVATION_MARKER: &str = "ACV_OBSERVATION ";
+
+/// What the host lets mutating steps do (mirrors the sidecar's safety modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SafetyMode {
+    /// Plan and observe only; mutating host calls are refused.
+    Observe,
+    /// Each mutating call waits for a person's approval.
+    Approve,
+    /// Mutating calls run directly.
+    #[default]
+    Autonomous,
+}
+
+/// What started the maintainer's work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Trigger {
+    /// A task from the manager, a person or a peer.
+    Task {
+        /// The task id (for logs).
+        task_id: String,
+        /// What to do.
+        spec: TaskSpec,
+        /// Which mechanism sent it.
+        #[serde(default)]
+        mechanism: Mechanism,
+    },
+    /// The sidecar's own health check found broken objectives (L3–L5).
+    Violations {
+        /// What is broken.
+        violations: Vec<Violation>,
+    },
+}
+
+/// Fresh facts about the own component, when the caller has them (the sidecar reads them from its cluster backend
+/// before each turn). Planners that get none ask for them with an observe step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Observation {
+    /// Current status.
+    #[serde(default)]
+    pub status: Option<ComponentStatus>,
+    /// Current metrics window.
+    #[serde(default)]
+    pub metrics: Option<MetricsSnapshot>,
+    /// Revision history, oldest first.
+    #[serde(default)]
+    pub history: Vec<Revision>,
+}
+
+/// Everything a maintainer planner gets each turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintainerContext {
+    /// The own component.
+    pub component: ComponentName,
+    /// Why we are working.
+    pub trigger: Trigger,
+    /// The SLO policy of the component.
+    pub slo: SloPolicy,
+    /// Safety mode of the host.
+    pub safety: SafetyMode,
+    /// Observations taken just before this turn (`None`: the planner must observe by itself).
+    #[serde(default)]
+    pub observation: Option<Observation>,
+    /// Steps run so far for this task, in order.
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    /// This turn, 1-based.
+    pub turn: u32,
+    /// Turns allowed for this task.
+    pub max_turns: u32,
+}
+
+/// One step: a Python program for the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// What it is for, in words.
+    pub description: String,
+    /// Python source using `import acv`.
+    pub program: String,
+}
+
+/// A final report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReport {
+    /// RESPONSE or ISSUE.
+    pub status: ReportStatus,
+    /// For a person.
+    pub message: String,
+}
+
+/// A planner's answer for one turn.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// Reasoning in a sentence or two (logged, not executed).
+    #[serde(default)]
+    pub thought: String,
+    /// Steps to run now, in order.
+    #[serde(default)]
+    pub steps: Vec<PlannedStep>,
+    /// The task is finished once these steps ran successfully.
+    #[serde(default)]
+    pub done: bool,
+    /// The final report, if the planner already knows it (otherwise the steps' last `acv.report`).
+    #[serde(default)]
+    pub report: Option<FinalReport>,
+    /// LLM use for this turn (zero for the rules planner).
+    #[serde(default)]
+    pub usage: UsageTotals,
+}
+
+/// Part of a goal for one component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subtask {
+    /// Who does it.
+    pub component: ComponentName,
+    /// What to ask (declarative with the component's objectives, or imperative text).
+    pub spec: TaskSpec,
+}
+
+/// The manager's view of one component at judging time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Metrics window.
+    pub metrics: Option<MetricsSnapshot>,
+    /// Status (for readiness objectives).
+    pub status: Option<ComponentStatus>,
+}
+
+/// The verdict on a goal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Whether every objective holds.
+    pub met: bool,
+    /// RESPONSE when met, ISSUE when not.
+    pub status: ReportStatus,
+    /// For a person, with the measured values.
+    pub message: String,
+    /// Objectives broken (empty when met).
+    pub violations: Vec<Violation>,
+    /// LLM use (zero for the rules planner).
+    #[serde(default)]
+    pub usage: UsageTotals,
+}
+
+/// Why a planner could not plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The task's turn budget is used up without a final report.
+    #[error("turn budget exhausted: {turns} turns used of {max_turns} without a final report")]
+    TurnBudgetExhausted {
+        /// Turns used.
+        turns: u32,
+        /// Turns allowed.
+        max_turns: u32,
+    },
+    /// The model kept answering with plans that fail validation.
+    #[error("the model returned no valid plan after {attempts} attempts; last problem: {last}")]
+    Malformed {
+        /// Attempts made (first try plus repairs).
+        attempts: u32,
+        /// The last validation error.
+        last: String,
+    },
+    /// The LLM call failed.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// The input cannot be planned for (unknown component, empty goal, …).
+    #[error("cannot plan: {0}")]
+    Invalid(String),
+}
+
+/// The brain of an agent: the rules planner or the LLM planner.
+#[async_trait::async_trait]
+pub trait Planner: Send + Sync {
+    /// A label for reports and registration: `rules` or `llm:<model>`.
+    fn name(&self) -> String;
+
+    /// Maintainer: the next step(s) for this turn, or the final report.
+    async fn next(&self, ctx: &MaintainerContext) -> Result<Plan, PlanError>;
+
+    /// Manager: splits a goal over components. `components` are those registered; `measured` is the latest
+    /// measurement per component when known.
+    async fn decompose(
+        &self,
+        goal: &Goal,
+        components: &[ComponentName],
+        measured: &[(ComponentName, Measurement)],
+    ) -> Result<Vec<Subtask>, PlanError>;
+
+    /// Manager: whether the goal holds according to the measurements.
+    async fn judge(&self, goal: &Goal, measured: &[(ComponentName, Measurement)]) -> Result<Judgement, PlanError>;
+}
+
+// === impl MaintainerContext ===
+
+impl MaintainerContext {
+    /// A first-turn context for a task.
+    pub fn for_task(component: ComponentName, task_id: impl Into<String>, spec: TaskSpec) -> Self {
+        Self {
+            component,
+            trigger: Trigger::Task { task_id: task_id.into(), spec, mechanism: Mechanism::Solo },
+            slo: SloPolicy::default(),
+            safety: SafetyMode::Autonomous,
+            observation: None,
+            steps: Vec::new(),
+            turn: 1,
+            max_turns: 8,
+        }
+    }
+
+    /// A first-turn context for SLO violations.
+    pub fn for_violations(component: ComponentName, violations: Vec<Violation>) -> Self {
+        Self {
+            trigger: Trigger::Violations { violations },
+            ..Self::for_task(component, "health", TaskSpec::Imperative { text: String::new() })
+        }
+    }
+
+    /// Fails with [`PlanError::TurnBudgetExhausted`] when this turn is beyond the budget.
+    pub fn check_budget(&self) -> Result<(), PlanError> {
+        if self.turn > self.max_turns {
+            return Err(PlanError::TurnBudgetExhausted { turns: self.turn - 1, max_turns: self.max_turns });
+        }
+        Ok(())
+    }
+
+    /// The freshest observation: the caller's, else the last `ACV_OBSERVATION` printed after the last step that
+    /// may have changed something.
+    pub fn latest_observation(&self) -> Option<Observation> {
+        if let Some(o) = &self.observation {
+            return Some(o.clone());
+        }
+        for step in self.steps.iter().rev() {
+            if let Some(obs) = parse_observation(&step.output) {
+                return Some(obs);
+            }
+            if step_may_mutate(&step.program) {
+                // Anything observed before a mutation is stale.
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Whether a program contains a mutating host call.
+pub fn step_may_mutate(program: &str) -> bool {
+    ["acv.scale(", "acv.restart(", "acv.set_image(", "acv.set_env(", "acv.set_resources(", "acv.rollback("]
+        .iter()
+        .any(|c| program.contains(c))
+}
+
+/// Parses the last `ACV_OBSERVATION {...}` line of a program's output.
+pub fn parse_observation(output: &str) -> Option<Observation> {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(OBSERVATION_MARKER))
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
+/// The value of `metric` in a measurement, in the metric's unit.
+pub fn measured_value(metric: SloMetric, m: &Measurement) -> Option<f64> {
+    match metric {
+        SloMetric::P99LatencyMs => m.metrics.as_ref().and_then(|x| x.p99_ms),
+        SloMetric::CpuPercentOfLimit => m.metrics.as_ref().and_then(|x| x.cpu_percent_of_limit),
+        SloMetric::MemoryPercentOfLimit => m.metrics.as_ref().and_then(|x| x.memory_percent_of_limit),
+        SloMetric::ErrorRatePercent => m.metrics.as_ref().and_then(|x| x.error_rate_percent),
+        SloMetric::ReadyPercent => m.status.as_ref().map(|s| {
+            if s.desired_replicas == 0 {
+                0.0
+            } else {
+                f64::from(s.ready_replicas) * 100.0 / f64::from(s.desired_replicas)
+            }
+        }),
+    }
+}
+
+/// Checks every objective against the measurements; objectives of unmeasured components count as broken.
+pub fn check_objectives(objectives: &[Objective], measured: &[(ComponentName, Measurement)]) -> Vec<Violation> {
+    objectives
+        .iter()
+        .filter_map(|o| {
+            let value = measured.iter().find(|(c, _)| c == &o.component).and_then(|(_, m)| measured_value(o.metric, m));
+            o.check(value)
+        })
+        .collect()
+}
+
+/// `p99_latency_ms of catalogue below 300`.
+pub fn describe_objective(o: &Objective) -> String {
+    let cmp = match o.comparison {
+        acv_protocol::Comparison::Below => "below",
+        acv_protocol::Comparison::AtLeast => "at least",
+    };
+    format!("{} of {} {cmp} {}", metric_name(o.metric), o.component, o.threshold)
+}
+
+/// The snake_case wire name of a metric.
+pub fn metric_name(m: SloMetric) -> &'static str {
+    match m {
+        SloMetric::P99LatencyMs => "p99_latency_ms",
+        SloMetric::CpuPercentOfLimit => "cpu_percent_of_limit",
+        SloMetric::MemoryPercentOfLimit => "memory_percent_of_limit",
+        SloMetric::ReadyPercent => "ready_percent",
+        SloMetric::ErrorRatePercent => "error_rate_percent",
+    }
+}
+
+/// `p99_latency_ms of catalogue below 300: measured 412.5`.
+pub fn describe_violation(v: &Violation) -> String {
+    match v.measured {
+        Some(x) => format!("{}: measured {x:.1}", describe_objective(&v.objective)),
+        None => format!("{}: not measured", describe_objective(&v.objective)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

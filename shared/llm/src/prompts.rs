@@ -1,0 +1,196 @@
+//! System prompts and message builders for the LLM planner, in our own words. The answers are JSON objects that
+//! [`crate::planner::llm`] validates; the shapes are spelled out here so prompt and validator stay together.
+
+use std::fmt::Write as _;
+
+use acv_protocol::{ComponentName, Goal, StepRecord, TaskSpec};
+
+use crate::planner::{MaintainerContext, Measurement, SafetyMode, Trigger, describe_objective, describe_violation};
+
+/// Longest step output quoted back to the model, in characters (the end is kept: errors are at the end).
+pub const MAX_OUTPUT_CHARS: usize = 4000;
+
+/// The host API, as the maintainer sees it.
+pub const HOST_API: &str = r#"Python host API (module `acv`; every function acts on YOUR component only):
+- acv.component() -> str                      your component's name
+- acv.status() -> dict                        {"component", "desired_replicas", "ready_replicas",
+                                               "replicas": [{"name", "state", "restarts"}], "revision", "image",
+                                               "env": {...}, "limits": {"cpu_millis", "memory_mib"}}
+                                               state is one of starting, ready, not_ready, crash_loop_back_off, terminated
+- acv.metrics(window_secs=60) -> dict         {"component", "window_secs", "cpu_percent_of_limit",
+                                               "memory_percent_of_limit", "request_rate", "p50_ms", "p99_ms",
+                                               "error_rate_percent"}  (any value may be None when not measured)
+- acv.logs(tail=100) -> list[str]
+- acv.history() -> list[dict]                 revisions oldest first: {"revision", "image", "env", "limits",
+                                               "created_at_ms", "cause"}
+- acv.scale(replicas: int) -> dict            status after scaling
+- acv.restart() -> None                       restarts all replicas
+- acv.set_image(image: str) -> dict           new revision
+- acv.set_env(key: str, value: str) -> dict   new revision
+- acv.set_resources(cpu_millis: int, memory_mib: int) -> dict   new revision (per-replica limits)
+- acv.rollback() -> dict                      back to the previous revision; returns the new revision
+- acv.report(status: str, message: str) -> None   status "RESPONSE" (done, here is the answer) or "ISSUE"
+                                               (cannot do it / problem remains); the last call is the step's report
+- acv.ask_peer(component: str, question: str) -> str   ask another component's agent for help
+Failures raise acv.HostError (attributes kind, message). Only the Python standard library's json, math, re and
+time modules may be imported; no files, network, subprocess or environment access."#;
+
+/// The maintainer's system prompt.
+pub fn maintainer_system(ctx: &MaintainerContext) -> String {
+    let slo = &ctx.slo;
+    let safety = match ctx.safety {
+        SafetyMode::Observe => "OBSERVE: mutating calls (scale, restart, set_*, rollback) will be refused. Diagnose \
+                                and report what you would do.",
+        SafetyMode::Approve => "APPROVE: each mutating call waits for a person's approval; keep changes minimal.",
+        SafetyMode::Autonomous => "AUTONOMOUS: you may change your component within the host API.",
+    };
+    format!(
+        r#"You are the autonomic maintainer of the microservice component "{component}". You keep it healthy and carry
+out tasks about it. You act only through short Python programs that run in a sandbox with the host API below; you
+see their printed output on the next turn.
+
+Service level objectives of {component}: all replicas ready (at least {ready}% of desired), CPU use below {cpu}% of
+its limit, memory use below {mem}% of its limit, P99 latency below {p99} ms.
+
+Safety mode: {safety}
+
+{api}
+
+How to work:
+- Each turn, answer with ONE JSON object and nothing else:
+  {{"thought": "<one or two sentences>",
+    "steps": [{{"description": "<what this step does>", "program": "<python source>"}}],
+    "done": <true when the task is finished after these steps>,
+    "report": null or {{"status": "RESPONSE" | "ISSUE", "message": "<answer for a person>"}}}}
+- Prefer one step per turn. Observe first (print what you need), then act, then verify on a later turn.
+- Every program must start with `import acv`. Print the facts you need to see next turn.
+- When finished, set "done": true and either give "report" yourself (using values you saw) or make the last
+  program call acv.report(...). If the task cannot be done with this API, report status "ISSUE" and say why.
+- You have {max_turns} turns in total for this task; on the last turn you must finish.
+- Never invent measurements: quote values you printed."#,
+        component = ctx.component,
+        ready = slo.ready_percent,
+        cpu = slo.cpu_percent,
+        mem = slo.memory_percent,
+        p99 = slo.p99_ms,
+        api = HOST_API,
+        max_turns = ctx.max_turns,
+    )
+}
+
+/// The maintainer's user message for this turn: the task, observations, and every step so far.
+pub fn maintainer_user(ctx: &MaintainerContext) -> String {
+    let mut s = String::new();
+    match &ctx.trigger {
+        Trigger::Task { spec: TaskSpec::Imperative { text }, .. } => {
+            let _ = writeln!(s, "Task: {text}");
+        }
+        Trigger::Task { spec: TaskSpec::Declarative { goal }, .. } => {
+            let _ = writeln!(s, "Goal: {}", goal.text);
+            for o in &goal.objectives {
+                let _ = writeln!(s, "- objective: {}", describe_objective(o));
+            }
+            let _ = writeln!(s, "Reach the objectives, verify them with measurements, then report.");
+        }
+        Trigger::Violations { violations } => {
+            let _ = writeln!(s, "Your health check found broken objectives:");
+            for v in violations {
+                let _ = writeln!(s, "- {}", describe_violation(v));
+            }
+            let _ = writeln!(
+                s,
+                "Diagnose the cause, fix it, verify the objectives hold again, and report what you found and did."
+            );
+        }
+    }
+    if let Some(obs) = &ctx.observation {
+        let json = serde_json::to_string(obs).unwrap_or_default();
+        let _ = writeln!(s, "\nCurrent observation (JSON): {json}");
+    }
+    if ctx.steps.is_empty() {
+        let _ = writeln!(s, "\nNo steps have run yet.");
+    } else {
+        let _ = writeln!(s, "\nSteps so far:");
+        for st in &ctx.steps {
+            write_step(&mut s, st);
+        }
+    }
+    let _ = write!(s, "\nThis is turn {} of {}.", ctx.turn, ctx.max_turns);
+    if ctx.turn >= ctx.max_turns {
+        let _ = write!(s, " It is the LAST turn: set \"done\": true and give a report.");
+    }
+    s
+}
+
+fn write_step(s: &mut String, st: &StepRecord) {
+    let out = &st.output;
+    let count = out.chars().count();
+    let shown: String = if count > MAX_OUTPUT_CHARS {
+        let skip = count - MAX_OUTPUT_CHARS;
+        format!("…{}", out.chars().skip(skip).collect::<String>())
+    } else {
+        out.clone()
+    };
+    let outcome = serde_json::to_string(&st.outcome).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "Step {}: {}\n```python\n{}\n```\noutcome: {}\noutput:\n{}\n",
+        st.index,
+        st.description,
+        st.program.trim_end(),
+        outcome.trim_matches('"'),
+        if shown.trim().is_empty() { "(none)" } else { shown.trim_end() }
+    );
+}
+
+/// The manager's system prompt for decomposition.
+pub fn manager_decompose_system(components: &[ComponentName]) -> String {
+    let names = components.iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"You are the manager of a group of microservice components, each maintained by its own agent. You turn a
+person's declarative goal into subtasks, one per component that must act. The components are: {names}.
+
+Measurable metrics: p99_latency_ms, cpu_percent_of_limit, memory_percent_of_limit, ready_percent,
+error_rate_percent. Comparisons: "below" (value must be strictly below the threshold) or "at_least".
+
+Answer with ONE JSON object and nothing else:
+{{"subtasks": [{{"component": "<one of the components>",
+                 "task": "<instruction for that component's agent, in plain words>",
+                 "objectives": [{{"metric": "<metric>", "comparison": "below" | "at_least", "threshold": <number>}}]}}]}}
+Rules: only use the listed components; give each subtask the objectives its component must meet so that the goal
+holds (split a shared budget such as a total latency between components); at least one subtask."#
+    )
+}
+
+/// The manager's user message for decomposition.
+pub fn manager_decompose_user(goal: &Goal, measured: &[(ComponentName, Measurement)]) -> String {
+    let mut s = format!("Goal: {}\n", goal.text);
+    for o in &goal.objectives {
+        let _ = writeln!(s, "- objective: {}", describe_objective(o));
+    }
+    if !measured.is_empty() {
+        let _ = writeln!(s, "Latest measurements (JSON):");
+        for (c, m) in measured {
+            let _ = writeln!(s, "- {c}: {}", serde_json::to_string(m).unwrap_or_default());
+        }
+    }
+    s
+}
+
+/// The manager's system prompt for judging a goal that has no machine-checkable objectives.
+pub const MANAGER_JUDGE_SYSTEM: &str = r#"You are the manager of a group of microservice components. Decide from the
+measurements alone (not from any agent's claims) whether a person's goal is reached. Answer with ONE JSON object and
+nothing else: {"met": true | false, "message": "<why, quoting the measured values>"}"#;
+
+/// The manager's user message for judging.
+pub fn manager_judge_user(goal: &Goal, measured: &[(ComponentName, Measurement)]) -> String {
+    manager_decompose_user(goal, measured)
+}
+
+/// The message sent back to the model after an invalid answer.
+pub fn repair(error: &str) -> String {
+    format!(
+        "Your answer could not be used: {error}\nAnswer again with ONE corrected JSON object in the required shape \
+         and nothing else."
+    )
+}

@@ -1,0 +1,125 @@
+//! The multi-turn maintainer loop: ask the planner, run its steps, feed the outcomes back, until a final report or
+//! the turn budget runs out. The sidecar plugs its sandbox in as the [`Executor`]; tests plug in fakes.
+
+use acv_protocol::{ReportStatus, StepOutcome, StepRecord};
+
+use crate::{
+    client::UsageTotals,
+    planner::{FinalReport, MaintainerContext, Observation, PlanError, PlannedStep, Planner},
+};
+
+/// What running one step produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// How it ended.
+    pub outcome: StepOutcome,
+    /// Captured output (stdout, then the error text if any).
+    pub output: String,
+    /// The last `acv.report(...)` the program made, if any.
+    pub report: Option<FinalReport>,
+}
+
+/// Runs steps (the sidecar: in the sandbox) and, optionally, observes the component before each turn.
+#[async_trait::async_trait]
+pub trait Executor: Send {
+    /// Runs one step. `index` is its 1-based position in the task.
+    async fn execute(&mut self, index: u32, step: &PlannedStep) -> StepResult;
+
+    /// Fresh observations before a turn (after any settle time). `None`: the planner observes by itself.
+    async fn observe(&mut self) -> Option<Observation> {
+        None
+    }
+}
+
+/// A finished task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutcome {
+    /// The final report.
+    pub report: FinalReport,
+    /// Every step run, in order.
+    pub steps: Vec<StepRecord>,
+    /// Planner turns used.
+    pub turns: u32,
+    /// LLM use for this task.
+    pub usage: UsageTotals,
+}
+
+/// A task that ended without a final report, with everything done up to then.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {turns} turns and {} steps)", steps.len())]
+pub struct TaskFailure {
+    /// Why.
+    #[source]
+    pub error: PlanError,
+    /// Steps run before the failure.
+    pub steps: Vec<StepRecord>,
+    /// Turns used.
+    pub turns: u32,
+    /// LLM use for this task.
+    pub usage: UsageTotals,
+}
+
+/// Drives `planner` from `ctx` (normally turn 1 with no steps) to a final report.
+pub async fn drive(
+    planner: &dyn Planner,
+    mut ctx: MaintainerContext,
+    exec: &mut dyn Executor,
+) -> Result<TaskOutcome, TaskFailure> {
+    let mut usage = UsageTotals::default();
+    let fail = |error, ctx: MaintainerContext, usage| TaskFailure {
+        error,
+        turns: ctx.turn.saturating_sub(1),
+        steps: ctx.steps,
+        usage,
+    };
+    loop {
+        if let Err(e) = ctx.check_budget() {
+            return Err(fail(e, ctx, usage));
+        }
+        if let Some(obs) = exec.observe().await {
+            ctx.observation = Some(obs);
+        }
+        let plan = match planner.next(&ctx).await {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.turn += 1;
+                return Err(fail(e, ctx, usage));
+            }
+        };
+        usage.add(&plan.usage);
+        tracing::debug!(turn = ctx.turn, steps = plan.steps.len(), done = plan.done, thought = %plan.thought, "Plan received.");
+        let mut all_ok = true;
+        let mut step_report = None;
+        for step in &plan.steps {
+            let index = u32::try_from(ctx.steps.len() + 1).unwrap_or(u32::MAX);
+            let res = exec.execute(index, step).await;
+            if res.report.is_some() {
+                step_report = res.report.clone();
+            }
+            ctx.steps.push(StepRecord {
+                index,
+                description: step.description.clone(),
+                program: step.program.clone(),
+                outcome: res.outcome,
+                output: res.output,
+            });
+            if res.outcome != StepOutcome::Ok {
+                all_ok = false;
+                break;
+            }
+        }
+        if plan.steps.is_empty() && !plan.done && plan.report.is_none() {
+            ctx.turn += 1;
+            return Err(fail(PlanError::Invalid("the planner returned an empty plan".into()), ctx, usage));
+        }
+        let finished = all_ok && (plan.done || plan.steps.is_empty());
+        if finished {
+            let report = plan.report.or(step_report).unwrap_or_else(|| FinalReport {
+                status: ReportStatus::Response,
+                message: format!("Done after {} steps.", ctx.steps.len()),
+            });
+            return Ok(TaskOutcome { report, turns: ctx.turn, steps: ctx.steps, usage });
+        }
+        ctx.turn += 1;
+    }
+}
