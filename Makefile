@@ -4,7 +4,7 @@ COMPONENTIZE_PY_VERSION ?= 0.25.1
 CARGO_TARGET_DIR ?= /var/tmp/acv-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
-TRANSPORT ?= memory
+TRANSPORT ?= amqp
 
 .PHONY: all build demo test bench guest lint fmt check-fmt clippy ci
 
