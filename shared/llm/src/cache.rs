@@ -78,7 +78,11 @@ impl CacheKey {
     pub fn new(model: &str, request: &serde_json::Value, seed: u64) -> Self {
         let mut h = Sha256::new();
         // Length-prefix each part so that no two different triples hash the same bytes.
-        for part in [model.as_bytes(), request.to_string().as_bytes(), &seed.to_le_bytes()] {
+        for part in [
+            model.as_bytes(),
+            request.to_string().as_bytes(),
+            &seed.to_le_bytes(),
+        ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
@@ -123,7 +127,8 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let entry: Entry = serde_json::from_str(&text).map_err(|source| CacheError::Corrupt { path, source })?;
+        let entry: Entry =
+            serde_json::from_str(&text).map_err(|source| CacheError::Corrupt { path, source })?;
         Ok(Some(entry.response))
     }
 
@@ -149,8 +154,10 @@ impl Cache {
             response: response.clone(),
         };
         let path = self.path(key);
-        let text = serde_json::to_string_pretty(&entry)
-            .map_err(|source| CacheError::Corrupt { path: path.clone(), source })?;
+        let text = serde_json::to_string_pretty(&entry).map_err(|source| CacheError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
         let tmp = self.dir.join(format!(".{}.{}.tmp", key.hex, std::process::id()));
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -180,11 +187,20 @@ mod tests {
         let req = serde_json::json!({"messages":[]});
         let key = CacheKey::new("m", &req, 7);
         assert!(cache.get(&key).unwrap().is_none());
-        let resp = CachedResponse { content: "{\"a\":1}".into(), usage: Usage { prompt_tokens: 1, completion_tokens: 2 } };
+        let resp = CachedResponse {
+            content: "{\"a\":1}".into(),
+            usage: Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+            },
+        };
         cache.put(&key, "m", &req, &resp).unwrap();
         assert_eq!(cache.get(&key).unwrap(), Some(resp));
         let text = std::fs::read_to_string(dir.join(format!("{}.json", key.hex()))).unwrap();
-        assert!(text.contains("\n  \"model\": \"m\""), "pretty JSON for people: {text}");
+        assert!(
+            text.contains("\n  \"model\": \"m\""),
+            "pretty JSON for people: {text}"
+        );
         std::fs::write(dir.join(format!("{}.json", key.hex())), "garbage").unwrap();
         assert!(matches!(cache.get(&key), Err(CacheError::Corrupt { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

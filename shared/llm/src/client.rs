@@ -213,15 +213,24 @@ impl UsageTotals {
 impl ChatMessage {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -255,7 +264,10 @@ impl LlmError {
 impl std::fmt::Debug for ChatClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The config's Debug already redacts the key; the HTTP client adds nothing useful.
-        f.debug_struct("ChatClient").field("config", &self.config).field("cache", &self.cache).finish()
+        f.debug_struct("ChatClient")
+            .field("config", &self.config)
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -268,7 +280,12 @@ impl ChatClient {
             .build()
             .map_err(|e| LlmError::Build(e.to_string()))?;
         let cache = config.cache_seed.map(|_| Cache::new(config.cache_dir.clone()));
-        Ok(Self { http, config: Arc::new(config), cache, totals: Arc::new(Mutex::new(UsageTotals::default())) })
+        Ok(Self {
+            http,
+            config: Arc::new(config),
+            cache,
+            totals: Arc::new(Mutex::new(UsageTotals::default())),
+        })
     }
 
     /// The configuration.
@@ -285,7 +302,10 @@ impl ChatClient {
     #[tracing::instrument(skip_all, fields(backend = self.config.backend.kind(), model = %self.config.backend.model_id()))]
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.wire_body(req);
-        let key = self.config.cache_seed.map(|seed| CacheKey::new(&self.config.backend.model_id(), &body, seed));
+        let key = self
+            .config
+            .cache_seed
+            .map(|seed| CacheKey::new(&self.config.backend.model_id(), &body, seed));
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             match cache.get(key) {
                 Ok(Some(hit)) => {
@@ -307,7 +327,10 @@ impl ChatClient {
         }
         let resp = self.call_with_retries(&body).await?;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            let entry = CachedResponse { content: resp.content.clone(), usage: resp.usage };
+            let entry = CachedResponse {
+                content: resp.content.clone(),
+                usage: resp.usage,
+            };
             if let Err(e) = cache.put(key, &self.config.backend.model_id(), &body, &entry) {
                 tracing::warn!(error = %e, "Cannot write LLM cache entry.");
             }
@@ -368,7 +391,10 @@ impl ChatClient {
                 return Err(if attempt == 1 {
                     err
                 } else {
-                    LlmError::RetriesExhausted { attempts: attempt, last: Box::new(err) }
+                    LlmError::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(err),
+                    }
                 });
             }
             let delay = backoff(cfg, attempt, retry_after);
@@ -399,7 +425,13 @@ impl ChatClient {
             .and_then(|s| Duration::try_from_secs_f64(s).ok());
         let bytes = resp.bytes().await.map_err(|e| (transport(e), None))?;
         if !status.is_success() {
-            return Err((LlmError::Status { status: status.as_u16(), body: snippet(&bytes) }, retry_after));
+            return Err((
+                LlmError::Status {
+                    status: status.as_u16(),
+                    body: snippet(&bytes),
+                },
+                retry_after,
+            ));
         }
         parse_completion(&bytes).map_err(|e| (e, None))
     }
@@ -435,14 +467,19 @@ pub(crate) fn parse_completion(bytes: &[u8]) -> Result<(String, Usage), LlmError
         .ok_or_else(|| LlmError::BadResponse("the first choice has no text content".into()))?;
     let usage = wire
         .usage
-        .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
+        .map(|u| Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        })
         .unwrap_or_default();
     Ok((content, usage))
 }
 
 /// Exponential backoff with ±25% jitter, at least the server's `Retry-After`, capped by `backoff_max`.
 fn backoff(cfg: &LlmConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exp = cfg.backoff_initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let exp = cfg
+        .backoff_initial
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let jitter = rand::random_range(0.75..=1.25);
     let base = exp.mul_f64(jitter).max(retry_after.unwrap_or_default());
     base.min(cfg.backoff_max)
@@ -457,26 +494,43 @@ mod tests {
         let ok = br#"{"choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let (c, u) = parse_completion(ok).unwrap();
         assert_eq!((c.as_str(), u.prompt_tokens, u.completion_tokens), ("hi", 3, 2));
-        for bad in [&b"<html>oops"[..], br#"{"choices":[]}"#, br#"{"choices":[{"message":{"content":null}}]}"#] {
+        for bad in [
+            &b"<html>oops"[..],
+            br#"{"choices":[]}"#,
+            br#"{"choices":[{"message":{"content":null}}]}"#,
+        ] {
             assert!(matches!(parse_completion(bad), Err(LlmError::BadResponse(_))));
         }
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let mut cfg = LlmConfig::new(Backend::Other { base_url: "http://x".into(), model: "m".into(), api_key: None });
+        let mut cfg = LlmConfig::new(Backend::Other {
+            base_url: "http://x".into(),
+            model: "m".into(),
+            api_key: None,
+        });
         cfg.backoff_initial = Duration::from_millis(100);
         cfg.backoff_max = Duration::from_millis(1000);
         assert!(backoff(&cfg, 1, None) <= Duration::from_millis(125));
         assert!(backoff(&cfg, 3, None) >= Duration::from_millis(300));
         assert_eq!(backoff(&cfg, 10, None), Duration::from_millis(1000));
-        assert_eq!(backoff(&cfg, 1, Some(Duration::from_secs(60))), Duration::from_millis(1000));
+        assert_eq!(
+            backoff(&cfg, 1, Some(Duration::from_secs(60))),
+            Duration::from_millis(1000)
+        );
     }
 
     #[test]
     fn cost_uses_prices() {
-        let u = Usage { prompt_tokens: 2000, completion_tokens: 500 };
-        let p = Pricing { prompt_per_1k: 0.01, completion_per_1k: 0.03 };
+        let u = Usage {
+            prompt_tokens: 2000,
+            completion_tokens: 500,
+        };
+        let p = Pricing {
+            prompt_per_1k: 0.01,
+            completion_per_1k: 0.03,
+        };
         assert!((u.cost(&p) - 0.035).abs() < 1e-12);
     }
 }

@@ -253,8 +253,12 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
     match s {
         None => Ok(None),
         Some(serde_yaml::Value::Number(n)) => {
-            let secs = n.as_f64().ok_or_else(|| serde::de::Error::custom("bad duration"))?;
-            Duration::try_from_secs_f64(secs).map(Some).map_err(serde::de::Error::custom)
+            let secs = n
+                .as_f64()
+                .ok_or_else(|| serde::de::Error::custom("bad duration"))?;
+            Duration::try_from_secs_f64(secs)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
         }
         Some(serde_yaml::Value::String(s)) => parse_duration(&s).map(Some).map_err(serde::de::Error::custom),
         Some(other) => Err(serde::de::Error::custom(format!("bad duration {other:?}"))),
@@ -278,7 +282,12 @@ impl Backend {
             Backend::OpenAi { base_url, .. } | Backend::Other { base_url, .. } => {
                 format!("{}/chat/completions", base_url.trim_end_matches('/'))
             }
-            Backend::Azure { endpoint, deployment, api_version, .. } => format!(
+            Backend::Azure {
+                endpoint,
+                deployment,
+                api_version,
+                ..
+            } => format!(
                 "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
                 endpoint.trim_end_matches('/')
             ),
@@ -329,9 +338,14 @@ impl LlmConfig {
 
     /// Reads and parses a YAML file.
     pub fn read_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse_file(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse_file(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Parses YAML text into the raw file shape.
@@ -350,7 +364,11 @@ impl LlmConfig {
         let deployment = pick(ENV_AZURE_DEPLOYMENT, file.deployment.clone());
         let api_version = pick(ENV_AZURE_API_VERSION, file.api_version.clone());
         let key_from_named_env = file.api_key_env.as_deref().and_then(|k| env.get(k));
-        let api_key = env.get(ENV_API_KEY).map(Secret).or(key_from_named_env.map(Secret)).or(file.api_key.clone());
+        let api_key = env
+            .get(ENV_API_KEY)
+            .map(Secret)
+            .or(key_from_named_env.map(Secret))
+            .or(file.api_key.clone());
 
         let kind = match backend_kind.as_deref().map(str::to_ascii_lowercase) {
             Some(k) => k,
@@ -374,13 +392,16 @@ impl LlmConfig {
                 base_url: base_url.unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
             },
             "azure" => Backend::Azure {
-                endpoint: endpoint.ok_or_else(|| missing("an endpoint (endpoint / ACV_LLM_AZURE_ENDPOINT)"))?,
+                endpoint: endpoint
+                    .ok_or_else(|| missing("an endpoint (endpoint / ACV_LLM_AZURE_ENDPOINT)"))?,
                 deployment: deployment
                     .ok_or_else(|| missing("a deployment (deployment / ACV_LLM_AZURE_DEPLOYMENT)"))?,
                 api_version: api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
-                api_key: api_key.or_else(|| env.get("AZURE_OPENAI_API_KEY").map(Secret)).ok_or_else(|| {
-                    missing("an API key (ACV_LLM_API_KEY, api_key_env or AZURE_OPENAI_API_KEY)")
-                })?,
+                api_key: api_key
+                    .or_else(|| env.get("AZURE_OPENAI_API_KEY").map(Secret))
+                    .ok_or_else(|| {
+                        missing("an API key (ACV_LLM_API_KEY, api_key_env or AZURE_OPENAI_API_KEY)")
+                    })?,
             },
             "other" | "ollama" | "vllm" | "llama-server" | "compatible" => Backend::Other {
                 base_url: base_url.ok_or_else(|| missing("a base URL (base_url / ACV_LLM_BASE_URL)"))?,
@@ -395,7 +416,9 @@ impl LlmConfig {
         };
         for url in [backend.chat_url()] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!("URL {url:?} must start with http:// or https://")));
+                return Err(ConfigError::Invalid(format!(
+                    "URL {url:?} must start with http:// or https://"
+                )));
             }
         }
 
@@ -407,13 +430,19 @@ impl LlmConfig {
         cfg.temperature = p.parse_or(env, ENV_TEMPERATURE, file.temperature.unwrap_or(cfg.temperature));
         cfg.max_tokens = file.max_tokens;
         cfg.json_mode = file.json_mode.unwrap_or(cfg.json_mode);
-        cfg.cache_dir = env.get(ENV_CACHE_DIR).map(PathBuf::from).or(file.cache_dir).unwrap_or(cfg.cache_dir);
+        cfg.cache_dir = env
+            .get(ENV_CACHE_DIR)
+            .map(PathBuf::from)
+            .or(file.cache_dir)
+            .unwrap_or(cfg.cache_dir);
         cfg.cache_seed = p
             .parse_with(env, ENV_CACHE_SEED, |s| {
                 if s.eq_ignore_ascii_case("none") {
                     Ok(None)
                 } else {
-                    s.parse::<u64>().map(Some).map_err(|e| format!("not an integer seed or none: {e}"))
+                    s.parse::<u64>()
+                        .map(Some)
+                        .map_err(|e| format!("not an integer seed or none: {e}"))
                 }
             })
             .unwrap_or(file.cache_seed);
@@ -432,7 +461,10 @@ impl LlmConfig {
             return Err(ConfigError::Invalid("timeout must be positive".into()));
         }
         if !(0.0..=2.0).contains(&cfg.temperature) {
-            return Err(ConfigError::Invalid(format!("temperature {} is outside 0..=2", cfg.temperature)));
+            return Err(ConfigError::Invalid(format!(
+                "temperature {} is outside 0..=2",
+                cfg.temperature
+            )));
         }
         Ok(Some(cfg))
     }
@@ -460,7 +492,9 @@ mod tests {
              api_key_env: MY_KEY\ntimeout: 5s\ncache_seed: 41\npricing: {prompt_per_1k: 0.01, completion_per_1k: 0.03}\n",
         )
         .unwrap();
-        let cfg = LlmConfig::from_file_and_env(file, &env(&[("MY_KEY", "sk-azure")])).unwrap().unwrap();
+        let cfg = LlmConfig::from_file_and_env(file, &env(&[("MY_KEY", "sk-azure")]))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             cfg.backend.chat_url(),
             "https://r.openai.azure.com/openai/deployments/gpt4/chat/completions?api-version=2024-02-01"
@@ -468,13 +502,16 @@ mod tests {
         assert_eq!(cfg.timeout, Duration::from_secs(5));
         assert_eq!(cfg.cache_seed, Some(41));
         assert_eq!(cfg.pricing.completion_per_1k, 0.03);
-        let Backend::Azure { api_key, .. } = &cfg.backend else { panic!("not azure") };
+        let Backend::Azure { api_key, .. } = &cfg.backend else {
+            panic!("not azure")
+        };
         assert_eq!(api_key.expose(), "sk-azure");
     }
 
     #[test]
     fn env_overrides_file_and_secrets_are_redacted() {
-        let file = LlmConfig::parse_file("backend: openai\nmodel: gpt-4o\napi_key: sk-file-secret\n").unwrap();
+        let file =
+            LlmConfig::parse_file("backend: openai\nmodel: gpt-4o\napi_key: sk-file-secret\n").unwrap();
         let cfg = LlmConfig::from_file_and_env(
             file,
             &env(&[("ACV_LLM_MODEL", "gpt-4-turbo"), ("ACV_LLM_CACHE_SEED", "none")]),
@@ -497,7 +534,10 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!(cfg.backend.chat_url(), "http://127.0.0.1:11434/v1/chat/completions");
+        assert_eq!(
+            cfg.backend.chat_url(),
+            "http://127.0.0.1:11434/v1/chat/completions"
+        );
         assert!(matches!(cfg.backend, Backend::Other { api_key: None, .. }));
     }
 
@@ -505,7 +545,8 @@ mod tests {
     fn bad_input_gives_clear_errors() {
         let e = LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "azure")])).unwrap_err();
         assert!(e.to_string().contains("endpoint"), "{e}");
-        let e = LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "bard"), ("ACV_LLM_MODEL", "x")])).unwrap_err();
+        let e =
+            LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "bard"), ("ACV_LLM_MODEL", "x")])).unwrap_err();
         assert!(e.to_string().contains("unknown backend"), "{e}");
         let e = LlmConfig::from_env(&env(&[
             ("ACV_LLM_MODEL", "m"),
@@ -514,7 +555,10 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("ACV_LLM_TIMEOUT"), "{e}");
-        assert!(LlmConfig::parse_file("backend: openai\nmodle: x\n").is_err(), "unknown keys are rejected");
+        assert!(
+            LlmConfig::parse_file("backend: openai\nmodle: x\n").is_err(),
+            "unknown keys are rejected"
+        );
         let e = LlmConfig::from_env(&env(&[("ACV_LLM_CONFIG", "/nonexistent/llm.yaml")])).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));
     }

@@ -1,11 +1,21 @@
 //! System prompts and message builders for the LLM planner, in our own words. The answers are JSON objects that
 //! [`crate::planner::llm`] validates; the shapes are spelled out here so prompt and validator stay together.
 
-use std::fmt::Write as _;
-
 use acv_protocol::{ComponentName, Goal, StepRecord, TaskSpec};
 
-use crate::planner::{MaintainerContext, Measurement, SafetyMode, Trigger, describe_objective, describe_violation};
+use crate::planner::{
+    MaintainerContext, Measurement, SafetyMode, Trigger, describe_objective, describe_violation,
+};
+
+/// Appends formatted text to a `String` (which cannot fail, unlike `write!`).
+macro_rules! put {
+    ($s:expr, $($arg:tt)*) => { $s.push_str(&format!($($arg)*)) };
+}
+
+/// [`put!`] plus a newline.
+macro_rules! putln {
+    ($s:expr, $($arg:tt)*) => {{ $s.push_str(&format!($($arg)*)); $s.push('\n'); }};
+}
 
 /// Longest step output quoted back to the model, in characters (the end is kept: errors are at the end).
 pub const MAX_OUTPUT_CHARS: usize = 4000;
@@ -39,9 +49,13 @@ time modules may be imported; no files, network, subprocess or environment acces
 pub fn maintainer_system(ctx: &MaintainerContext) -> String {
     let slo = &ctx.slo;
     let safety = match ctx.safety {
-        SafetyMode::Observe => "OBSERVE: mutating calls (scale, restart, set_*, rollback) will be refused. Diagnose \
-                                and report what you would do.",
-        SafetyMode::Approve => "APPROVE: each mutating call waits for a person's approval; keep changes minimal.",
+        SafetyMode::Observe => {
+            "OBSERVE: mutating calls (scale, restart, set_*, rollback) will be refused. Diagnose \
+                                and report what you would do."
+        }
+        SafetyMode::Approve => {
+            "APPROVE: each mutating call waits for a person's approval; keep changes minimal."
+        }
         SafetyMode::Autonomous => "AUTONOMOUS: you may change your component within the host API.",
     };
     format!(
@@ -82,22 +96,31 @@ How to work:
 pub fn maintainer_user(ctx: &MaintainerContext) -> String {
     let mut s = String::new();
     match &ctx.trigger {
-        Trigger::Task { spec: TaskSpec::Imperative { text }, .. } => {
-            let _ = writeln!(s, "Task: {text}");
+        Trigger::Task {
+            spec: TaskSpec::Imperative { text },
+            ..
+        } => {
+            putln!(s, "Task: {text}");
         }
-        Trigger::Task { spec: TaskSpec::Declarative { goal }, .. } => {
-            let _ = writeln!(s, "Goal: {}", goal.text);
+        Trigger::Task {
+            spec: TaskSpec::Declarative { goal },
+            ..
+        } => {
+            putln!(s, "Goal: {}", goal.text);
             for o in &goal.objectives {
-                let _ = writeln!(s, "- objective: {}", describe_objective(o));
+                putln!(s, "- objective: {}", describe_objective(o));
             }
-            let _ = writeln!(s, "Reach the objectives, verify them with measurements, then report.");
+            putln!(
+                s,
+                "Reach the objectives, verify them with measurements, then report."
+            );
         }
         Trigger::Violations { violations } => {
-            let _ = writeln!(s, "Your health check found broken objectives:");
+            putln!(s, "Your health check found broken objectives:");
             for v in violations {
-                let _ = writeln!(s, "- {}", describe_violation(v));
+                putln!(s, "- {}", describe_violation(v));
             }
-            let _ = writeln!(
+            putln!(
                 s,
                 "Diagnose the cause, fix it, verify the objectives hold again, and report what you found and did."
             );
@@ -105,19 +128,19 @@ pub fn maintainer_user(ctx: &MaintainerContext) -> String {
     }
     if let Some(obs) = &ctx.observation {
         let json = serde_json::to_string(obs).unwrap_or_default();
-        let _ = writeln!(s, "\nCurrent observation (JSON): {json}");
+        putln!(s, "\nCurrent observation (JSON): {json}");
     }
     if ctx.steps.is_empty() {
-        let _ = writeln!(s, "\nNo steps have run yet.");
+        putln!(s, "\nNo steps have run yet.");
     } else {
-        let _ = writeln!(s, "\nSteps so far:");
+        putln!(s, "\nSteps so far:");
         for st in &ctx.steps {
             write_step(&mut s, st);
         }
     }
-    let _ = write!(s, "\nThis is turn {} of {}.", ctx.turn, ctx.max_turns);
+    put!(s, "\nThis is turn {} of {}.", ctx.turn, ctx.max_turns);
     if ctx.turn >= ctx.max_turns {
-        let _ = write!(s, " It is the LAST turn: set \"done\": true and give a report.");
+        put!(s, " It is the LAST turn: set \"done\": true and give a report.");
     }
     s
 }
@@ -132,20 +155,28 @@ fn write_step(s: &mut String, st: &StepRecord) {
         out.clone()
     };
     let outcome = serde_json::to_string(&st.outcome).unwrap_or_default();
-    let _ = writeln!(
+    putln!(
         s,
         "Step {}: {}\n```python\n{}\n```\noutcome: {}\noutput:\n{}\n",
         st.index,
         st.description,
         st.program.trim_end(),
         outcome.trim_matches('"'),
-        if shown.trim().is_empty() { "(none)" } else { shown.trim_end() }
+        if shown.trim().is_empty() {
+            "(none)"
+        } else {
+            shown.trim_end()
+        }
     );
 }
 
 /// The manager's system prompt for decomposition.
 pub fn manager_decompose_system(components: &[ComponentName]) -> String {
-    let names = components.iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", ");
+    let names = components
+        .iter()
+        .map(ComponentName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"You are the manager of a group of microservice components, each maintained by its own agent. You turn a
 person's declarative goal into subtasks, one per component that must act. The components are: {names}.
@@ -166,12 +197,12 @@ holds (split a shared budget such as a total latency between components); at lea
 pub fn manager_decompose_user(goal: &Goal, measured: &[(ComponentName, Measurement)]) -> String {
     let mut s = format!("Goal: {}\n", goal.text);
     for o in &goal.objectives {
-        let _ = writeln!(s, "- objective: {}", describe_objective(o));
+        putln!(s, "- objective: {}", describe_objective(o));
     }
     if !measured.is_empty() {
-        let _ = writeln!(s, "Latest measurements (JSON):");
+        putln!(s, "Latest measurements (JSON):");
         for (c, m) in measured {
-            let _ = writeln!(s, "- {c}: {}", serde_json::to_string(m).unwrap_or_default());
+            putln!(s, "- {c}: {}", serde_json::to_string(m).unwrap_or_default());
         }
     }
     s

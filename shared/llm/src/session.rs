@@ -110,7 +110,11 @@ pub async fn drive(
         }
         if plan.steps.is_empty() && !plan.done && plan.report.is_none() {
             ctx.turn += 1;
-            return Err(fail(PlanError::Invalid("the planner returned an empty plan".into()), ctx, usage));
+            return Err(fail(
+                PlanError::Invalid("the planner returned an empty plan".into()),
+                ctx,
+                usage,
+            ));
         }
         let finished = all_ok && (plan.done || plan.steps.is_empty());
         if finished {
@@ -118,7 +122,12 @@ pub async fn drive(
                 status: ReportStatus::Response,
                 message: format!("Done after {} steps.", ctx.steps.len()),
             });
-            return Ok(TaskOutcome { report, turns: ctx.turn, steps: ctx.steps, usage });
+            return Ok(TaskOutcome {
+                report,
+                turns: ctx.turn,
+                steps: ctx.steps,
+                usage,
+            });
         }
         ctx.turn += 1;
     }

@@ -80,17 +80,28 @@ pub struct ScriptedServer {
 impl Reply {
     /// A completion with 10 prompt and 5 completion tokens.
     pub fn chat(content: impl Into<String>) -> Self {
-        Reply::Chat { content: content.into(), prompt_tokens: 10, completion_tokens: 5 }
+        Reply::Chat {
+            content: content.into(),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        }
     }
 
     /// A completion with the given token counts.
     pub fn chat_with_usage(content: impl Into<String>, prompt_tokens: u64, completion_tokens: u64) -> Self {
-        Reply::Chat { content: content.into(), prompt_tokens, completion_tokens }
+        Reply::Chat {
+            content: content.into(),
+            prompt_tokens,
+            completion_tokens,
+        }
     }
 
     /// An error status.
     pub fn status(status: u16) -> Self {
-        Reply::Status { status, retry_after: None }
+        Reply::Status {
+            status,
+            retry_after: None,
+        }
     }
 
     /// Wraps in a delay.
@@ -105,7 +116,10 @@ impl RecordedRequest {
     /// The first header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -113,7 +127,9 @@ impl RecordedRequest {
 
 impl std::fmt::Debug for ScriptedServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScriptedServer").field("addr", &self.addr).finish()
+        f.debug_struct("ScriptedServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -122,16 +138,26 @@ impl ScriptedServer {
     pub async fn start(script: Vec<Reply>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State { script: script.into(), ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            script: script.into(),
+            ..State::default()
+        }));
         let st = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let st = Arc::clone(&st);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(Arc::clone(&st), req));
                     // Client disconnects (e.g. after a client-side timeout) end the connection; nothing to do.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    if let Err(e) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "Scripted server connection ended.");
+                    }
                 });
             }
         });
@@ -184,16 +210,28 @@ impl Drop for ScriptedServer {
     }
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
-        path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     };
@@ -204,7 +242,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
                 Some(r) => r,
                 None => match &s.fallback {
                     Some(f) => f(&recorded),
-                    None => Reply::Status { status: 500, retry_after: None },
+                    None => Reply::Status {
+                        status: 500,
+                        retry_after: None,
+                    },
                 },
             }
         }
@@ -219,7 +260,11 @@ async fn render(mut reply: Reply) -> Response<Full<Bytes>> {
         reply = *inner;
     }
     let (status, body, retry_after) = match reply {
-        Reply::Chat { content, prompt_tokens, completion_tokens } => {
+        Reply::Chat {
+            content,
+            prompt_tokens,
+            completion_tokens,
+        } => {
             let body = serde_json::json!({
                 "id": "chatcmpl-scripted",
                 "object": "chat.completion",
@@ -239,10 +284,15 @@ async fn render(mut reply: Reply) -> Response<Full<Bytes>> {
         Reply::Delay(..) => (500, String::new(), None),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     if let Some(secs) = retry_after {
-        resp.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(secs));
     }
     resp
 }

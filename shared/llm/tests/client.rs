@@ -18,11 +18,18 @@ fn quick(mut cfg: LlmConfig) -> LlmConfig {
 }
 
 fn other(server: &ScriptedServer) -> LlmConfig {
-    quick(LlmConfig::new(Backend::Other { base_url: server.base_url(), model: "llama3".into(), api_key: None }))
+    quick(LlmConfig::new(Backend::Other {
+        base_url: server.base_url(),
+        model: "llama3".into(),
+        api_key: None,
+    }))
 }
 
 fn req(text: &str) -> ChatRequest {
-    ChatRequest { messages: vec![ChatMessage::system("be brief"), ChatMessage::user(text)], json: true }
+    ChatRequest {
+        messages: vec![ChatMessage::system("be brief"), ChatMessage::user(text)],
+        json: true,
+    }
 }
 
 fn temp_dir() -> std::path::PathBuf {
@@ -47,10 +54,16 @@ async fn openai_request_shape() {
     assert_eq!(r.header("api-key"), None);
     assert_eq!(r.body["model"], "gpt-4o");
     assert_eq!(r.body["messages"][0]["role"], "system");
-    assert_eq!(r.body["messages"][1], serde_json::json!({"role": "user", "content": "hello"}));
+    assert_eq!(
+        r.body["messages"][1],
+        serde_json::json!({"role": "user", "content": "hello"})
+    );
     assert_eq!(r.body["response_format"]["type"], "json_object");
     assert_eq!(r.body["temperature"], 0.0);
-    assert!(!format!("{client:?}").contains("sk-test-123"), "the key never shows in Debug");
+    assert!(
+        !format!("{client:?}").contains("sk-test-123"),
+        "the key never shows in Debug"
+    );
 }
 
 #[tokio::test]
@@ -63,21 +76,43 @@ async fn azure_request_shape() {
         api_key: Secret::new("azure-key"),
     }));
     let client = ChatClient::new(cfg).unwrap();
-    client.chat(&ChatRequest { messages: vec![ChatMessage::user("hi")], json: false }).await.unwrap();
+    client
+        .chat(&ChatRequest {
+            messages: vec![ChatMessage::user("hi")],
+            json: false,
+        })
+        .await
+        .unwrap();
     let r = &server.requests()[0];
-    assert_eq!(r.path_and_query, "/openai/deployments/gpt-4-turbo/chat/completions?api-version=2024-02-01");
+    assert_eq!(
+        r.path_and_query,
+        "/openai/deployments/gpt-4-turbo/chat/completions?api-version=2024-02-01"
+    );
     assert_eq!(r.header("api-key"), Some("azure-key"));
     assert_eq!(r.header("authorization"), None);
-    assert!(r.body.get("model").is_none(), "Azure picks the model by deployment");
+    assert!(
+        r.body.get("model").is_none(),
+        "Azure picks the model by deployment"
+    );
     assert!(r.body.get("response_format").is_none(), "json: false");
 }
 
 #[tokio::test]
 async fn other_backend_sends_a_key_only_when_set() {
-    let server = ScriptedServer::start(vec![Reply::chat("a"), Reply::chat("b")]).await.unwrap();
-    ChatClient::new(other(&server)).unwrap().chat(&req("x")).await.unwrap();
+    let server = ScriptedServer::start(vec![Reply::chat("a"), Reply::chat("b")])
+        .await
+        .unwrap();
+    ChatClient::new(other(&server))
+        .unwrap()
+        .chat(&req("x"))
+        .await
+        .unwrap();
     let mut cfg = other(&server);
-    cfg.backend = Backend::Other { base_url: server.base_url(), model: "qwen".into(), api_key: Some(Secret::new("k")) };
+    cfg.backend = Backend::Other {
+        base_url: server.base_url(),
+        model: "qwen".into(),
+        api_key: Some(Secret::new("k")),
+    };
     ChatClient::new(cfg).unwrap().chat(&req("x")).await.unwrap();
     let rs = server.requests();
     assert_eq!(rs[0].header("authorization"), None);
@@ -89,7 +124,10 @@ async fn other_backend_sends_a_key_only_when_set() {
 #[tokio::test]
 async fn retries_429_and_500_then_succeeds() {
     let server = ScriptedServer::start(vec![
-        Reply::Status { status: 429, retry_after: Some(0) },
+        Reply::Status {
+            status: 429,
+            retry_after: Some(0),
+        },
         Reply::status(500),
         Reply::status(503),
         Reply::chat("finally"),
@@ -110,26 +148,50 @@ async fn gives_up_after_max_retries_and_never_retries_client_errors() {
     let mut cfg = other(&server);
     cfg.max_retries = 2;
     let err = ChatClient::new(cfg).unwrap().chat(&req("x")).await.unwrap_err();
-    assert!(matches!(&err, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::Status { status: 500, .. })), "{err}");
+    assert!(
+        matches!(&err, LlmError::RetriesExhausted { attempts: 3, last } if matches!(**last, LlmError::Status { status: 500, .. })),
+        "{err}"
+    );
     assert_eq!(server.request_count(), 3);
 
-    let server = ScriptedServer::start(vec![Reply::status(400), Reply::chat("never")]).await.unwrap();
-    let err = ChatClient::new(other(&server)).unwrap().chat(&req("x")).await.unwrap_err();
+    let server = ScriptedServer::start(vec![Reply::status(400), Reply::chat("never")])
+        .await
+        .unwrap();
+    let err = ChatClient::new(other(&server))
+        .unwrap()
+        .chat(&req("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, LlmError::Status { status: 400, .. }), "{err}");
-    assert!(err.to_string().contains("scripted status 400"), "the server's error text is kept: {err}");
+    assert!(
+        err.to_string().contains("scripted status 400"),
+        "the server's error text is kept: {err}"
+    );
     assert_eq!(server.request_count(), 1);
 }
 
 #[tokio::test]
 async fn times_out_and_retries_after_a_timeout() {
-    let server = ScriptedServer::start(vec![Reply::chat("late").delayed(Duration::from_secs(3))]).await.unwrap();
+    let server = ScriptedServer::start(vec![Reply::chat("late").delayed(Duration::from_secs(3))])
+        .await
+        .unwrap();
     let mut cfg = other(&server);
     cfg.timeout = Duration::from_millis(200);
     cfg.max_retries = 0;
-    let err = ChatClient::new(cfg.clone()).unwrap().chat(&req("x")).await.unwrap_err();
-    assert!(matches!(err, LlmError::Timeout(d) if d == Duration::from_millis(200)), "{err}");
+    let err = ChatClient::new(cfg.clone())
+        .unwrap()
+        .chat(&req("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::Timeout(d) if d == Duration::from_millis(200)),
+        "{err}"
+    );
 
-    server.push([Reply::chat("slow").delayed(Duration::from_secs(3)), Reply::chat("fast")]);
+    server.push([
+        Reply::chat("slow").delayed(Duration::from_secs(3)),
+        Reply::chat("fast"),
+    ]);
     cfg.max_retries = 1;
     let resp = ChatClient::new(cfg).unwrap().chat(&req("x")).await.unwrap();
     assert_eq!((resp.content.as_str(), resp.attempts), ("fast", 2));
@@ -140,7 +202,9 @@ async fn garbage_is_a_clear_error() {
     let server = ScriptedServer::start(vec![
         Reply::Garbage("<html>502 Bad Gateway</html>".into()),
         Reply::Garbage(r#"{"choices": []}"#.into()),
-        Reply::Garbage(r#"{"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": []}}]}"#.into()),
+        Reply::Garbage(
+            r#"{"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": []}}]}"#.into(),
+        ),
     ])
     .await
     .unwrap();
@@ -158,7 +222,12 @@ async fn garbage_is_a_clear_error() {
 async fn cache_hit_with_same_seed_miss_with_another() {
     let server = ScriptedServer::start(vec![]).await.unwrap();
     let n = std::sync::atomic::AtomicUsize::new(0);
-    server.set_fallback(move |_| Reply::chat(format!("answer {}", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst))));
+    server.set_fallback(move |_| {
+        Reply::chat(format!(
+            "answer {}",
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ))
+    });
     let dir = temp_dir();
     let with_seed = |seed: Option<u64>| {
         let mut cfg = other(&server);
@@ -188,11 +257,18 @@ async fn cache_hit_with_same_seed_miss_with_another() {
     assert_eq!(server.request_count(), 5);
 
     // One readable JSON file per entry, with the question and the answer.
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 3);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let entry: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(entry["seed"].is_u64() && entry["request"]["messages"].is_array() && entry["response"]["content"].is_string());
+    assert!(
+        entry["seed"].is_u64()
+            && entry["request"]["messages"].is_array()
+            && entry["response"]["content"].is_string()
+    );
     assert!(text.lines().count() > 10, "pretty-printed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -208,7 +284,10 @@ async fn token_and_cost_accounting_sums() {
     .unwrap();
     let dir = temp_dir();
     let mut cfg = other(&server);
-    cfg.pricing = Pricing { prompt_per_1k: 0.01, completion_per_1k: 0.03 };
+    cfg.pricing = Pricing {
+        prompt_per_1k: 0.01,
+        completion_per_1k: 0.03,
+    };
     cfg.cache_seed = Some(1);
     cfg.cache_dir = dir.clone();
     let client = ChatClient::new(cfg).unwrap();
@@ -221,9 +300,16 @@ async fn token_and_cost_accounting_sums() {
     assert_eq!(hit.cost_usd, 0.0);
     let t = client.totals();
     assert_eq!((t.calls, t.cache_hits), (4, 1));
-    assert_eq!((t.prompt_tokens, t.completion_tokens, t.total_tokens()), (1110, 56, 1166));
+    assert_eq!(
+        (t.prompt_tokens, t.completion_tokens, t.total_tokens()),
+        (1110, 56, 1166)
+    );
     let expected = 1.110 * 0.01 + 0.056 * 0.03;
-    assert!((t.cost_usd - expected).abs() < 1e-9, "{} vs {expected}", t.cost_usd);
+    assert!(
+        (t.cost_usd - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        t.cost_usd
+    );
     assert!((r1.cost_usd - (0.010 * 0.01 + 0.005 * 0.03)).abs() < 1e-12);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -234,7 +320,11 @@ async fn connection_refused_is_retried_then_reported() {
     let base = server.base_url();
     drop(server);
     tokio::task::yield_now().await;
-    let mut cfg = quick(LlmConfig::new(Backend::Other { base_url: base, model: "m".into(), api_key: None }));
+    let mut cfg = quick(LlmConfig::new(Backend::Other {
+        base_url: base,
+        model: "m".into(),
+        api_key: None,
+    }));
     cfg.max_retries = 1;
     // The listener may linger for a moment after the accept task is aborted; either way no answer is a chat.
     match ChatClient::new(cfg).unwrap().chat(&req("x")).await {

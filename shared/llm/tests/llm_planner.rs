@@ -6,19 +6,24 @@ mod support;
 use std::time::Duration;
 
 use acv_llm::{
-    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, Measurement, PlanError, PlannedStep, Planner,
-    drive,
+    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, Measurement, PlanError, PlannedStep,
+    Planner, drive,
     session::{Executor, StepResult},
     testserver::{Reply, ScriptedServer},
 };
 use acv_protocol::{
-    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, StepOutcome, TaskSpec,
+    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, StepOutcome,
+    TaskSpec,
 };
 use serde_json::json;
 use support::{FakeHost, Model, healthy_state};
 
 fn planner(server: &ScriptedServer, tweak: impl FnOnce(&mut LlmConfig)) -> LlmPlanner {
-    let mut cfg = LlmConfig::new(Backend::Other { base_url: server.base_url(), model: "m".into(), api_key: None });
+    let mut cfg = LlmConfig::new(Backend::Other {
+        base_url: server.base_url(),
+        model: "m".into(),
+        api_key: None,
+    });
     cfg.timeout = Duration::from_secs(5);
     cfg.backoff_initial = Duration::from_millis(5);
     cfg.backoff_max = Duration::from_millis(20);
@@ -46,19 +51,34 @@ fn plan_json(steps: &[(&str, &str)], done: bool, report: Option<(&str, &str)>) -
 
 fn last_user_message(body: &serde_json::Value) -> String {
     let msgs = body["messages"].as_array().unwrap();
-    msgs.iter().rev().find(|m| m["role"] == "user").unwrap()["content"].as_str().unwrap().to_owned()
+    msgs.iter().rev().find(|m| m["role"] == "user").unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
 async fn prompt_describes_component_slos_and_host_api() {
-    let server = ScriptedServer::start(vec![Reply::chat(plan_json(&[], true, Some(("RESPONSE", "ok"))))]).await.unwrap();
+    let server = ScriptedServer::start(vec![Reply::chat(plan_json(&[], true, Some(("RESPONSE", "ok"))))])
+        .await
+        .unwrap();
     let p = planner(&server, |_| {});
     assert_eq!(p.name(), "llm:m");
-    let plan = p.next(&task("Report the P99 latency of your microservice component.")).await.unwrap();
+    let plan = p
+        .next(&task("Report the P99 latency of your microservice component."))
+        .await
+        .unwrap();
     assert!(plan.done && plan.steps.is_empty());
     let body = &server.requests()[0].body;
     let system = body["messages"][0]["content"].as_str().unwrap();
-    for needle in ["\"catalogue\"", "200 ms", "acv.rollback()", "acv.report(status: str, message: str)", "AUTONOMOUS", "8 turns"] {
+    for needle in [
+        "\"catalogue\"",
+        "200 ms",
+        "acv.rollback()",
+        "acv.report(status: str, message: str)",
+        "AUTONOMOUS",
+        "8 turns",
+    ] {
         assert!(system.contains(needle), "system prompt lacks {needle}");
     }
     assert!(last_user_message(body).contains("Task: Report the P99 latency"));
@@ -70,13 +90,23 @@ async fn malformed_plan_is_repaired_after_feedback() {
     let good = plan_json(&[("check", "import acv\nprint(acv.status())")], false, None);
     let server = ScriptedServer::start(vec![
         Reply::chat("Sure! I will first check the status of the pods."),
-        Reply::chat(plan_json(&[("shell out", "import subprocess\nimport acv\nsubprocess.run(['kubectl'])")], false, None)),
+        Reply::chat(plan_json(
+            &[(
+                "shell out",
+                "import subprocess\nimport acv\nsubprocess.run(['kubectl'])",
+            )],
+            false,
+            None,
+        )),
         Reply::chat(good),
     ])
     .await
     .unwrap();
     let p = planner(&server, |c| c.max_repairs = 2);
-    let plan = p.next(&task("Check your microservice's healthy status immediately.")).await.unwrap();
+    let plan = p
+        .next(&task("Check your microservice's healthy status immediately."))
+        .await
+        .unwrap();
     assert_eq!(plan.steps.len(), 1);
     assert_eq!(plan.usage.calls, 3, "usage covers the repairs");
     let rs = server.requests();
@@ -86,28 +116,51 @@ async fn malformed_plan_is_repaired_after_feedback() {
     assert_eq!(second[2]["role"], "assistant");
     assert!(second[2]["content"].as_str().unwrap().starts_with("Sure!"));
     assert!(last_user_message(&rs[1].body).contains("no JSON object"));
-    assert!(last_user_message(&rs[2].body).contains("\"subprocess\" is not available"), "{}", last_user_message(&rs[2].body));
+    assert!(
+        last_user_message(&rs[2].body).contains("\"subprocess\" is not available"),
+        "{}",
+        last_user_message(&rs[2].body)
+    );
 }
 
 #[tokio::test]
 async fn plan_that_stays_malformed_fails_clearly() {
     let server = ScriptedServer::start(vec![]).await.unwrap();
-    server.set_fallback(|_| Reply::chat(r#"{"steps": [{"description": "x", "program": "print(1)"}], "done": false}"#));
+    server.set_fallback(|_| {
+        Reply::chat(r#"{"steps": [{"description": "x", "program": "print(1)"}], "done": false}"#)
+    });
     let p = planner(&server, |c| c.max_repairs = 2);
-    let err = p.next(&task("Restart all the pods of your microservice component immediately.")).await.unwrap_err();
-    assert!(matches!(&err, PlanError::Malformed { attempts: 3, last } if last.contains("import acv")), "{err}");
+    let err = p
+        .next(&task(
+            "Restart all the pods of your microservice component immediately.",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PlanError::Malformed { attempts: 3, last } if last.contains("import acv")),
+        "{err}"
+    );
     assert_eq!(server.request_count(), 3);
 
     // Bad report status and an empty plan are caught too.
     for (bad, want) in [
-        (r#"{"report": {"status": "DONE", "message": "x"}}"#, "must be \"RESPONSE\" or \"ISSUE\""),
+        (
+            r#"{"report": {"status": "DONE", "message": "x"}}"#,
+            "must be \"RESPONSE\" or \"ISSUE\"",
+        ),
         (r#"{"steps": [], "done": false}"#, "neither steps nor a report"),
-        (r#"{"steps": [{"description": "x", "program": "import acv"}], "plan": 1}"#, "unknown field"),
+        (
+            r#"{"steps": [{"description": "x", "program": "import acv"}], "plan": 1}"#,
+            "unknown field",
+        ),
     ] {
         let server = ScriptedServer::start(vec![]).await.unwrap();
         let b = bad.to_owned();
         server.set_fallback(move |_| Reply::chat(b.clone()));
-        let err = planner(&server, |c| c.max_repairs = 0).next(&task("x")).await.unwrap_err();
+        let err = planner(&server, |c| c.max_repairs = 0)
+            .next(&task("x"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
 }
@@ -116,12 +169,26 @@ async fn plan_that_stays_malformed_fails_clearly() {
 async fn multi_turn_with_outputs_fed_back() {
     let server = ScriptedServer::start(vec![
         Reply::chat_with_usage(
-            plan_json(&[("look", "import acv\ns = acv.status()\nprint('replicas=%d' % s['desired_replicas'])")], false, None),
+            plan_json(
+                &[(
+                    "look",
+                    "import acv\ns = acv.status()\nprint('replicas=%d' % s['desired_replicas'])",
+                )],
+                false,
+                None,
+            ),
             200,
             40,
         ),
         Reply::chat_with_usage(
-            plan_json(&[("scale", "import acv\nacv.scale(3)\nacv.report('RESPONSE', 'Scaled to 3.')")], true, None),
+            plan_json(
+                &[(
+                    "scale",
+                    "import acv\nacv.scale(3)\nacv.report('RESPONSE', 'Scaled to 3.')",
+                )],
+                true,
+                None,
+            ),
             300,
             60,
         ),
@@ -129,17 +196,44 @@ async fn multi_turn_with_outputs_fed_back() {
     .await
     .unwrap();
     let p = planner(&server, |c| c.pricing.prompt_per_1k = 1.0);
-    let mut host = FakeHost::new(healthy_state(), Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: None });
-    let out = drive(&p, task("Scale replicas to 3 for your microservice component."), &mut host).await.unwrap();
+    let mut host = FakeHost::new(
+        healthy_state(),
+        Model {
+            cpu_demand_total: None,
+            cpu_demand_per_replica: None,
+            memory_per_replica: None,
+            p99: None,
+        },
+    );
+    let out = drive(
+        &p,
+        task("Scale replicas to 3 for your microservice component."),
+        &mut host,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.status, ReportStatus::Response);
-    assert_eq!(out.report.message, "Scaled to 3.", "the step's acv.report is the final report");
+    assert_eq!(
+        out.report.message, "Scaled to 3.",
+        "the step's acv.report is the final report"
+    );
     assert_eq!(out.turns, 2);
     assert_eq!(out.steps.len(), 2);
     assert_eq!(host.state["status"]["desired_replicas"], 3);
-    assert_eq!((out.usage.calls, out.usage.prompt_tokens, out.usage.completion_tokens), (2, 500, 100));
+    assert_eq!(
+        (
+            out.usage.calls,
+            out.usage.prompt_tokens,
+            out.usage.completion_tokens
+        ),
+        (2, 500, 100)
+    );
     assert!((out.usage.cost_usd - 0.5).abs() < 1e-9);
     let second = last_user_message(&server.requests()[1].body);
-    assert!(second.contains("Step 1: look") && second.contains("replicas=2") && second.contains("outcome: ok"), "{second}");
+    assert!(
+        second.contains("Step 1: look") && second.contains("replicas=2") && second.contains("outcome: ok"),
+        "{second}"
+    );
     assert!(second.contains("turn 2 of 8"), "{second}");
 }
 
@@ -149,7 +243,11 @@ struct Failing;
 #[async_trait::async_trait]
 impl Executor for Failing {
     async fn execute(&mut self, _index: u32, _step: &PlannedStep) -> StepResult {
-        StepResult { outcome: StepOutcome::Error, output: "acv.HostError: busy".into(), report: None }
+        StepResult {
+            outcome: StepOutcome::Error,
+            output: "acv.HostError: busy".into(),
+            report: None,
+        }
     }
 }
 
@@ -161,7 +259,16 @@ async fn turn_budget_exhausted_is_a_clear_failure() {
     let mut ctx = task("Scale replicas to 3 for your microservice component.");
     ctx.max_turns = 3;
     let failure = drive(&p, ctx, &mut Failing).await.unwrap_err();
-    assert!(matches!(failure.error, PlanError::TurnBudgetExhausted { turns: 3, max_turns: 3 }), "{failure}");
+    assert!(
+        matches!(
+            failure.error,
+            PlanError::TurnBudgetExhausted {
+                turns: 3,
+                max_turns: 3
+            }
+        ),
+        "{failure}"
+    );
     assert_eq!(failure.steps.len(), 3);
     assert_eq!(failure.usage.calls, 3);
     assert!(failure.to_string().contains("turn budget exhausted"), "{failure}");
@@ -172,14 +279,23 @@ async fn turn_budget_exhausted_is_a_clear_failure() {
     server.set_fallback(|_| Reply::chat(plan_json(&[("more", "import acv\nprint(1)")], false, None)));
     let mut ctx = task("x");
     ctx.turn = 8;
-    let err = planner(&server, |c| c.max_repairs = 1).next(&ctx).await.unwrap_err();
+    let err = planner(&server, |c| c.max_repairs = 1)
+        .next(&ctx)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("last turn"), "{err}");
 }
 
 #[tokio::test]
 async fn same_turn_is_served_from_the_cache() {
     let dir = std::env::temp_dir().join(format!("acv-llm-plan-cache-{}", uuid::Uuid::new_v4()));
-    let server = ScriptedServer::start(vec![Reply::chat(plan_json(&[], true, Some(("RESPONSE", "cached"))))]).await.unwrap();
+    let server = ScriptedServer::start(vec![Reply::chat(plan_json(
+        &[],
+        true,
+        Some(("RESPONSE", "cached")),
+    ))])
+    .await
+    .unwrap();
     let d = dir.clone();
     let p = planner(&server, move |c| {
         c.cache_seed = Some(7);
@@ -212,21 +328,36 @@ async fn manager_decomposition_is_validated_and_repaired() {
     .await
     .unwrap();
     let p = planner(&server, |_| {});
-    let goal = Goal { text: "Reduce the total P99 latency of Catalogue and Front-end to under 400 ms.".into(), objectives: vec![] };
-    let subtasks = p.decompose(&goal, &names(&["front-end", "catalogue"]), &[]).await.unwrap();
+    let goal = Goal {
+        text: "Reduce the total P99 latency of Catalogue and Front-end to under 400 ms.".into(),
+        objectives: vec![],
+    };
+    let subtasks = p
+        .decompose(&goal, &names(&["front-end", "catalogue"]), &[])
+        .await
+        .unwrap();
     assert_eq!(subtasks.len(), 2);
     assert_eq!(subtasks[0].component.as_str(), "catalogue");
-    let TaskSpec::Declarative { goal: g } = &subtasks[0].spec else { panic!("declarative expected") };
+    let TaskSpec::Declarative { goal: g } = &subtasks[0].spec else {
+        panic!("declarative expected")
+    };
     assert_eq!(g.objectives[0].metric, SloMetric::P99LatencyMs);
     assert_eq!(g.objectives[0].component.as_str(), "catalogue");
     let rs = server.requests();
-    assert!(rs[0].body["messages"][0]["content"].as_str().unwrap().contains("front-end, catalogue"));
+    assert!(
+        rs[0].body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("front-end, catalogue")
+    );
     assert!(last_user_message(&rs[1].body).contains("payments is not one of the components"));
 }
 
 #[tokio::test]
 async fn judging_uses_measurements_not_the_model_when_objectives_exist() {
-    let server = ScriptedServer::start(vec![Reply::chat(r#"{"met": false, "message": "P99 is 250 ms"}"#)]).await.unwrap();
+    let server = ScriptedServer::start(vec![Reply::chat(r#"{"met": false, "message": "P99 is 250 ms"}"#)])
+        .await
+        .unwrap();
     let p = planner(&server, |_| {});
     let c = catalogue();
     let m = Measurement {
@@ -244,12 +375,24 @@ async fn judging_uses_measurements_not_the_model_when_objectives_exist() {
     };
     let goal = Goal {
         text: "Reduce the P99 latency of Catalogue to under 300 ms.".into(),
-        objectives: vec![Objective { component: c.clone(), metric: SloMetric::P99LatencyMs, comparison: Comparison::Below, threshold: 300.0 }],
+        objectives: vec![Objective {
+            component: c.clone(),
+            metric: SloMetric::P99LatencyMs,
+            comparison: Comparison::Below,
+            threshold: 300.0,
+        }],
     };
     let j = p.judge(&goal, &[(c.clone(), m.clone())]).await.unwrap();
     assert!(j.met, "{}", j.message);
-    assert_eq!(server.request_count(), 0, "objectives are checked against numbers");
-    let vague = Goal { text: "Make catalogue feel snappy".into(), objectives: vec![] };
+    assert_eq!(
+        server.request_count(),
+        0,
+        "objectives are checked against numbers"
+    );
+    let vague = Goal {
+        text: "Make catalogue feel snappy".into(),
+        objectives: vec![],
+    };
     let j = p.judge(&vague, &[(c, m)]).await.unwrap();
     assert!(!j.met);
     assert_eq!(j.status, ReportStatus::Issue);

@@ -8,8 +8,8 @@ use acv_llm::{
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
-    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, SloPolicy, StepOutcome,
-    StepRecord, TaskSpec, Violation,
+    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, SloPolicy,
+    StepOutcome, StepRecord, TaskSpec, Violation,
 };
 use serde_json::json;
 use support::{FakeHost, Model, assert_parses, healthy_state, run_fake};
@@ -24,24 +24,63 @@ fn task(text: &str) -> MaintainerContext {
 
 /// The dataset's task phrasings (data/dataset/*.yaml), with what the rules must understand.
 const DATASET_TASKS: &[(&str, &str)] = &[
-    ("create_deployment", "Create a deployment using your deployment YAML file."),
-    ("update_deployment", "Update your deployment and set the environment variable logger_flag to true."),
-    ("rollback", "Rollback the image version of your microservice component to version 0.3.4."),
-    ("restart", "Restart all the pods of your microservice component immediately."),
-    ("metric_collection_1", "Report the cpu usage of your microservice component."),
-    ("metric_collection_2", "Report the P99 latency of your microservice component."),
-    ("manual_scaling", "Scale replicas to 3 for your microservice component."),
-    ("healthy_check", "Check your microservice's healthy status immediately."),
-    ("performance_check", "Check whether your microservice component performance is normal immediately."),
-    ("reduce_latency", "Reduce your microservice component P99 latency below 300ms."),
-    ("reduce_resource_usage", "Reduce your microservice component average CPU usage lower than 30% resource limit."),
-    ("auto_scaling", "Implement auto-scaling with sensible thresholds for your microservice component."),
+    (
+        "create_deployment",
+        "Create a deployment using your deployment YAML file.",
+    ),
+    (
+        "update_deployment",
+        "Update your deployment and set the environment variable logger_flag to true.",
+    ),
+    (
+        "rollback",
+        "Rollback the image version of your microservice component to version 0.3.4.",
+    ),
+    (
+        "restart",
+        "Restart all the pods of your microservice component immediately.",
+    ),
+    (
+        "metric_collection_1",
+        "Report the cpu usage of your microservice component.",
+    ),
+    (
+        "metric_collection_2",
+        "Report the P99 latency of your microservice component.",
+    ),
+    (
+        "manual_scaling",
+        "Scale replicas to 3 for your microservice component.",
+    ),
+    (
+        "healthy_check",
+        "Check your microservice's healthy status immediately.",
+    ),
+    (
+        "performance_check",
+        "Check whether your microservice component performance is normal immediately.",
+    ),
+    (
+        "reduce_latency",
+        "Reduce your microservice component P99 latency below 300ms.",
+    ),
+    (
+        "reduce_resource_usage",
+        "Reduce your microservice component average CPU usage lower than 30% resource limit.",
+    ),
+    (
+        "auto_scaling",
+        "Implement auto-scaling with sensible thresholds for your microservice component.",
+    ),
 ];
 
 fn expected(case: &str) -> Intent {
     match case {
         "create_deployment" => Intent::Create,
-        "update_deployment" => Intent::SetEnv { key: "logger_flag".into(), value: "true".into() },
+        "update_deployment" => Intent::SetEnv {
+            key: "logger_flag".into(),
+            value: "true".into(),
+        },
         "rollback" => Intent::RollbackTo("0.3.4".into()),
         "restart" => Intent::Restart,
         "metric_collection_1" => Intent::Report(vec![ReportMetric::Cpu]),
@@ -49,7 +88,9 @@ fn expected(case: &str) -> Intent {
         "manual_scaling" => Intent::Scale(3),
         "healthy_check" | "performance_check" => Intent::HealthCheck,
         "reduce_latency" => Intent::Reach(vec![(SloMetric::P99LatencyMs, Comparison::Below, 300.0)]),
-        "reduce_resource_usage" => Intent::Reach(vec![(SloMetric::CpuPercentOfLimit, Comparison::Below, 30.0)]),
+        "reduce_resource_usage" => {
+            Intent::Reach(vec![(SloMetric::CpuPercentOfLimit, Comparison::Below, 30.0)])
+        }
         "auto_scaling" => Intent::CannotDo(String::new()),
         other => panic!("unknown case {other}"),
     }
@@ -69,7 +110,8 @@ fn parses_every_dataset_phrasing() {
 #[test]
 fn dataset_files_match_the_table() {
     // The dataset lives next to the repository (../shared/acv-dataset); skip quietly where it is not checked out.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/acv-dataset/data/dataset");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/acv-dataset/data/dataset");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         eprintln!("dataset not found at {}; table test only", dir.display());
         return;
@@ -78,10 +120,14 @@ fn dataset_files_match_the_table() {
     for e in entries {
         let path = e.unwrap().path();
         let case: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let Some(text) = case["task"].as_str() else { continue };
+        let Some(text) = case["task"].as_str() else {
+            continue;
+        };
         let name = path.file_stem().unwrap().to_str().unwrap();
-        let (_, table_text) =
-            DATASET_TASKS.iter().find(|(c, _)| *c == name).unwrap_or_else(|| panic!("{name} missing from table"));
+        let (_, table_text) = DATASET_TASKS
+            .iter()
+            .find(|(c, _)| *c == name)
+            .unwrap_or_else(|| panic!("{name} missing from table"));
         assert_eq!(text.trim(), *table_text, "{name}");
         seen += 1;
     }
@@ -90,56 +136,121 @@ fn dataset_files_match_the_table() {
 
 #[test]
 fn paraphrases_and_cannot_do() {
-    assert_eq!(parse_intent("please scale catalogue to 5 replicas"), Intent::Scale(5));
+    assert_eq!(
+        parse_intent("please scale catalogue to 5 replicas"),
+        Intent::Scale(5)
+    );
     assert_eq!(parse_intent("Set the number of replicas to 2."), Intent::Scale(2));
     assert_eq!(parse_intent("scale out by 2"), Intent::ScaleBy(2));
     assert_eq!(parse_intent("Scale in"), Intent::ScaleBy(-1));
-    assert_eq!(parse_intent("Roll back to the previous version"), Intent::Rollback);
-    assert_eq!(parse_intent("Update the image to weaveworksdemos/catalogue:0.3.5"), Intent::SetImage("weaveworksdemos/catalogue:0.3.5".into()));
-    assert_eq!(parse_intent("set LOG_LEVEL=debug"), Intent::SetEnv { key: "LOG_LEVEL".into(), value: "debug".into() });
-    assert_eq!(parse_intent("What's the memory usage and the request rate?"), Intent::Report(vec![ReportMetric::Memory, ReportMetric::RequestRate]));
-    assert_eq!(parse_intent("Report the P50 latency"), Intent::Report(vec![ReportMetric::P50]));
-    assert_eq!(parse_intent("Keep the P99 latency under 0.5 s"), Intent::Reach(vec![(SloMetric::P99LatencyMs, Comparison::Below, 500.0)]));
+    assert_eq!(
+        parse_intent("Roll back to the previous version"),
+        Intent::Rollback
+    );
+    assert_eq!(
+        parse_intent("Update the image to weaveworksdemos/catalogue:0.3.5"),
+        Intent::SetImage("weaveworksdemos/catalogue:0.3.5".into())
+    );
+    assert_eq!(
+        parse_intent("set LOG_LEVEL=debug"),
+        Intent::SetEnv {
+            key: "LOG_LEVEL".into(),
+            value: "debug".into()
+        }
+    );
+    assert_eq!(
+        parse_intent("What's the memory usage and the request rate?"),
+        Intent::Report(vec![ReportMetric::Memory, ReportMetric::RequestRate])
+    );
+    assert_eq!(
+        parse_intent("Report the P50 latency"),
+        Intent::Report(vec![ReportMetric::P50])
+    );
+    assert_eq!(
+        parse_intent("Keep the P99 latency under 0.5 s"),
+        Intent::Reach(vec![(SloMetric::P99LatencyMs, Comparison::Below, 500.0)])
+    );
     for nonsense in ["Write me a poem", "Delete the database", ""] {
-        assert!(matches!(parse_intent(nonsense), Intent::CannotDo(_)), "{nonsense}");
+        assert!(
+            matches!(parse_intent(nonsense), Intent::CannotDo(_)),
+            "{nonsense}"
+        );
     }
 }
+
+type Check = Box<dyn Fn(&support::FakeRun)>;
 
 /// One-shot L1 tasks: one step, done, and the program does the right thing on the fake host.
 #[tokio::test]
 async fn l1_tasks_run_on_the_fake_host() {
     let planner = RulesPlanner::new();
-    let cases: Vec<(&str, Box<dyn Fn(&support::FakeRun)>)> = vec![
-        ("Scale replicas to 3 for your microservice component.", Box::new(|r| {
-            assert_eq!(r.status["desired_replicas"], 3);
-            assert!(r.report.as_ref().unwrap().message.contains("from 2 to 3"));
-        })),
-        ("Restart all the pods of your microservice component immediately.", Box::new(|r| {
-            assert!(r.status["replicas"].as_array().unwrap().iter().all(|x| x["restarts"] == 1));
-        })),
-        ("Update your deployment and set the environment variable logger_flag to true.", Box::new(|r| {
-            assert_eq!(r.status["env"]["logger_flag"], "true");
-            assert_eq!(r.status["revision"], 3);
-        })),
-        ("Rollback the image version of your microservice component to version 0.3.4.", Box::new(|r| {
-            assert_eq!(r.status["image"], "weaveworksdemos/catalogue:0.3.4");
-            assert!(r.report.as_ref().unwrap().message.contains("0.3.6"));
-        })),
-        ("Report the cpu usage of your microservice component.", Box::new(|r| {
-            let m = &r.report.as_ref().unwrap().message;
-            assert!(m.contains("CPU usage 20.0% of the 500 millicore limit"), "{m}");
-        })),
-        ("Report the P99 latency of your microservice component.", Box::new(|r| {
-            assert!(r.report.as_ref().unwrap().message.contains("P99 latency 120.0 ms"));
-        })),
-        ("Create a deployment using your deployment YAML file.", Box::new(|r| {
-            assert!(r.report.as_ref().unwrap().message.contains("is deployed"));
-        })),
-        ("Check your microservice's healthy status immediately.", Box::new(|r| {
-            let rep = r.report.as_ref().unwrap();
-            assert_eq!(rep.status, ReportStatus::Response, "{}", rep.message);
-            assert!(rep.message.contains("healthy"));
-        })),
+    let cases: Vec<(&str, Check)> = vec![
+        (
+            "Scale replicas to 3 for your microservice component.",
+            Box::new(|r| {
+                assert_eq!(r.status["desired_replicas"], 3);
+                assert!(r.report.as_ref().unwrap().message.contains("from 2 to 3"));
+            }),
+        ),
+        (
+            "Restart all the pods of your microservice component immediately.",
+            Box::new(|r| {
+                assert!(
+                    r.status["replicas"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|x| x["restarts"] == 1)
+                );
+            }),
+        ),
+        (
+            "Update your deployment and set the environment variable logger_flag to true.",
+            Box::new(|r| {
+                assert_eq!(r.status["env"]["logger_flag"], "true");
+                assert_eq!(r.status["revision"], 3);
+            }),
+        ),
+        (
+            "Rollback the image version of your microservice component to version 0.3.4.",
+            Box::new(|r| {
+                assert_eq!(r.status["image"], "weaveworksdemos/catalogue:0.3.4");
+                assert!(r.report.as_ref().unwrap().message.contains("0.3.6"));
+            }),
+        ),
+        (
+            "Report the cpu usage of your microservice component.",
+            Box::new(|r| {
+                let m = &r.report.as_ref().unwrap().message;
+                assert!(m.contains("CPU usage 20.0% of the 500 millicore limit"), "{m}");
+            }),
+        ),
+        (
+            "Report the P99 latency of your microservice component.",
+            Box::new(|r| {
+                assert!(
+                    r.report
+                        .as_ref()
+                        .unwrap()
+                        .message
+                        .contains("P99 latency 120.0 ms")
+                );
+            }),
+        ),
+        (
+            "Create a deployment using your deployment YAML file.",
+            Box::new(|r| {
+                assert!(r.report.as_ref().unwrap().message.contains("is deployed"));
+            }),
+        ),
+        (
+            "Check your microservice's healthy status immediately.",
+            Box::new(|r| {
+                let rep = r.report.as_ref().unwrap();
+                assert_eq!(rep.status, ReportStatus::Response, "{}", rep.message);
+                assert!(rep.message.contains("healthy"));
+            }),
+        ),
     ];
     for (text, check) in cases {
         let plan = planner.next(&task(text)).await.unwrap();
@@ -151,10 +262,18 @@ async fn l1_tasks_run_on_the_fake_host() {
         assert!(run.error.is_none(), "{text}: {:?}\n{program}", run.error);
         let report = run.report.clone().unwrap_or_else(|| panic!("{text}: no report"));
         if !text.starts_with("Check") {
-            assert_eq!(report.status, ReportStatus::Response, "{text}: {}", report.message);
+            assert_eq!(
+                report.status,
+                ReportStatus::Response,
+                "{text}: {}",
+                report.message
+            );
         }
         check(&run);
-        assert!(run.calls.iter().all(|c| c["component"].is_null()), "only the own component is addressed");
+        assert!(
+            run.calls.iter().all(|c| c["component"].is_null()),
+            "only the own component is addressed"
+        );
     }
 }
 
@@ -164,30 +283,54 @@ async fn l1_edge_cases() {
     // Create when scaled to zero starts one replica.
     let mut state = healthy_state();
     state["status"]["desired_replicas"] = json!(0);
-    let plan = planner.next(&task("Create a deployment using your deployment YAML file.")).await.unwrap();
+    let plan = planner
+        .next(&task("Create a deployment using your deployment YAML file."))
+        .await
+        .unwrap();
     let run = run_fake(&plan.steps[0].program, &state);
     assert_eq!(run.status["desired_replicas"], 1);
     // Health check on an unhealthy component is an ISSUE naming the problem.
     let mut state = healthy_state();
     state["metrics"]["p99_ms"] = json!(480.0);
-    let plan = planner.next(&task("Check whether your microservice component performance is normal immediately.")).await.unwrap();
+    let plan = planner
+        .next(&task(
+            "Check whether your microservice component performance is normal immediately.",
+        ))
+        .await
+        .unwrap();
     let run = run_fake(&plan.steps[0].program, &state);
     let rep = run.report.unwrap();
     assert_eq!(rep.status, ReportStatus::Issue);
-    assert!(rep.message.contains("P99 latency 480.0 ms is over the 200 ms objective"), "{}", rep.message);
+    assert!(
+        rep.message
+            .contains("P99 latency 480.0 ms is over the 200 ms objective"),
+        "{}",
+        rep.message
+    );
     // Missing metrics are reported as missing, not invented.
     let mut state = healthy_state();
     state["metrics"]["cpu_percent_of_limit"] = json!(null);
-    let plan = planner.next(&task("Report the cpu usage of your microservice component.")).await.unwrap();
+    let plan = planner
+        .next(&task("Report the cpu usage of your microservice component."))
+        .await
+        .unwrap();
     let run = run_fake(&plan.steps[0].program, &state);
     assert_eq!(run.report.unwrap().status, ReportStatus::Issue);
     // Same version already running: nothing changes.
-    let plan = planner.next(&task("Update the image to version 0.3.6")).await.unwrap();
+    let plan = planner
+        .next(&task("Update the image to version 0.3.6"))
+        .await
+        .unwrap();
     let run = run_fake(&plan.steps[0].program, &healthy_state());
     assert!(run.report.unwrap().message.contains("already runs"));
     assert_eq!(run.status["revision"], 2);
     // Cannot-do tasks end at once with an ISSUE.
-    let plan = planner.next(&task("Implement auto-scaling with sensible thresholds for your microservice component.")).await.unwrap();
+    let plan = planner
+        .next(&task(
+            "Implement auto-scaling with sensible thresholds for your microservice component.",
+        ))
+        .await
+        .unwrap();
     assert!(plan.steps.is_empty() && plan.done);
     let rep = plan.report.unwrap();
     assert_eq!(rep.status, ReportStatus::Issue);
@@ -197,7 +340,12 @@ async fn l1_edge_cases() {
     ctx.safety = SafetyMode::Observe;
     let plan = planner.next(&ctx).await.unwrap();
     assert!(plan.steps.is_empty());
-    assert!(plan.report.unwrap().message.contains("Observe mode: would scale catalogue to 3 replicas"));
+    assert!(
+        plan.report
+            .unwrap()
+            .message
+            .contains("Observe mode: would scale catalogue to 3 replicas")
+    );
 }
 
 #[tokio::test]
@@ -218,8 +366,15 @@ async fn a_failed_step_ends_with_an_issue() {
 }
 
 fn violation(metric: SloMetric, measured: f64) -> Violation {
-    let obj = SloPolicy::default().objectives(&catalogue()).into_iter().find(|o| o.metric == metric).unwrap();
-    Violation { objective: obj, measured: Some(measured) }
+    let obj = SloPolicy::default()
+        .objectives(&catalogue())
+        .into_iter()
+        .find(|o| o.metric == metric)
+        .unwrap();
+    Violation {
+        objective: obj,
+        measured: Some(measured),
+    }
 }
 
 fn ctx_for(violations: Vec<Violation>, max_turns: u32) -> MaintainerContext {
@@ -236,10 +391,33 @@ async fn crashloop_after_version_change_rolls_back() {
     state["status"]["replicas"][0]["state"] = json!("crash_loop_back_off");
     state["status"]["replicas"][1]["state"] = json!("crash_loop_back_off");
     state["status"]["ready_replicas"] = json!(0);
-    let mut host = FakeHost::new(state, Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: None });
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::ReadyPercent, 0.0)], 8), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
-    assert!(out.report.message.contains("roll catalogue back"), "{}", out.report.message);
+    let mut host = FakeHost::new(
+        state,
+        Model {
+            cpu_demand_total: None,
+            cpu_demand_per_replica: None,
+            memory_per_replica: None,
+            p99: None,
+        },
+    );
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::ReadyPercent, 0.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
+    assert!(
+        out.report.message.contains("roll catalogue back"),
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["rollback"]);
     assert_eq!(host.state["status"]["image"], "weaveworksdemos/catalogue:0.3.5");
     assert_eq!(host.state["status"]["ready_replicas"], 2);
@@ -251,10 +429,29 @@ async fn not_ready_without_previous_revision_restarts() {
     state["history"] = json!([state["history"][1].clone()]);
     state["status"]["replicas"][1]["state"] = json!("not_ready");
     state["status"]["ready_replicas"] = json!(1);
-    let mut host = FakeHost::new(state, Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: None });
+    let mut host = FakeHost::new(
+        state,
+        Model {
+            cpu_demand_total: None,
+            cpu_demand_per_replica: None,
+            memory_per_replica: None,
+            p99: None,
+        },
+    );
     host.provide_observations = true;
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::ReadyPercent, 50.0)], 8), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::ReadyPercent, 50.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["restart"]);
     assert_eq!(out.turns, 2, "act, then confirm from the fresh observation");
 }
@@ -262,31 +459,82 @@ async fn not_ready_without_previous_revision_restarts() {
 #[tokio::test]
 async fn cpu_over_limit_scales_out() {
     // 2 replicas sharing 800 millicores of demand against a 500m limit: 80% each.
-    let model = Model { cpu_demand_total: Some(800.0), cpu_demand_per_replica: None, memory_per_replica: None, p99: None };
+    let model = Model {
+        cpu_demand_total: Some(800.0),
+        cpu_demand_per_replica: None,
+        memory_per_replica: None,
+        p99: None,
+    };
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 80.0)], 8), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 80.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["scale"]);
-    assert_eq!(host.state["status"]["desired_replicas"], 4, "ceil(2 * 80 / 40) replicas");
+    assert_eq!(
+        host.state["status"]["desired_replicas"], 4,
+        "ceil(2 * 80 / 40) replicas"
+    );
 }
 
 #[tokio::test]
 async fn cpu_stress_on_every_replica_raises_the_limit() {
     // A burner on every pod: scaling does not help, a higher limit does (350m of 500m = 70%; of 750m = 47%).
-    let model = Model { cpu_demand_total: None, cpu_demand_per_replica: Some(350.0), memory_per_replica: None, p99: None };
+    let model = Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: Some(350.0),
+        memory_per_replica: None,
+        p99: None,
+    };
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 70.0)], 8), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 70.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["scale", "set_resources"]);
     assert_eq!(host.state["status"]["limits"]["cpu_millis"], 750);
 }
 
 #[tokio::test]
 async fn memory_over_limit_raises_the_limit() {
-    let model = Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: Some(400.0), p99: None };
+    let model = Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: None,
+        memory_per_replica: Some(400.0),
+        p99: None,
+    };
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::MemoryPercentOfLimit, 78.0)], 8), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::MemoryPercentOfLimit, 78.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["set_resources"]);
     assert_eq!(host.state["status"]["limits"]["memory_mib"], 1024);
 }
@@ -294,18 +542,38 @@ async fn memory_over_limit_raises_the_limit() {
 #[tokio::test]
 async fn memory_leak_then_restart_then_issue() {
     // Memory stays over the objective whatever we do: raise, restart, then an ISSUE listing both.
-    let model = Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: Some(4000.0), p99: None };
+    let model = Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: None,
+        memory_per_replica: Some(4000.0),
+        p99: None,
+    };
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::MemoryPercentOfLimit, 99.0)], 10), &mut host).await.unwrap();
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::MemoryPercentOfLimit, 99.0)], 10),
+        &mut host,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.status, ReportStatus::Issue);
-    assert!(out.report.message.contains("double the memory limit") && out.report.message.contains("restart"), "{}", out.report.message);
+    assert!(
+        out.report.message.contains("double the memory limit") && out.report.message.contains("restart"),
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["set_resources", "restart"]);
 }
 
 #[tokio::test]
 async fn p99_over_target_scales_out_stepwise_and_verifies() {
     // P99 = 100 + 400 / replicas: 300 at 2, 233 at 3, 200 at 4, 180 at 5. Target from the dataset: below 300 ms.
-    let model = Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: Some((100.0, 400.0)) };
+    let model = Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: None,
+        memory_per_replica: None,
+        p99: Some((100.0, 400.0)),
+    };
     let mut host = FakeHost::new(healthy_state(), model);
     let ctx = {
         let mut c = task("Reduce your microservice component P99 latency below 300ms.");
@@ -313,47 +581,119 @@ async fn p99_over_target_scales_out_stepwise_and_verifies() {
         c
     };
     let out = drive(&RulesPlanner::new(), ctx, &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.mutating_calls(), ["scale"], "one step of +1 was enough");
     assert_eq!(host.state["status"]["desired_replicas"], 3);
     // The default 200 ms objective needs two more steps; each is verified by a fresh observation.
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::P99LatencyMs, 300.0)], 10), &mut host).await.unwrap();
-    assert_eq!(out.report.status, ReportStatus::Response, "{}", out.report.message);
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::P99LatencyMs, 300.0)], 10),
+        &mut host,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
     assert_eq!(host.state["status"]["desired_replicas"], 5);
-    let observes = out.steps.iter().filter(|s| s.description.starts_with("[rules:observe]")).count();
-    assert_eq!(observes, 4, "observe before the first action and after each of the 3 scale-outs");
+    let observes = out
+        .steps
+        .iter()
+        .filter(|s| s.description.starts_with("[rules:observe]"))
+        .count();
+    assert_eq!(
+        observes, 4,
+        "observe before the first action and after each of the 3 scale-outs"
+    );
 }
 
 #[tokio::test]
 async fn p99_that_never_recovers_is_an_issue_within_budget() {
-    let model = Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: Some((900.0, 0.0)) };
+    let model = Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: None,
+        memory_per_replica: None,
+        p99: Some((900.0, 0.0)),
+    };
     let mut host = FakeHost::new(healthy_state(), model);
     host.provide_observations = true;
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::P99LatencyMs, 900.0)], 8), &mut host).await.unwrap();
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::P99LatencyMs, 900.0)], 8),
+        &mut host,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.status, ReportStatus::Issue);
     assert_eq!(host.mutating_calls().len(), 3, "MAX_SCALE_STEPS");
     // A tight budget ends with an ISSUE, never with an exhausted budget.
     let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![violation(SloMetric::P99LatencyMs, 900.0)], 3), &mut host).await.unwrap();
+    let out = drive(
+        &RulesPlanner::new(),
+        ctx_for(vec![violation(SloMetric::P99LatencyMs, 900.0)], 3),
+        &mut host,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.status, ReportStatus::Issue);
-    assert!(out.report.message.contains("turn budget"), "{}", out.report.message);
+    assert!(
+        out.report.message.contains("turn budget"),
+        "{}",
+        out.report.message
+    );
 }
 
 #[tokio::test]
 async fn healthy_and_observe_mode() {
-    let mut host = FakeHost::new(healthy_state(), Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: None });
-    let out = drive(&RulesPlanner::new(), ctx_for(vec![], 8), &mut host).await.unwrap();
+    let mut host = FakeHost::new(
+        healthy_state(),
+        Model {
+            cpu_demand_total: None,
+            cpu_demand_per_replica: None,
+            memory_per_replica: None,
+            p99: None,
+        },
+    );
+    let out = drive(&RulesPlanner::new(), ctx_for(vec![], 8), &mut host)
+        .await
+        .unwrap();
     assert_eq!(out.report.status, ReportStatus::Response);
-    assert!(out.report.message.contains("nothing to do"), "{}", out.report.message);
+    assert!(
+        out.report.message.contains("nothing to do"),
+        "{}",
+        out.report.message
+    );
     let mut state = healthy_state();
     state["metrics"]["cpu_percent_of_limit"] = json!(90.0);
-    let mut host = FakeHost::new(state, Model { cpu_demand_total: None, cpu_demand_per_replica: None, memory_per_replica: None, p99: None });
+    let mut host = FakeHost::new(
+        state,
+        Model {
+            cpu_demand_total: None,
+            cpu_demand_per_replica: None,
+            memory_per_replica: None,
+            p99: None,
+        },
+    );
     let mut ctx = ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 90.0)], 8);
     ctx.safety = SafetyMode::Observe;
     let out = drive(&RulesPlanner::new(), ctx, &mut host).await.unwrap();
     assert_eq!(out.report.status, ReportStatus::Issue);
-    assert!(out.report.message.contains("Observe mode: would scale catalogue out"), "{}", out.report.message);
+    assert!(
+        out.report
+            .message
+            .contains("Observe mode: would scale catalogue out"),
+        "{}",
+        out.report.message
+    );
     assert!(host.mutating_calls().is_empty());
 }
 
@@ -362,7 +702,10 @@ fn names(list: &[&str]) -> Vec<ComponentName> {
 }
 
 fn goal(text: &str) -> Goal {
-    Goal { text: text.into(), objectives: vec![] }
+    Goal {
+        text: text.into(),
+        objectives: vec![],
+    }
 }
 
 fn objectives_of(spec: &TaskSpec) -> Vec<(SloMetric, f64)> {
@@ -376,27 +719,74 @@ fn objectives_of(spec: &TaskSpec) -> Vec<(SloMetric, f64)> {
 async fn manager_splits_the_paper_goals() {
     let p = RulesPlanner::new();
     let comps = names(&["front-end", "catalogue", "carts", "orders"]);
-    let s = p.decompose(&goal("Reduce the P99 latency of Catalogue to under 300 ms."), &comps, &[]).await.unwrap();
+    let s = p
+        .decompose(
+            &goal("Reduce the P99 latency of Catalogue to under 300 ms."),
+            &comps,
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].component.as_str(), "catalogue");
     assert_eq!(objectives_of(&s[0].spec), [(SloMetric::P99LatencyMs, 300.0)]);
-    let s = p.decompose(&goal("Reduce the average CPU usage of Catalogue to under 30% of resource limit."), &comps, &[]).await.unwrap();
+    let s = p
+        .decompose(
+            &goal("Reduce the average CPU usage of Catalogue to under 30% of resource limit."),
+            &comps,
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(objectives_of(&s[0].spec), [(SloMetric::CpuPercentOfLimit, 30.0)]);
-    let s = p.decompose(&goal("Reduce the total P99 latency of Catalogue and Front-end to under 400 ms."), &comps, &[]).await.unwrap();
-    assert_eq!(s.iter().map(|x| x.component.as_str()).collect::<Vec<_>>(), ["front-end", "catalogue"]);
-    assert!(s.iter().all(|x| objectives_of(&x.spec) == [(SloMetric::P99LatencyMs, 200.0)]), "total split evenly");
-    let s = p.decompose(&goal("Reduce each Catalogue and Front-end's average CPU usage to under 30%."), &comps, &[]).await.unwrap();
+    let s = p
+        .decompose(
+            &goal("Reduce the total P99 latency of Catalogue and Front-end to under 400 ms."),
+            &comps,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.iter().map(|x| x.component.as_str()).collect::<Vec<_>>(),
+        ["front-end", "catalogue"]
+    );
+    assert!(
+        s.iter()
+            .all(|x| objectives_of(&x.spec) == [(SloMetric::P99LatencyMs, 200.0)]),
+        "total split evenly"
+    );
+    let s = p
+        .decompose(
+            &goal("Reduce each Catalogue and Front-end's average CPU usage to under 30%."),
+            &comps,
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(s.len(), 2);
-    assert!(s.iter().all(|x| objectives_of(&x.spec) == [(SloMetric::CpuPercentOfLimit, 30.0)]));
+    assert!(
+        s.iter()
+            .all(|x| objectives_of(&x.spec) == [(SloMetric::CpuPercentOfLimit, 30.0)])
+    );
     // Subtasks are plannable by the sidecar rules.
     let sub = &s[1];
     let ctx = MaintainerContext::for_task(sub.component.clone(), "sub", sub.spec.clone());
     let plan = p.next(&ctx).await.unwrap();
     assert!(plan.steps[0].description.starts_with("[rules:observe]"));
     // Errors and fallbacks.
-    let e = p.decompose(&goal("Make everything faster"), &comps, &[]).await.unwrap_err();
-    assert!(e.to_string().contains("names none of the known components"), "{e}");
-    let s = p.decompose(&goal("Make everything faster"), &names(&["catalogue"]), &[]).await.unwrap();
+    let e = p
+        .decompose(&goal("Make everything faster"), &comps, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("names none of the known components"),
+        "{e}"
+    );
+    let s = p
+        .decompose(&goal("Make everything faster"), &names(&["catalogue"]), &[])
+        .await
+        .unwrap();
     assert!(matches!(&s[0].spec, TaskSpec::Imperative { .. }));
 }
 
@@ -412,29 +802,68 @@ fn snapshot(c: &str, p99: Option<f64>, cpu: Option<f64>) -> (ComponentName, Meas
         p99_ms: p99,
         error_rate_percent: Some(0.0),
     };
-    (component, Measurement { metrics: Some(metrics), status: None })
+    (
+        component,
+        Measurement {
+            metrics: Some(metrics),
+            status: None,
+        },
+    )
 }
 
 #[tokio::test]
 async fn manager_judges_from_measurements() {
     let p = RulesPlanner::new();
     let g = goal("Reduce the total P99 latency of Catalogue and Front-end to under 400 ms.");
-    let j = p.judge(&g, &[snapshot("catalogue", Some(120.0), None), snapshot("front-end", Some(180.0), None)]).await.unwrap();
+    let j = p
+        .judge(
+            &g,
+            &[
+                snapshot("catalogue", Some(120.0), None),
+                snapshot("front-end", Some(180.0), None),
+            ],
+        )
+        .await
+        .unwrap();
     assert!(j.met, "{}", j.message);
     assert_eq!(j.status, ReportStatus::Response);
-    let j = p.judge(&g, &[snapshot("catalogue", Some(120.0), None), snapshot("front-end", Some(250.0), None)]).await.unwrap();
+    let j = p
+        .judge(
+            &g,
+            &[
+                snapshot("catalogue", Some(120.0), None),
+                snapshot("front-end", Some(250.0), None),
+            ],
+        )
+        .await
+        .unwrap();
     assert!(!j.met);
     assert_eq!(j.violations.len(), 1);
-    assert!(j.message.contains("front-end") && j.message.contains("250.0"), "{}", j.message);
+    assert!(
+        j.message.contains("front-end") && j.message.contains("250.0"),
+        "{}",
+        j.message
+    );
     // A missing measurement is not success.
     let explicit = Goal {
         text: "cpu".into(),
-        objectives: vec![Objective { component: catalogue(), metric: SloMetric::CpuPercentOfLimit, comparison: Comparison::Below, threshold: 30.0 }],
+        objectives: vec![Objective {
+            component: catalogue(),
+            metric: SloMetric::CpuPercentOfLimit,
+            comparison: Comparison::Below,
+            threshold: 30.0,
+        }],
     };
-    let j = p.judge(&explicit, &[snapshot("catalogue", Some(1.0), None)]).await.unwrap();
+    let j = p
+        .judge(&explicit, &[snapshot("catalogue", Some(1.0), None)])
+        .await
+        .unwrap();
     assert!(!j.met);
     assert!(j.message.contains("not measured"), "{}", j.message);
-    let j = p.judge(&goal("be nice"), &[snapshot("catalogue", Some(1.0), None)]).await.unwrap();
+    let j = p
+        .judge(&goal("be nice"), &[snapshot("catalogue", Some(1.0), None)])
+        .await
+        .unwrap();
     assert!(!j.met && j.message.contains("no measurable objective"));
 }
 
@@ -450,7 +879,14 @@ fn every_emitted_program_parses() {
         p::set_image("0.3.4", "Rolled back"),
         p::rollback(),
         p::create(),
-        p::report_metrics(&[ReportMetric::Cpu, ReportMetric::Memory, ReportMetric::P99, ReportMetric::P50, ReportMetric::RequestRate, ReportMetric::ErrorRate]),
+        p::report_metrics(&[
+            ReportMetric::Cpu,
+            ReportMetric::Memory,
+            ReportMetric::P99,
+            ReportMetric::P50,
+            ReportMetric::RequestRate,
+            ReportMetric::ErrorRate,
+        ]),
         p::health_check(&SloPolicy::default()),
         p::remediate_rollback(),
         p::remediate_restart(),
@@ -468,7 +904,14 @@ fn every_emitted_program_parses() {
     // Every metric the report program can name exists in the fake snapshot.
     let run = run_fake(&all[8], &healthy_state());
     let msg = run.report.unwrap().message;
-    for label in ["CPU usage", "memory usage", "P99 latency", "P50 latency", "request rate", "error rate"] {
+    for label in [
+        "CPU usage",
+        "memory usage",
+        "P99 latency",
+        "P50 latency",
+        "request rate",
+        "error rate",
+    ] {
         assert!(msg.contains(label), "{label} in {msg}");
     }
 }

@@ -22,8 +22,18 @@ pub const MAX_STEPS_PER_PLAN: usize = 5;
 pub const MAX_PROGRAM_BYTES: usize = 20_000;
 
 /// Modules the sandbox does not offer; a program importing them is sent back as malformed.
-const FORBIDDEN_IMPORTS: &[&str] =
-    &["subprocess", "socket", "os", "sys", "requests", "urllib", "http", "kubernetes", "shutil", "pathlib"];
+const FORBIDDEN_IMPORTS: &[&str] = &[
+    "subprocess",
+    "socket",
+    "os",
+    "sys",
+    "requests",
+    "urllib",
+    "http",
+    "kubernetes",
+    "shutil",
+    "pathlib",
+];
 
 /// The LLM planner.
 #[derive(Debug, Clone)]
@@ -98,9 +108,13 @@ pub fn extract_json(text: &str) -> Option<&str> {
 /// Parses and validates a maintainer plan. The error text is what the model gets back.
 pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String> {
     let json = extract_json(text).ok_or("the answer contains no JSON object")?;
-    let wire: WirePlan = serde_json::from_str(json).map_err(|e| format!("the JSON does not match the plan shape: {e}"))?;
+    let wire: WirePlan =
+        serde_json::from_str(json).map_err(|e| format!("the JSON does not match the plan shape: {e}"))?;
     if wire.steps.len() > MAX_STEPS_PER_PLAN {
-        return Err(format!("{} steps is too many; give at most {MAX_STEPS_PER_PLAN}", wire.steps.len()));
+        return Err(format!(
+            "{} steps is too many; give at most {MAX_STEPS_PER_PLAN}",
+            wire.steps.len()
+        ));
     }
     let mut steps = Vec::with_capacity(wire.steps.len());
     for (i, s) in wire.steps.into_iter().enumerate() {
@@ -109,7 +123,10 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
             return Err(format!("step {n} has an empty description"));
         }
         check_program(&s.program).map_err(|e| format!("step {n}: {e}"))?;
-        steps.push(PlannedStep { description: s.description.trim().to_owned(), program: s.program });
+        steps.push(PlannedStep {
+            description: s.description.trim().to_owned(),
+            program: s.program,
+        });
     }
     let report = match wire.report {
         None => None,
@@ -117,22 +134,37 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
             let status = match r.status.trim().to_ascii_uppercase().as_str() {
                 "RESPONSE" => ReportStatus::Response,
                 "ISSUE" => ReportStatus::Issue,
-                other => return Err(format!("report status {other:?} must be \"RESPONSE\" or \"ISSUE\"")),
+                other => {
+                    return Err(format!(
+                        "report status {other:?} must be \"RESPONSE\" or \"ISSUE\""
+                    ));
+                }
             };
             if r.message.trim().is_empty() {
                 return Err("the report message is empty".into());
             }
-            Some(FinalReport { status, message: r.message.trim().to_owned() })
+            Some(FinalReport {
+                status,
+                message: r.message.trim().to_owned(),
+            })
         }
     };
     if steps.is_empty() && report.is_none() {
-        return Err("the plan has neither steps nor a report; give the next step or finish with a report".into());
+        return Err(
+            "the plan has neither steps nor a report; give the next step or finish with a report".into(),
+        );
     }
     let done = wire.done || (steps.is_empty() && report.is_some());
     if ctx.turn >= ctx.max_turns && !done {
         return Err("this is the last turn: set \"done\": true and give a report".into());
     }
-    Ok(Plan { thought: wire.thought.unwrap_or_default(), steps, done, report, usage: UsageTotals::default() })
+    Ok(Plan {
+        thought: wire.thought.unwrap_or_default(),
+        steps,
+        done,
+        report,
+        usage: UsageTotals::default(),
+    })
 }
 
 fn check_program(p: &str) -> Result<(), String> {
@@ -147,9 +179,10 @@ fn check_program(p: &str) -> Result<(), String> {
     }
     for line in p.lines() {
         let l = line.trim();
-        let module = l
-            .strip_prefix("import ")
-            .or_else(|| l.strip_prefix("from ").and_then(|r| r.split_once(" import").map(|(m, _)| m)));
+        let module = l.strip_prefix("import ").or_else(|| {
+            l.strip_prefix("from ")
+                .and_then(|r| r.split_once(" import").map(|(m, _)| m))
+        });
         if let Some(mods) = module {
             for m in mods.split(',') {
                 let root = m.trim().split([' ', '.']).next().unwrap_or_default();
@@ -187,15 +220,27 @@ fn validate_decomposition(text: &str, components: &[ComponentName]) -> Result<Ve
         let objectives: Vec<Objective> = s
             .objectives
             .into_iter()
-            .map(|o| Objective { component: c.clone(), metric: o.metric, comparison: o.comparison, threshold: o.threshold })
+            .map(|o| Objective {
+                component: c.clone(),
+                metric: o.metric,
+                comparison: o.comparison,
+                threshold: o.threshold,
+            })
             .collect();
         if let Some(o) = objectives.iter().find(|o| !o.threshold.is_finite()) {
             return Err(format!("threshold {} is not a number", o.threshold));
         }
         let spec = if objectives.is_empty() {
-            TaskSpec::Imperative { text: s.task.trim().to_owned() }
+            TaskSpec::Imperative {
+                text: s.task.trim().to_owned(),
+            }
         } else {
-            TaskSpec::Declarative { goal: Goal { text: s.task.trim().to_owned(), objectives } }
+            TaskSpec::Declarative {
+                goal: Goal {
+                    text: s.task.trim().to_owned(),
+                    objectives,
+                },
+            }
         };
         out.push(Subtask { component: c, spec });
     }
@@ -225,7 +270,13 @@ impl LlmPlanner {
         let attempts = self.client.config().max_repairs + 1;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let resp = self.client.chat(&ChatRequest { messages: messages.clone(), json: true }).await?;
+            let resp = self
+                .client
+                .chat(&ChatRequest {
+                    messages: messages.clone(),
+                    json: true,
+                })
+                .await?;
             usage.record(&resp);
             match validate(&resp.content) {
                 Ok(v) => return Ok((v, usage)),
@@ -249,8 +300,10 @@ impl Planner for LlmPlanner {
 
     async fn next(&self, ctx: &MaintainerContext) -> Result<Plan, PlanError> {
         ctx.check_budget()?;
-        let messages =
-            vec![ChatMessage::system(prompts::maintainer_system(ctx)), ChatMessage::user(prompts::maintainer_user(ctx))];
+        let messages = vec![
+            ChatMessage::system(prompts::maintainer_system(ctx)),
+            ChatMessage::user(prompts::maintainer_user(ctx)),
+        ];
         let (mut plan, usage) = self.ask(messages, |t| validate_plan(t, ctx)).await?;
         plan.usage = usage;
         Ok(plan)
@@ -269,11 +322,17 @@ impl Planner for LlmPlanner {
             ChatMessage::system(prompts::manager_decompose_system(components)),
             ChatMessage::user(prompts::manager_decompose_user(goal, measured)),
         ];
-        let (subtasks, _usage) = self.ask(messages, |t| validate_decomposition(t, components)).await?;
+        let (subtasks, _usage) = self
+            .ask(messages, |t| validate_decomposition(t, components))
+            .await?;
         Ok(subtasks)
     }
 
-    async fn judge(&self, goal: &Goal, measured: &[(ComponentName, Measurement)]) -> Result<Judgement, PlanError> {
+    async fn judge(
+        &self,
+        goal: &Goal,
+        measured: &[(ComponentName, Measurement)],
+    ) -> Result<Judgement, PlanError> {
         // Objectives are checked against the numbers, never against the model's opinion.
         if !goal.objectives.is_empty() {
             let mut j = super::rules::RulesPlanner::new().judge_goal(goal, measured);
@@ -287,7 +346,8 @@ impl Planner for LlmPlanner {
         let (wire, usage) = self
             .ask(messages, |t| {
                 let json = extract_json(t).ok_or("the answer contains no JSON object")?;
-                let j: WireJudgement = serde_json::from_str(json).map_err(|e| format!("bad judgement shape: {e}"))?;
+                let j: WireJudgement =
+                    serde_json::from_str(json).map_err(|e| format!("bad judgement shape: {e}"))?;
                 if j.message.trim().is_empty() {
                     return Err("the message is empty".to_owned());
                 }
@@ -296,7 +356,11 @@ impl Planner for LlmPlanner {
             .await?;
         Ok(Judgement {
             met: wire.met,
-            status: if wire.met { ReportStatus::Response } else { ReportStatus::Issue },
+            status: if wire.met {
+                ReportStatus::Response
+            } else {
+                ReportStatus::Issue
+            },
             message: wire.message,
             violations: Vec::new(),
             usage,

@@ -14,8 +14,8 @@
 //! [`Planner::judge`] decides from measured [`MetricsSnapshot`]s whether the goal is reached.
 
 use acv_protocol::{
-    ComponentName, ComponentStatus, Goal, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision, SloMetric,
-    SloPolicy, StepRecord, TaskSpec, Violation,
+    ComponentName, ComponentStatus, Goal, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision,
+    SloMetric, SloPolicy, StepRecord, TaskSpec, Violation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -218,7 +218,11 @@ pub trait Planner: Send + Sync {
     ) -> Result<Vec<Subtask>, PlanError>;
 
     /// Manager: whether the goal holds according to the measurements.
-    async fn judge(&self, goal: &Goal, measured: &[(ComponentName, Measurement)]) -> Result<Judgement, PlanError>;
+    async fn judge(
+        &self,
+        goal: &Goal,
+        measured: &[(ComponentName, Measurement)],
+    ) -> Result<Judgement, PlanError>;
 }
 
 // === impl MaintainerContext ===
@@ -228,7 +232,11 @@ impl MaintainerContext {
     pub fn for_task(component: ComponentName, task_id: impl Into<String>, spec: TaskSpec) -> Self {
         Self {
             component,
-            trigger: Trigger::Task { task_id: task_id.into(), spec, mechanism: Mechanism::Solo },
+            trigger: Trigger::Task {
+                task_id: task_id.into(),
+                spec,
+                mechanism: Mechanism::Solo,
+            },
             slo: SloPolicy::default(),
             safety: SafetyMode::Autonomous,
             observation: None,
@@ -249,7 +257,10 @@ impl MaintainerContext {
     /// Fails with [`PlanError::TurnBudgetExhausted`] when this turn is beyond the budget.
     pub fn check_budget(&self) -> Result<(), PlanError> {
         if self.turn > self.max_turns {
-            return Err(PlanError::TurnBudgetExhausted { turns: self.turn - 1, max_turns: self.max_turns });
+            return Err(PlanError::TurnBudgetExhausted {
+                turns: self.turn - 1,
+                max_turns: self.max_turns,
+            });
         }
         Ok(())
     }
@@ -275,9 +286,16 @@ impl MaintainerContext {
 
 /// Whether a program contains a mutating host call.
 pub fn step_may_mutate(program: &str) -> bool {
-    ["acv.scale(", "acv.restart(", "acv.set_image(", "acv.set_env(", "acv.set_resources(", "acv.rollback("]
-        .iter()
-        .any(|c| program.contains(c))
+    [
+        "acv.scale(",
+        "acv.restart(",
+        "acv.set_image(",
+        "acv.set_env(",
+        "acv.set_resources(",
+        "acv.rollback(",
+    ]
+    .iter()
+    .any(|c| program.contains(c))
 }
 
 /// Parses the last `ACV_OBSERVATION {...}` line of a program's output.
@@ -307,11 +325,17 @@ pub fn measured_value(metric: SloMetric, m: &Measurement) -> Option<f64> {
 }
 
 /// Checks every objective against the measurements; objectives of unmeasured components count as broken.
-pub fn check_objectives(objectives: &[Objective], measured: &[(ComponentName, Measurement)]) -> Vec<Violation> {
+pub fn check_objectives(
+    objectives: &[Objective],
+    measured: &[(ComponentName, Measurement)],
+) -> Vec<Violation> {
     objectives
         .iter()
         .filter_map(|o| {
-            let value = measured.iter().find(|(c, _)| c == &o.component).and_then(|(_, m)| measured_value(o.metric, m));
+            let value = measured
+                .iter()
+                .find(|(c, _)| c == &o.component)
+                .and_then(|(_, m)| measured_value(o.metric, m));
             o.check(value)
         })
         .collect()
@@ -323,7 +347,12 @@ pub fn describe_objective(o: &Objective) -> String {
         acv_protocol::Comparison::Below => "below",
         acv_protocol::Comparison::AtLeast => "at least",
     };
-    format!("{} of {} {cmp} {}", metric_name(o.metric), o.component, o.threshold)
+    format!(
+        "{} of {} {cmp} {}",
+        metric_name(o.metric),
+        o.component,
+        o.threshold
+    )
 }
 
 /// The snake_case wire name of a metric.

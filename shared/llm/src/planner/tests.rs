@@ -17,12 +17,18 @@ fn observations_go_stale_after_a_mutation() {
     let c = ComponentName::new("catalogue").unwrap();
     let mut ctx = MaintainerContext::for_task(c, "t", TaskSpec::Imperative { text: "x".into() });
     assert!(ctx.latest_observation().is_none());
-    ctx.steps.push(record("import acv\nprint(1)", "noise\nACV_OBSERVATION {\"history\": []}\n"));
+    ctx.steps.push(record(
+        "import acv\nprint(1)",
+        "noise\nACV_OBSERVATION {\"history\": []}\n",
+    ));
     assert_eq!(ctx.latest_observation(), Some(Observation::default()));
     ctx.steps.push(record("import acv\nacv.scale(3)", "scaled"));
     assert!(ctx.latest_observation().is_none(), "observed before the scale");
     ctx.observation = Some(Observation::default());
-    assert!(ctx.latest_observation().is_some(), "the caller's observation is fresh by contract");
+    assert!(
+        ctx.latest_observation().is_some(),
+        "the caller's observation is fresh by contract"
+    );
     assert!(parse_observation("ACV_OBSERVATION {not json").is_none());
 }
 
@@ -35,5 +41,14 @@ fn budget_check() {
     assert!(ctx.check_budget().is_ok());
     ctx.turn = 3;
     let e = ctx.check_budget().unwrap_err();
-    assert!(matches!(e, PlanError::TurnBudgetExhausted { turns: 2, max_turns: 2 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PlanError::TurnBudgetExhausted {
+                turns: 2,
+                max_turns: 2
+            }
+        ),
+        "{e}"
+    );
 }

@@ -49,7 +49,11 @@ pub fn assert_parses(program: &str) {
         .expect("python3 must be installed for these tests");
     child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "not valid Python:\n{program}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "not valid Python:\n{program}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A healthy catalogue: 2 ready replicas of 0.3.6 (previous revision 0.3.5), 500m / 512 MiB limits.
@@ -99,14 +103,27 @@ pub fn run_fake(program: &str, state: &Value) -> FakeRun {
     let result_line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("FAKE_RESULT "))
-        .unwrap_or_else(|| panic!("no result from fake host: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from fake host: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let r: Value = serde_json::from_str(result_line).unwrap();
     let report = r["report"].as_object().map(|o| FinalReport {
-        status: if o["status"] == "RESPONSE" { ReportStatus::Response } else { ReportStatus::Issue },
+        status: if o["status"] == "RESPONSE" {
+            ReportStatus::Response
+        } else {
+            ReportStatus::Issue
+        },
         message: o["message"].as_str().unwrap().to_owned(),
     });
     FakeRun {
-        stdout: stdout.lines().filter(|l| !l.starts_with("FAKE_RESULT ")).collect::<Vec<_>>().join("\n"),
+        stdout: stdout
+            .lines()
+            .filter(|l| !l.starts_with("FAKE_RESULT "))
+            .collect::<Vec<_>>()
+            .join("\n"),
         calls: r["calls"].as_array().cloned().unwrap_or_default(),
         report,
         status: r["status"].clone(),
@@ -125,7 +142,12 @@ pub struct FakeHost {
 
 impl FakeHost {
     pub fn new(state: Value, model: Model) -> Self {
-        let mut h = Self { state, model, provide_observations: false, runs: Vec::new() };
+        let mut h = Self {
+            state,
+            model,
+            provide_observations: false,
+            runs: Vec::new(),
+        };
         h.recompute();
         h
     }
@@ -155,7 +177,17 @@ impl FakeHost {
             .iter()
             .flat_map(|r| r.calls.iter())
             .filter_map(|c| c["name"].as_str())
-            .filter(|n| ["scale", "restart", "set_image", "set_env", "set_resources", "rollback"].contains(n))
+            .filter(|n| {
+                [
+                    "scale",
+                    "restart",
+                    "set_image",
+                    "set_env",
+                    "set_resources",
+                    "rollback",
+                ]
+                .contains(n)
+            })
             .map(str::to_owned)
             .collect()
     }
@@ -174,10 +206,18 @@ impl Executor for FakeHost {
             output.push('\n');
             output.push_str(e);
         }
-        let outcome = if run.error.is_some() { StepOutcome::Error } else { StepOutcome::Ok };
+        let outcome = if run.error.is_some() {
+            StepOutcome::Error
+        } else {
+            StepOutcome::Ok
+        };
         let report = run.report.clone();
         self.runs.push(run);
-        StepResult { outcome, output, report }
+        StepResult {
+            outcome,
+            output,
+            report,
+        }
     }
 
     async fn observe(&mut self) -> Option<Observation> {

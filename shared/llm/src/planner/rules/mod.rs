@@ -20,8 +20,8 @@ use acv_protocol::{
 };
 
 use super::{
-    FinalReport, Judgement, MaintainerContext, Measurement, Observation, Plan, PlanError, PlannedStep, Planner,
-    SafetyMode, Subtask, Trigger, check_objectives, describe_objective, describe_violation,
+    FinalReport, Judgement, MaintainerContext, Measurement, Observation, Plan, PlanError, PlannedStep,
+    Planner, SafetyMode, Subtask, Trigger, check_objectives, describe_objective, describe_violation,
 };
 use crate::client::UsageTotals;
 
@@ -67,12 +67,18 @@ impl Action {
     }
 
     fn taken(self, steps: &[StepRecord]) -> usize {
-        steps.iter().filter(|s| s.description.starts_with(self.tag())).count()
+        steps
+            .iter()
+            .filter(|s| s.description.starts_with(self.tag()))
+            .count()
     }
 }
 
 fn step(action: Action, what: impl AsRef<str>, program: String) -> PlannedStep {
-    PlannedStep { description: format!("{} {}", action.tag(), what.as_ref()), program }
+    PlannedStep {
+        description: format!("{} {}", action.tag(), what.as_ref()),
+        program,
+    }
 }
 
 fn finish(status: ReportStatus, message: impl Into<String>, thought: impl Into<String>) -> Plan {
@@ -80,13 +86,22 @@ fn finish(status: ReportStatus, message: impl Into<String>, thought: impl Into<S
         thought: thought.into(),
         steps: Vec::new(),
         done: true,
-        report: Some(FinalReport { status, message: message.into() }),
+        report: Some(FinalReport {
+            status,
+            message: message.into(),
+        }),
         usage: UsageTotals::default(),
     }
 }
 
 fn one_step(s: PlannedStep, done: bool, thought: impl Into<String>) -> Plan {
-    Plan { thought: thought.into(), steps: vec![s], done, report: None, usage: UsageTotals::default() }
+    Plan {
+        thought: thought.into(),
+        steps: vec![s],
+        done,
+        report: None,
+        usage: UsageTotals::default(),
+    }
 }
 
 fn tail(output: &str, lines: usize) -> String {
@@ -117,16 +132,29 @@ impl RulesPlanner {
             };
             return Ok(finish(
                 ReportStatus::Issue,
-                format!("Step {} ({}) {why}: {}", last.index, last.description, tail(&last.output, 5)),
+                format!(
+                    "Step {} ({}) {why}: {}",
+                    last.index,
+                    last.description,
+                    tail(&last.output, 5)
+                ),
                 "the last step did not succeed",
             ));
         }
         match &ctx.trigger {
-            Trigger::Task { spec: TaskSpec::Declarative { goal }, .. } => {
-                let mut objectives: Vec<Objective> =
-                    goal.objectives.iter().filter(|o| o.component == ctx.component).cloned().collect();
+            Trigger::Task {
+                spec: TaskSpec::Declarative { goal },
+                ..
+            } => {
+                let mut objectives: Vec<Objective> = goal
+                    .objectives
+                    .iter()
+                    .filter(|o| o.component == ctx.component)
+                    .cloned()
+                    .collect();
                 if objectives.is_empty() {
-                    objectives = parse::parse_goal_objectives(&goal.text, std::slice::from_ref(&ctx.component));
+                    objectives =
+                        parse::parse_goal_objectives(&goal.text, std::slice::from_ref(&ctx.component));
                 }
                 if objectives.is_empty() {
                     return Ok(finish(
@@ -140,10 +168,16 @@ impl RulesPlanner {
                 }
                 Ok(self.remediate(ctx, &objectives))
             }
-            Trigger::Task { spec: TaskSpec::Imperative { text }, .. } => Ok(self.imperative(ctx, text)),
+            Trigger::Task {
+                spec: TaskSpec::Imperative { text },
+                ..
+            } => Ok(self.imperative(ctx, text)),
             Trigger::Violations { violations } => {
                 let mut objectives = ctx.slo.objectives(&ctx.component);
-                for v in violations.iter().filter(|v| v.objective.component == ctx.component) {
+                for v in violations
+                    .iter()
+                    .filter(|v| v.objective.component == ctx.component)
+                {
                     match objectives.iter_mut().find(|o| o.metric == v.objective.metric) {
                         Some(o) => *o = v.objective.clone(),
                         None => objectives.push(v.objective.clone()),
@@ -158,38 +192,77 @@ impl RulesPlanner {
         // One-shot tasks: one program that acts and reports, then done. A second turn only happens when the step
         // failed, which is handled above.
         if Action::Task.taken(&ctx.steps) > 0 {
-            return finish(ReportStatus::Response, "Task carried out.", "task step already ran");
+            return finish(
+                ReportStatus::Response,
+                "Task carried out.",
+                "task step already ran",
+            );
         }
         let observe_only = ctx.safety == SafetyMode::Observe;
         let (what, program, mutating) = match parse::parse_intent(text) {
             Intent::Scale(n) if n > MAX_REPLICAS * 10 => {
                 return finish(
                     ReportStatus::Issue,
-                    format!("Cannot do this: {n} replicas is more than the {} allowed.", MAX_REPLICAS * 10),
+                    format!(
+                        "Cannot do this: {n} replicas is more than the {} allowed.",
+                        MAX_REPLICAS * 10
+                    ),
                     "absurd replica count",
                 );
             }
-            Intent::Scale(n) => (format!("scale {} to {n} replicas", ctx.component), programs::scale(n), true),
-            Intent::ScaleBy(d) => (format!("scale {} by {d:+} replicas", ctx.component), programs::scale_relative(d), true),
-            Intent::Restart => (format!("restart all replicas of {}", ctx.component), programs::restart(), true),
-            Intent::SetEnv { key, value } => {
-                (format!("set env {key}={value} on {}", ctx.component), programs::set_env(&key, &value), true)
-            }
-            Intent::SetImage(v) => {
-                (format!("switch {} to image {v}", ctx.component), programs::set_image(&v, "Updated"), true)
-            }
-            Intent::RollbackTo(v) => {
-                (format!("roll {} back to version {v}", ctx.component), programs::set_image(&v, "Rolled back"), true)
-            }
-            Intent::Rollback => (format!("roll {} back one revision", ctx.component), programs::rollback(), true),
-            Intent::Create => (format!("make sure {} is deployed", ctx.component), programs::create(), true),
+            Intent::Scale(n) => (
+                format!("scale {} to {n} replicas", ctx.component),
+                programs::scale(n),
+                true,
+            ),
+            Intent::ScaleBy(d) => (
+                format!("scale {} by {d:+} replicas", ctx.component),
+                programs::scale_relative(d),
+                true,
+            ),
+            Intent::Restart => (
+                format!("restart all replicas of {}", ctx.component),
+                programs::restart(),
+                true,
+            ),
+            Intent::SetEnv { key, value } => (
+                format!("set env {key}={value} on {}", ctx.component),
+                programs::set_env(&key, &value),
+                true,
+            ),
+            Intent::SetImage(v) => (
+                format!("switch {} to image {v}", ctx.component),
+                programs::set_image(&v, "Updated"),
+                true,
+            ),
+            Intent::RollbackTo(v) => (
+                format!("roll {} back to version {v}", ctx.component),
+                programs::set_image(&v, "Rolled back"),
+                true,
+            ),
+            Intent::Rollback => (
+                format!("roll {} back one revision", ctx.component),
+                programs::rollback(),
+                true,
+            ),
+            Intent::Create => (
+                format!("make sure {} is deployed", ctx.component),
+                programs::create(),
+                true,
+            ),
             Intent::Report(metrics) => {
                 let names: Vec<&str> = metrics.iter().map(|m| m.parts().1).collect();
-                (format!("report {} of {}", names.join(", "), ctx.component), programs::report_metrics(&metrics), false)
+                (
+                    format!("report {} of {}", names.join(", "), ctx.component),
+                    programs::report_metrics(&metrics),
+                    false,
+                )
             }
-            Intent::HealthCheck => {
-                (format!("check the health of {}", ctx.component), programs::health_check(&ctx.slo), false)
-            }
+            Intent::HealthCheck => (
+                format!("check the health of {}", ctx.component),
+                programs::health_check(&ctx.slo),
+                false,
+            ),
             Intent::Reach(targets) => {
                 let objectives: Vec<Objective> = targets
                     .into_iter()
@@ -203,7 +276,11 @@ impl RulesPlanner {
                 return self.remediate(ctx, &objectives);
             }
             Intent::CannotDo(why) => {
-                return finish(ReportStatus::Issue, format!("Cannot do this: {why}"), "task not understood");
+                return finish(
+                    ReportStatus::Issue,
+                    format!("Cannot do this: {why}"),
+                    "task not understood",
+                );
             }
         };
         if mutating && observe_only {
@@ -223,23 +300,38 @@ impl RulesPlanner {
             if last_turn {
                 return finish(
                     ReportStatus::Issue,
-                    format!("The turn budget ran out before {} could be re-checked.", ctx.component),
+                    format!(
+                        "The turn budget ran out before {} could be re-checked.",
+                        ctx.component
+                    ),
                     "no turns left",
                 );
             }
             return one_step(
-                step(Action::Observe, format!("observe status, metrics and history of {}", ctx.component), programs::observe()),
+                step(
+                    Action::Observe,
+                    format!("observe status, metrics and history of {}", ctx.component),
+                    programs::observe(),
+                ),
                 false,
                 "need fresh observations",
             );
         };
-        let measured = [(ctx.component.clone(), Measurement { metrics: obs.metrics.clone(), status: obs.status.clone() })];
+        let measured = [(
+            ctx.component.clone(),
+            Measurement {
+                metrics: obs.metrics.clone(),
+                status: obs.status.clone(),
+            },
+        )];
         let mut broken = check_objectives(objectives, &measured);
         broken.sort_by_key(|v| priority(v.objective.metric));
         let taken: Vec<&str> = ctx
             .steps
             .iter()
-            .filter(|s| s.description.starts_with("[rules:") && !s.description.starts_with(Action::Observe.tag()))
+            .filter(|s| {
+                s.description.starts_with("[rules:") && !s.description.starts_with(Action::Observe.tag())
+            })
             .map(|s| s.description.as_str())
             .collect();
         let facts = objectives
@@ -247,15 +339,26 @@ impl RulesPlanner {
             .map(|o| {
                 let v = super::measured_value(o.metric, &measured[0].1);
                 match v {
-                    Some(x) => format!("{} {x:.1} (objective {})", super::metric_name(o.metric), threshold_text(o)),
-                    None => format!("{} not measured (objective {})", super::metric_name(o.metric), threshold_text(o)),
+                    Some(x) => format!(
+                        "{} {x:.1} (objective {})",
+                        super::metric_name(o.metric),
+                        threshold_text(o)
+                    ),
+                    None => format!(
+                        "{} not measured (objective {})",
+                        super::metric_name(o.metric),
+                        threshold_text(o)
+                    ),
                 }
             })
             .collect::<Vec<_>>()
             .join("; ");
         let Some(first) = broken.first() else {
             let msg = if taken.is_empty() {
-                format!("All objectives of {} hold; nothing to do. {facts}.", ctx.component)
+                format!(
+                    "All objectives of {} hold; nothing to do. {facts}.",
+                    ctx.component
+                )
             } else {
                 format!(
                     "Objectives of {} hold again after: {}. {facts}.",
@@ -265,16 +368,26 @@ impl RulesPlanner {
             };
             return finish(ReportStatus::Response, msg, "objectives hold");
         };
-        let broken_text = broken.iter().map(describe_violation).collect::<Vec<_>>().join("; ");
+        let broken_text = broken
+            .iter()
+            .map(describe_violation)
+            .collect::<Vec<_>>()
+            .join("; ");
         let give_up = |why: &str| {
             let done = if taken.is_empty() {
                 String::new()
             } else {
-                format!(" Tried: {}.", taken.iter().map(|d| strip_tag(d)).collect::<Vec<_>>().join("; "))
+                format!(
+                    " Tried: {}.",
+                    taken.iter().map(|d| strip_tag(d)).collect::<Vec<_>>().join("; ")
+                )
             };
             finish(
                 ReportStatus::Issue,
-                format!("{} still breaks its objectives ({broken_text}); {why}.{done}", ctx.component),
+                format!(
+                    "{} still breaks its objectives ({broken_text}); {why}.{done}",
+                    ctx.component
+                ),
                 "playbook exhausted",
             )
         };
@@ -287,15 +400,27 @@ impl RulesPlanner {
         if ctx.safety == SafetyMode::Observe {
             return finish(
                 ReportStatus::Issue,
-                format!("{} breaks its objectives ({broken_text}). Observe mode: would {what}.", ctx.component),
+                format!(
+                    "{} breaks its objectives ({broken_text}). Observe mode: would {what}.",
+                    ctx.component
+                ),
                 "observe mode forbids mutations",
             );
         }
-        one_step(step(action, &what, program), false, format!("{broken_text}: {what}"))
+        one_step(
+            step(action, &what, program),
+            false,
+            format!("{broken_text}: {what}"),
+        )
     }
 
     /// The next action for the most urgent broken objective, or `None` when the playbook is exhausted.
-    fn choose(&self, ctx: &MaintainerContext, obs: &Observation, v: &Violation) -> Option<(Action, String, String)> {
+    fn choose(
+        &self,
+        ctx: &MaintainerContext,
+        obs: &Observation,
+        v: &Violation,
+    ) -> Option<(Action, String, String)> {
         let steps = &ctx.steps;
         let c = &ctx.component;
         let replicas = obs.status.as_ref().map_or(1, |s| s.desired_replicas.max(1));
@@ -305,7 +430,8 @@ impl RulesPlanner {
                     [.., prev, cur] => prev.image != cur.image,
                     _ => false,
                 };
-                if Action::Rollback.taken(steps) == 0 && Action::Restart.taken(steps) == 0 && version_changed {
+                if Action::Rollback.taken(steps) == 0 && Action::Restart.taken(steps) == 0 && version_changed
+                {
                     let cur = obs.history.last().map(|r| r.image.clone()).unwrap_or_default();
                     Some((
                         Action::Rollback,
@@ -313,7 +439,11 @@ impl RulesPlanner {
                         programs::remediate_rollback(),
                     ))
                 } else if Action::Restart.taken(steps) == 0 {
-                    Some((Action::Restart, format!("restart all replicas of {c}"), programs::remediate_restart()))
+                    Some((
+                        Action::Restart,
+                        format!("restart all replicas of {c}"),
+                        programs::remediate_restart(),
+                    ))
                 } else {
                     None
                 }
@@ -340,7 +470,11 @@ impl RulesPlanner {
                     // Enough replicas for the measured load to sit at 80% of the objective.
                     let load = v.measured.unwrap_or(v.objective.threshold) * f64::from(replicas);
                     let needed = (load / (v.objective.threshold * 0.8)).ceil();
-                    let target = if needed.is_finite() && needed > 0.0 { needed as u32 } else { replicas + 1 };
+                    let target = if needed.is_finite() && needed > 0.0 {
+                        needed as u32
+                    } else {
+                        replicas + 1
+                    };
                     let target = target.clamp(replicas + 1, (replicas + 3).min(MAX_REPLICAS));
                     Some((
                         Action::ScaleOut,
@@ -387,23 +521,39 @@ impl RulesPlanner {
                     return Err(PlanError::Invalid(format!(
                         "the goal {:?} names none of the known components ({})",
                         goal.text,
-                        components.iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", ")
+                        components
+                            .iter()
+                            .map(ComponentName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
             }
         }
-        let objectives =
-            if goal.objectives.is_empty() { parse::parse_goal_objectives(&goal.text, &named) } else { goal.objectives.clone() };
+        let objectives = if goal.objectives.is_empty() {
+            parse::parse_goal_objectives(&goal.text, &named)
+        } else {
+            goal.objectives.clone()
+        };
         Ok(named
             .into_iter()
             .map(|c| {
                 let mine: Vec<Objective> = objectives.iter().filter(|o| o.component == c).cloned().collect();
                 let spec = if mine.is_empty() {
-                    TaskSpec::Imperative { text: goal.text.clone() }
+                    TaskSpec::Imperative {
+                        text: goal.text.clone(),
+                    }
                 } else {
-                    let parts = mine.iter().map(describe_objective).collect::<Vec<_>>().join(" and ");
+                    let parts = mine
+                        .iter()
+                        .map(describe_objective)
+                        .collect::<Vec<_>>()
+                        .join(" and ");
                     TaskSpec::Declarative {
-                        goal: Goal { text: format!("{} (your part: {parts})", goal.text), objectives: mine },
+                        goal: Goal {
+                            text: format!("{} (your part: {parts})", goal.text),
+                            objectives: mine,
+                        },
                     }
                 };
                 Subtask { component: c, spec }
@@ -447,13 +597,21 @@ impl RulesPlanner {
         let met = violations.is_empty();
         Judgement {
             met,
-            status: if met { ReportStatus::Response } else { ReportStatus::Issue },
+            status: if met {
+                ReportStatus::Response
+            } else {
+                ReportStatus::Issue
+            },
             message: if met {
                 format!("Goal reached: {facts}.")
             } else {
                 format!(
                     "Goal not reached: {}.",
-                    violations.iter().map(describe_violation).collect::<Vec<_>>().join("; ")
+                    violations
+                        .iter()
+                        .map(describe_violation)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )
             },
             violations,
@@ -502,7 +660,11 @@ impl Planner for RulesPlanner {
         self.split_goal(goal, components)
     }
 
-    async fn judge(&self, goal: &Goal, measured: &[(ComponentName, Measurement)]) -> Result<Judgement, PlanError> {
+    async fn judge(
+        &self,
+        goal: &Goal,
+        measured: &[(ComponentName, Measurement)],
+    ) -> Result<Judgement, PlanError> {
         Ok(self.judge_goal(goal, measured))
     }
 }

@@ -64,29 +64,53 @@ macro_rules! re {
 }
 
 re!(AUTOSCALE, r"(?i)\bauto[- ]?scal");
-re!(REDUCE, r"(?i)\b(reduce|lower|decrease|bring|keep|get|cut|improve|make)\b");
+re!(
+    REDUCE,
+    r"(?i)\b(reduce|lower|decrease|bring|keep|get|cut|improve|make)\b"
+);
 re!(ROLLBACK, r"(?i)\b(roll[- ]?back|revert|downgrade)\b");
-re!(VERSION_TO, r"(?i)\bto\s+(?:the\s+)?(?:version\s+|image\s+|tag\s+)?v?([0-9][\w.\-]*|[\w.\-/]+:[\w.\-]+)");
+re!(
+    VERSION_TO,
+    r"(?i)\bto\s+(?:the\s+)?(?:version\s+|image\s+|tag\s+)?v?([0-9][\w.\-]*|[\w.\-/]+:[\w.\-]+)"
+);
 re!(CREATE, r"(?i)\b(create|deploy|redeploy|re-create)\b");
 re!(RESTART, r"(?i)\b(restart|reboot|bounce|recycle)\b");
 re!(SCALE, r"(?i)\b(scale|replicas?|instances?)\b");
-re!(SCALE_N, r"(?i)(?:\bto\s+(\d+)\b|\b(\d+)\s*(?:replicas?|pods?|instances?|copies)\b)");
+re!(
+    SCALE_N,
+    r"(?i)(?:\bto\s+(\d+)\b|\b(\d+)\s*(?:replicas?|pods?|instances?|copies)\b)"
+);
 re!(SCALE_BY, r"(?i)\bscale\s+(out|up|in|down)(?:\s+by\s+(\d+))?");
 re!(
     SET_ENV,
     r#"(?i)\b(?:environment\s+variable|env(?:ironment)?\s+var(?:iable)?|env)\s+[`'"]?([A-Za-z_][A-Za-z0-9_]*)[`'"]?\s*(?:to|=|as)\s*[`'"]?([^\s`'"]+?)[`'"]?[.,;]?(?:\s|$)"#
 );
-re!(SET_KV, r#"(?i)\bset\s+[`'"]?([A-Za-z_][A-Za-z0-9_]*)[`'"]?\s*=\s*[`'"]?([^\s`'"]+?)[`'"]?[.,;]?(?:\s|$)"#);
+re!(
+    SET_KV,
+    r#"(?i)\bset\s+[`'"]?([A-Za-z_][A-Za-z0-9_]*)[`'"]?\s*=\s*[`'"]?([^\s`'"]+?)[`'"]?[.,;]?(?:\s|$)"#
+);
 re!(IMAGE, r"(?i)\b(image|version|tag)\b");
-re!(IMAGE_VERB, r"(?i)\b(set|update|change|upgrade|switch|use|deploy|move)\b");
-re!(REPORT, r"(?i)\b(report|what\s+is|what's|show|tell|give|get|measure|collect|read)\b");
+re!(
+    IMAGE_VERB,
+    r"(?i)\b(set|update|change|upgrade|switch|use|deploy|move)\b"
+);
+re!(
+    REPORT,
+    r"(?i)\b(report|what\s+is|what's|show|tell|give|get|measure|collect|read)\b"
+);
 re!(CHECK, r"(?i)\b(check|is|are|verify|inspect|diagnose)\b");
 re!(HEALTH, r"(?i)\b(health|healthy|status|performance|normal|slo)\b");
 re!(CPU, r"(?i)\bcpu\b");
 re!(MEMORY, r"(?i)\b(memory|mem|ram)\b");
-re!(P99, r"(?i)\b(p99|99(?:th)?\s*percentile|tail\s+latency|latency)\b");
+re!(
+    P99,
+    r"(?i)\b(p99|99(?:th)?\s*percentile|tail\s+latency|latency)\b"
+);
 re!(P50, r"(?i)\b(p50|median)\b");
-re!(RATE, r"(?i)\b(request\s+rate|throughput|rps|qps|requests\s+per\s+second)\b");
+re!(
+    RATE,
+    r"(?i)\b(request\s+rate|throughput|rps|qps|requests\s+per\s+second)\b"
+);
 re!(ERRORS, r"(?i)\b(error\s+rate|errors|5xx)\b");
 re!(MS, r"(?i)(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?)\b");
 re!(PCT, r"(?i)(\d+(?:\.\d+)?)\s*(?:%|percent)");
@@ -145,7 +169,10 @@ pub fn parse_intent(text: &str) -> Intent {
         };
     }
     if let Some(c) = caps(&SET_ENV, t).or_else(|| caps(&SET_KV, t)) {
-        return Intent::SetEnv { key: c[1].to_owned(), value: c[2].to_owned() };
+        return Intent::SetEnv {
+            key: c[1].to_owned(),
+            value: c[2].to_owned(),
+        };
     }
     if m(&IMAGE, t)
         && m(&IMAGE_VERB, t)
@@ -165,7 +192,11 @@ pub fn parse_intent(text: &str) -> Intent {
         }
         if let Some(c) = caps(&SCALE_BY, t) {
             let by = c.get(2).and_then(|x| x.as_str().parse::<i32>().ok()).unwrap_or(1);
-            let sign = if matches!(c[1].to_ascii_lowercase().as_str(), "in" | "down") { -1 } else { 1 };
+            let sign = if matches!(c[1].to_ascii_lowercase().as_str(), "in" | "down") {
+                -1
+            } else {
+                1
+            };
             return Intent::ScaleBy(sign * by);
         }
     }
@@ -199,7 +230,7 @@ fn report_metrics(t: &str) -> Vec<ReportMetric> {
     if m(&P50, t) {
         out.push(ReportMetric::P50);
     }
-    if m(&P99, t) && !(m(&P50, t) && !t.to_ascii_lowercase().contains("99")) {
+    if m(&P99, t) && (!m(&P50, t) || t.to_ascii_lowercase().contains("99")) {
         out.push(ReportMetric::P99);
     }
     if m(&RATE, t) {
@@ -218,7 +249,9 @@ pub fn parse_objectives_text(t: &str) -> Vec<(SloMetric, Comparison, f64)> {
         && let Some(c) = caps(&MS, t)
         && let Ok(v) = c[1].parse::<f64>()
     {
-        let ms = if c[2].to_ascii_lowercase().starts_with("ms") || c[2].to_ascii_lowercase().starts_with("milli") {
+        let ms = if c[2].to_ascii_lowercase().starts_with("ms")
+            || c[2].to_ascii_lowercase().starts_with("milli")
+        {
             v
         } else {
             v * 1000.0
@@ -247,9 +280,9 @@ pub fn components_in(text: &str, known: &[ComponentName]) -> Vec<ComponentName> 
         .filter(|c| {
             let name = c.as_str();
             let variants = [name.to_owned(), name.replace('-', " "), name.replace('-', "")];
-            variants.iter().any(|v| {
-                Regex::new(&format!(r"\b{}\b", regex::escape(v))).is_ok_and(|r| r.is_match(&lower))
-            })
+            variants
+                .iter()
+                .any(|v| Regex::new(&format!(r"\b{}\b", regex::escape(v))).is_ok_and(|r| r.is_match(&lower)))
         })
         .cloned()
         .collect()
@@ -268,7 +301,12 @@ pub fn parse_goal_objectives(text: &str, components: &[ComponentName]) -> Vec<Ob
             } else {
                 *threshold
             };
-            out.push(Objective { component: c.clone(), metric: *metric, comparison: *comparison, threshold });
+            out.push(Objective {
+                component: c.clone(),
+                metric: *metric,
+                comparison: *comparison,
+                threshold,
+            });
         }
     }
     out

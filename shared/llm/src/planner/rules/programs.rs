@@ -13,7 +13,11 @@ pub fn py_str(s: &str) -> String {
 
 /// A Python float literal.
 fn py_f(x: f64) -> String {
-    if x.is_finite() { format!("{x:?}") } else { "0.0".to_owned() }
+    if x.is_finite() {
+        format!("{x:?}")
+    } else {
+        "0.0".to_owned()
+    }
 }
 
 /// Prints status, metrics and history as one `ACV_OBSERVATION` line.
@@ -159,7 +163,12 @@ pub fn report_metrics(metrics: &[ReportMetric]) -> String {
     let mut keys = String::new();
     for m in metrics {
         let (key, label, unit) = m.parts();
-        keys.push_str(&format!("    ({}, {}, {}),\n", py_str(key), py_str(label), py_str(unit)));
+        keys.push_str(&format!(
+            "    ({}, {}, {}),\n",
+            py_str(key),
+            py_str(label),
+            py_str(unit)
+        ));
     }
     format!(
         r#"import acv
