@@ -1,17 +1,22 @@
-//! `acv-local [RUNTIME_FILE] [NAME=VALUE ...]`: starts the services of a runtime file (default `e2e/shop.yaml`) on
-//! the local runtime, prints each service's address, and runs until Ctrl-C, then stops every process.
-//! `SHOP_BIN` defaults to the `acv-shop` next to this binary.
+//! `acv-local [RUNTIME_FILE] [--api ADDR] [NAME=VALUE ...]`: starts the services of a runtime file (default
+//! `e2e/shop.yaml`) on the local runtime, serves its control API (default 127.0.0.1:7070; port 0 = any), prints
+//! every address, and runs until Ctrl-C / SIGTERM, then stops every process. `SHOP_BIN` defaults to the `acv-shop`
+//! next to this binary.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use acv_cluster::LocalRuntime;
 use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut file = PathBuf::from("e2e/shop.yaml");
+    let mut api: SocketAddr = "127.0.0.1:7070".parse()?;
     let mut vars = BTreeMap::new();
     if let Some(sibling) = std::env::current_exe()
         .ok()
@@ -19,7 +24,16 @@ async fn main() -> anyhow::Result<()> {
     {
         vars.insert("SHOP_BIN".to_owned(), sibling.display().to_string());
     }
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--api" {
+            api = args
+                .next()
+                .context("--api needs an address")?
+                .parse()
+                .context("--api")?;
+            continue;
+        }
         match arg.split_once('=') {
             Some((k, v)) => {
                 vars.insert(k.to_owned(), v.to_owned());
@@ -27,9 +41,13 @@ async fn main() -> anyhow::Result<()> {
             None => file = PathBuf::from(arg),
         }
     }
-    let rt = LocalRuntime::start_file(&file, &vars)
-        .await
-        .with_context(|| format!("starting {}", file.display()))?;
+    let rt = Arc::new(
+        LocalRuntime::start_file(&file, &vars)
+            .await
+            .with_context(|| format!("starting {}", file.display()))?,
+    );
+    let api = rt.serve_api(api).await?;
+    println!("api        http://{api}");
     for name in rt.services() {
         println!("{name:<10} http://{}", rt.addr(name.as_str())?);
     }
@@ -37,7 +55,12 @@ async fn main() -> anyhow::Result<()> {
         Ok(()) => println!("all services ready; Ctrl-C to stop"),
         Err(e) => eprintln!("warning: {e}"),
     }
-    tokio::signal::ctrl_c().await?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     rt.shutdown().await;
+    println!("stopped");
     Ok(())
 }

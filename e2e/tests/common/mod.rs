@@ -125,3 +125,12 @@ pub const ALL: [&str; 7] = [
     "shipping",
     "user",
 ];
+
+/// Sends SIGTERM.
+pub fn kill_term(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success(), "kill -TERM {pid} failed");
+}

@@ -65,7 +65,38 @@ pub enum ClusterError {
     /// The backend (API server, process table, …) failed.
     #[error("backend error: {0}")]
     Backend(String),
+    /// A remote runtime's control API answered with an error of this `kind` (one of the kinds above).
+    #[error("{message}")]
+    Remote {
+        /// The remote error's [`ClusterError::kind`].
+        kind: &'static str,
+        /// The remote error's message.
+        message: String,
+    },
 }
+
+/// Every kind [`ClusterError::kind`] can return.
+pub const ALL_KINDS: [&str; 10] = [
+    "unknown_component",
+    "invalid_replicas",
+    "invalid_argument",
+    "unknown_version",
+    "no_previous_revision",
+    "runtime_file",
+    "bind",
+    "stopped",
+    "timeout",
+    "backend",
+];
+
+const BAD_INPUT_KINDS: [&str; 6] = [
+    "unknown_component",
+    "invalid_replicas",
+    "invalid_argument",
+    "unknown_version",
+    "no_previous_revision",
+    "runtime_file",
+];
 
 // === impl ClusterError ===
 
@@ -83,11 +114,15 @@ impl ClusterError {
             ClusterError::Stopped => "stopped",
             ClusterError::Timeout { .. } => "timeout",
             ClusterError::Backend(_) => "backend",
+            ClusterError::Remote { kind, .. } => kind,
         }
     }
 
     /// Whether the caller sent bad input (as opposed to the backend failing).
     pub fn is_bad_input(&self) -> bool {
+        if let ClusterError::Remote { kind, .. } = self {
+            return BAD_INPUT_KINDS.contains(kind);
+        }
         matches!(
             self,
             ClusterError::UnknownComponent(_)
@@ -97,6 +132,15 @@ impl ClusterError {
                 | ClusterError::NoPreviousRevision { .. }
                 | ClusterError::RuntimeFile(_)
         )
+    }
+
+    /// The static kind string equal to `kind`, `"backend"` for an unknown one (used to rebuild remote errors).
+    pub fn known_kind(kind: &str) -> &'static str {
+        ALL_KINDS
+            .iter()
+            .copied()
+            .find(|k| *k == kind)
+            .unwrap_or("backend")
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {

@@ -8,7 +8,8 @@
 //! - [`prom`]: a Prometheus text exposition parser and histogram sets.
 //! - [`window`]: windows over two scrapes: request rate, quantiles from histogram buckets, error rate.
 //! - [`procfs`]: CPU time and resident memory of a process from `/proc`.
-//! - [`local`]: the local runtime (runtime file, supervisor, round-robin front, sampler, faults).
+//! - [`local`]: the local runtime (runtime file, supervisor, round-robin front, sampler, faults, control API).
+//! - [`remote`]: [`RemoteCluster`], the `Cluster` of a local runtime in another process, over its control API.
 #![forbid(unsafe_code)]
 
 use acv_protocol::{ComponentName, ComponentStatus, MetricsSnapshot, Revision};
@@ -17,11 +18,13 @@ pub mod error;
 pub mod local;
 pub mod procfs;
 pub mod prom;
+pub mod remote;
 pub mod validate;
 pub mod window;
 
 pub use error::ClusterError;
 pub use local::{Fault, FaultId, LocalCluster, LocalRuntime, ReplicaInfo, RuntimeSpec};
+pub use remote::RemoteCluster;
 
 /// A cluster backend scoped to one component (a Deployment, or a local service).
 ///

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ClusterError;
 
-/// A fault on one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A fault on one service. Serialises as `{"kind": "cpu_stress", "workers": 2, "load_percent": 50}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Replicas are replaced by non-functional ones (not ready, nothing listening), like Chaos Mesh `pod-failure`.
     PodFailure,
@@ -31,7 +34,7 @@ pub enum Fault {
 }
 
 /// Identifies an injected fault, to clear it early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FaultId(pub u64);
 
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`spec`]: the runtime file.
+//! - [`api`]: the control API (JSON over HTTP) other processes use through [`RemoteCluster`](crate::RemoteCluster).
 //! - [`front`]: the round-robin HTTP front.
 //! - [`faults`]: pod failure, CPU/memory stress, added latency.
 //! - `supervisor`: replica slots, backoff, probes, revisions, sampler.
@@ -31,6 +32,7 @@ use crate::window::{cpu_percent_of_limit, stats};
 use crate::{Cluster, ClusterError, validate};
 use supervisor::{Service, Shared, lock};
 
+pub mod api;
 pub mod faults;
 pub mod front;
 pub mod spec;
@@ -43,7 +45,7 @@ pub use spec::{RuntimeSpec, ServiceSpec, Settings};
 pub struct LocalRuntime {
     shared: Arc<Shared>,
     services: BTreeMap<String, Arc<Service>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The [`Cluster`] view of one local service.
@@ -128,7 +130,7 @@ impl LocalRuntime {
         Ok(LocalRuntime {
             shared,
             services,
-            tasks,
+            tasks: Mutex::new(tasks),
         })
     }
 
@@ -219,6 +221,33 @@ impl LocalRuntime {
         lock(&self.shared.spawned).clone()
     }
 
+    /// Serves the control API ([`api`]) on `addr` (loopback only; port 0 = any) until shutdown; returns where.
+    pub async fn serve_api(self: &Arc<Self>, addr: SocketAddr) -> Result<SocketAddr, ClusterError> {
+        if !addr.ip().is_loopback() {
+            return Err(ClusterError::invalid(
+                "api address",
+                format!("{addr} is not a loopback address"),
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ClusterError::Bind {
+                service: "control-api".into(),
+                port: addr.port(),
+                source,
+            })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| ClusterError::Backend(e.to_string()))?;
+        let task = tokio::spawn(api::serve(
+            listener,
+            Arc::downgrade(self),
+            self.shared.shutdown.clone(),
+        ));
+        lock(&self.tasks).push(task);
+        Ok(bound)
+    }
+
     /// Waits until service `name` has `replicas` ready replicas and no others.
     pub async fn wait_ready(
         &self,
@@ -248,10 +277,12 @@ impl LocalRuntime {
     }
 
     /// Stops the fronts and supervisors, kills every child and waits until each one is reaped.
-    pub async fn shutdown(mut self) {
+    /// Idempotent; every handle (this one, [`LocalCluster`]s) answers [`ClusterError::Stopped`] afterwards.
+    pub async fn shutdown(&self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
-        for t in self.tasks.drain(..) {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
             if let Err(e) = t.await {
                 tracing::debug!(error = %e, "Runtime task ended abnormally.");
             }
@@ -282,7 +313,7 @@ impl Drop for LocalRuntime {
         for s in self.services.values() {
             drop(s.kill_all());
         }
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
     }

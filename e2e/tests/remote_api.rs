@@ -1,0 +1,151 @@
+//! The control API end to end: `RemoteCluster` drives a runtime in-process over HTTP with the same results and
+//! error kinds as `LocalCluster`, and the `acv-local` binary serves the shop, answers over the API and stops every
+//! child on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acv_cluster::{Cluster, Fault, RemoteCluster};
+use acv_protocol::ComponentName;
+use common::{eventually, shop_spec, start};
+
+fn name(n: &str) -> ComponentName {
+    ComponentName::new(n).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_cluster_matches_the_local_one() {
+    let rt = Arc::new(start(shop_spec(&["catalogue"])).await);
+    let api = rt.serve_api("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cat = RemoteCluster::new(api, name("catalogue")).unwrap();
+
+    let s = cat.status().await.unwrap();
+    assert_eq!(
+        (s.component.as_str(), s.ready_replicas, s.image.as_str()),
+        ("catalogue", 1, "0.3.5")
+    );
+    assert_eq!(cat.scale(2).await.unwrap().desired_replicas, 2);
+    eventually(20, "2 ready", || async {
+        (cat.status().await.unwrap().ready_replicas == 2).then_some(())
+    })
+    .await;
+    let r = cat.set_env("logger_flag", "true").await.unwrap();
+    assert_eq!(r.revision, 2);
+    assert_eq!(cat.set_resources(300, 100).await.unwrap().limits.cpu_millis, 300);
+    assert_eq!(cat.rollback().await.unwrap().limits.cpu_millis, 200);
+    assert_eq!(cat.history().await.unwrap().len(), 4);
+    cat.restart().await.unwrap();
+    let m = cat.metrics(5.0).await.unwrap();
+    assert!(m.memory_percent_of_limit.is_some(), "{m:?}");
+    assert!(!cat.logs(20).await.unwrap().is_empty());
+    let id = cat
+        .inject(Fault::Latency { ms: 5 }, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(id.0, 1);
+    assert_eq!(cat.clear_faults().await.unwrap(), 1);
+
+    // Same error kinds as in-process.
+    for (e, kind) in [
+        (cat.scale(-1).await.unwrap_err(), "invalid_replicas"),
+        (cat.set_image("9.9.9").await.unwrap_err(), "unknown_version"),
+        (cat.set_env("bad key", "v").await.unwrap_err(), "invalid_argument"),
+        (
+            cat.inject(Fault::MemoryStress { mib: 0 }, None)
+                .await
+                .unwrap_err(),
+            "invalid_argument",
+        ),
+        (
+            RemoteCluster::new(api, name("nope"))
+                .unwrap()
+                .status()
+                .await
+                .unwrap_err(),
+            "unknown_component",
+        ),
+    ] {
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.is_bad_input(), "{e}");
+    }
+    assert!(RemoteCluster::new("10.1.2.3:7070".parse().unwrap(), name("catalogue")).is_err());
+
+    let pids = rt.spawned_pids();
+    rt.shutdown().await;
+    assert!(cat.status().await.is_err(), "the API is gone with the runtime");
+    for pid in pids {
+        assert!(!acv_cluster::procfs::is_alive(pid), "pid {pid} survived");
+    }
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if acv_cluster::procfs::parent_pid(pid) == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acv_local_serves_the_shop_and_stops_its_children() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_acv-local"));
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml"))
+        .args(["--api", "127.0.0.1:0"]);
+    cmd.arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")));
+    for v in [
+        "FRONT_END",
+        "CATALOGUE",
+        "CARTS",
+        "ORDERS",
+        "PAYMENT",
+        "SHIPPING",
+        "USER",
+    ] {
+        cmd.arg(format!("{v}_PORT=0"));
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut api: Option<SocketAddr> = None;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(40))
+            .expect("acv-local prints its addresses");
+        if let Some(addr) = line.strip_prefix("api        http://") {
+            api = Some(addr.parse().unwrap());
+        }
+        if line.starts_with("all services ready") {
+            break;
+        }
+    }
+    let fe = RemoteCluster::new(api.unwrap(), name("front-end")).unwrap();
+    assert_eq!(fe.status().await.unwrap().ready_replicas, 1);
+    let kids = children_of(child.id());
+    assert_eq!(kids.len(), 7, "one process per shop service");
+
+    common::kill_term(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    eventually(5, "children gone", || async {
+        kids.iter()
+            .all(|p| !acv_cluster::procfs::is_alive(*p))
+            .then_some(())
+    })
+    .await;
+}
