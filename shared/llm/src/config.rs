@@ -542,6 +542,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../examples/llm.yaml");
+        let file = LlmConfig::parse_file(text).unwrap();
+        let cfg = LlmConfig::from_file_and_env(file, &env(&[("OPENAI_API_KEY", "sk-x")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cfg.backend.model_id(), "gpt-4o");
+        assert_eq!(cfg.cache_seed, Some(42));
+        assert_eq!(cfg.backoff_initial, Duration::from_millis(500));
+        assert_eq!(cfg.max_repairs, 2);
+    }
+
+    #[test]
     fn bad_input_gives_clear_errors() {
         let e = LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "azure")])).unwrap_err();
         assert!(e.to_string().contains("endpoint"), "{e}");

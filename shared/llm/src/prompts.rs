@@ -42,8 +42,11 @@ pub const HOST_API: &str = r#"Python host API (module `acv`; every function acts
 - acv.report(status: str, message: str) -> None   status "RESPONSE" (done, here is the answer) or "ISSUE"
                                                (cannot do it / problem remains); the last call is the step's report
 - acv.ask_peer(component: str, question: str) -> str   ask another component's agent for help
-Failures raise acv.HostError (attributes kind, message). Only the Python standard library's json, math, re and
-time modules may be imported; no files, network, subprocess or environment access."#;
+Failures raise acv.HostError (attributes kind, message); kinds: refused, approval_required, invalid_argument,
+not_found, unavailable, backend, timeout, limit_exceeded. Besides acv, programs may import only these standard
+modules: bisect, collections, copy, dataclasses, datetime, enum, functools, heapq, itertools, json, math, operator,
+random, re, statistics, string, textwrap, time, typing. No files, network, environment, processes or threads;
+print() output is captured and shown to you."#;
 
 /// The maintainer's system prompt.
 pub fn maintainer_system(ctx: &MaintainerContext) -> String {

@@ -188,7 +188,7 @@ fn check_program(p: &str) -> Result<(), String> {
                 let root = m.trim().split([' ', '.']).next().unwrap_or_default();
                 if FORBIDDEN_IMPORTS.contains(&root) {
                     return Err(format!(
-                        "module {root:?} is not available in the sandbox; use only the acv host API (and json, math, re, time)"
+                        "module {root:?} is not available in the sandbox; use only the acv host API and the allowed standard modules"
                     ));
                 }
             }

@@ -63,8 +63,8 @@ def main():
                 call = {"name": name, "args": list(args), "kwargs": kwargs, "component": component}
                 calls.append(call)
                 if component is not None and component != own and name != "ask_peer":
-                    call["error"] = "forbidden"
-                    raise HostError("forbidden", "only %s is addressable" % own)
+                    call["error"] = "refused"
+                    raise HostError("refused", "only %s is addressable" % own)
                 if name in MUTATING and state.get("mode") == "observe":
                     call["error"] = "refused"
                     raise HostError("refused", "observe mode: %s is not allowed" % name)
@@ -100,8 +100,8 @@ def main():
 
     @host("scale")
     def scale(replicas):
-        if not isinstance(replicas, int) or replicas < 0 or replicas > 100:
-            raise HostError("invalid", "bad replica count %r" % (replicas,))
+        if not isinstance(replicas, int) or replicas < 0 or replicas > 1000:
+            raise HostError("invalid_argument", "bad replica count %r" % (replicas,))
         state["status"]["desired_replicas"] = replicas
         refresh()
         return status()
@@ -120,7 +120,7 @@ def main():
     @host("set_env")
     def set_env(key, value):
         if not isinstance(key, str) or not isinstance(value, str):
-            raise HostError("invalid", "key and value must be strings")
+            raise HostError("invalid_argument", "key and value must be strings")
         env = dict(state["status"]["env"])
         env[key] = value
         return new_revision("set_env", env=env)
@@ -128,23 +128,23 @@ def main():
     @host("set_resources")
     def set_resources(cpu_millis, memory_mib):
         if not isinstance(cpu_millis, int) or not isinstance(memory_mib, int):
-            raise HostError("invalid", "limits must be integers")
+            raise HostError("invalid_argument", "limits must be integers")
         return new_revision("set_resources", limits={"cpu_millis": cpu_millis, "memory_mib": memory_mib})
 
     @host("rollback")
     def rollback():
         h = state["history"]
         if len(h) < 2:
-            raise HostError("no_previous_revision", "nothing to roll back to")
+            raise HostError("not_found", "nothing to roll back to")
         prev = h[-2]
         return new_revision("rollback", image=prev["image"], env=dict(prev["env"]), limits=dict(prev["limits"]))
 
     @host("report")
     def report(status, message):
         if status not in ("RESPONSE", "ISSUE"):
-            raise HostError("invalid", "status must be RESPONSE or ISSUE")
+            raise HostError("invalid_argument", "status must be RESPONSE or ISSUE")
         if not isinstance(message, str):
-            raise HostError("invalid", "message must be a string")
+            raise HostError("invalid_argument", "message must be a string")
         result["report"] = {"status": status, "message": message}
 
     @host("ask_peer")
