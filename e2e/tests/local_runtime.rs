@@ -80,6 +80,36 @@ async fn killed_replica_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_replicas_under_load_loses_at_most_in_flight_requests() {
+    let rt = start(shop_spec(&["catalogue"])).await;
+    let cat = rt.cluster("catalogue").unwrap();
+    cat.scale(2).await.unwrap();
+    rt.wait_ready("catalogue", 2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let spec = acv_e2e::load::LoadSpec {
+        target: rt.addr("catalogue").unwrap(),
+        calls: vec![acv_e2e::load::Call::get("/catalogue")],
+        profile: acv_e2e::load::Profile::Constant { rps: 50.0, secs: 3.0 },
+        max_in_flight: 100,
+        timeout: Duration::from_secs(5),
+    };
+    let load = tokio::spawn(async move { acv_e2e::load::run(&spec).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let victim = rt.replicas("catalogue").unwrap()[1].pid.unwrap();
+    kill9(victim);
+    let report = load.await.unwrap();
+    // The front retries refused connections on the other replica; only requests inside the dead process fail.
+    let lost = report.http_errors + report.transport_errors;
+    assert!(lost <= 3, "{report:?}");
+    assert_eq!(report.sent, 150);
+    rt.wait_ready("catalogue", 2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    shutdown_and_check_no_leaks(rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_version_crash_loops_and_rollback_restores() {
     let rt = start(shop_spec(&["catalogue"])).await;
     let cat = rt.cluster("catalogue").unwrap();

@@ -24,12 +24,13 @@ async fn cpu_burner_raises_cpu_and_memory_hog_raises_memory() {
     let idle_cpu = idle.cpu_percent_of_limit.unwrap();
     let idle_mem = idle.memory_percent_of_limit.unwrap();
 
-    // One worker at 50 % = 0.5 core = 250 % of a 200m limit when it gets its share of a busy 2-core machine.
+    // The paper's StressChaos: 2 workers at 50 % = 1 core = 500 % of a 200m limit if the busy 2-core machine
+    // gives it; the test asks for a tenth of that (other builds share the machine).
     let id = rt
         .inject(
             "catalogue",
             Fault::CpuStress {
-                workers: 1,
+                workers: 2,
                 load_percent: 50,
             },
             None,
@@ -47,7 +48,7 @@ async fn cpu_burner_raises_cpu_and_memory_hog_raises_memory() {
     let hot_cpu = hot.cpu_percent_of_limit.unwrap();
     println!("cpu % of limit: idle {idle_cpu:.1}, with burner {hot_cpu:.1}");
     assert!(
-        hot_cpu >= idle_cpu + 75.0,
+        hot_cpu >= idle_cpu + 50.0,
         "idle {idle_cpu:.1} % -> with burner {hot_cpu:.1} %"
     );
     assert!(rt.clear_fault("catalogue", id).unwrap());
@@ -65,7 +66,7 @@ async fn cpu_burner_raises_cpu_and_memory_hog_raises_memory() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cool = cat.metrics(1.5).await.unwrap().cpu_percent_of_limit.unwrap();
     assert!(
-        cool < hot_cpu - 50.0,
+        cool < hot_cpu - 40.0,
         "after clearing: {cool:.1} % (was {hot_cpu:.1} %)"
     );
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -74,7 +74,7 @@ impl FrontState {
 
 /// Serves the front on `listener` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, state: Arc<FrontState>, shutdown: CancellationToken) {
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
     loop {
@@ -104,32 +104,63 @@ pub async fn serve(listener: TcpListener, state: Arc<FrontState>, shutdown: Canc
     }
 }
 
+/// Largest request body the front buffers (it buffers so a request can go to another replica if the first one
+/// refuses the connection, e.g. because it just died).
+const MAX_REQUEST_BODY: usize = 8 << 20;
+/// Replicas tried per request when connections are refused.
+const MAX_ATTEMPTS: usize = 3;
+
 async fn forward(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     state: Arc<FrontState>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Full<Bytes>>,
 ) -> Result<Response<Body>, hyper::Error> {
     let extra = state.extra_latency_ms.load(Ordering::Relaxed);
     if extra > 0 {
         tokio::time::sleep(Duration::from_millis(extra)).await;
     }
-    let Some(addr) = state.pick() else {
-        state.unavailable.fetch_add(1, Ordering::Relaxed);
-        return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "no ready replica\n"));
+    let (parts, body) = req.into_parts();
+    let Ok(body) = Limited::new(body, MAX_REQUEST_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+    else {
+        return Ok(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large or broken\n",
+        ));
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let Ok(uri) = format!("http://{addr}{path}").parse() else {
-        return Ok(plain(StatusCode::BAD_REQUEST, "bad request target\n"));
-    };
-    *req.uri_mut() = uri;
-    state.forwarded.fetch_add(1, Ordering::Relaxed);
-    match client.request(req).await {
-        Ok(resp) => Ok(resp.map(BodyExt::boxed)),
-        Err(e) => {
-            tracing::debug!(%addr, error = %e, "Replica did not answer.");
-            Ok(plain(StatusCode::BAD_GATEWAY, "replica did not answer\n"))
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let attempts = state.backends().len().clamp(1, MAX_ATTEMPTS);
+    for _ in 0..attempts {
+        let Some(addr) = state.pick() else {
+            state.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "no ready replica\n"));
+        };
+        let mut out = Request::new(Full::new(body.clone()));
+        let Ok(uri) = format!("http://{addr}{path}").parse() else {
+            return Ok(plain(StatusCode::BAD_REQUEST, "bad request target\n"));
+        };
+        *out.uri_mut() = uri;
+        *out.method_mut() = parts.method.clone();
+        *out.headers_mut() = parts.headers.clone();
+        state.forwarded.fetch_add(1, Ordering::Relaxed);
+        match client.request(out).await {
+            Ok(resp) => return Ok(resp.map(BodyExt::boxed)),
+            // Nothing reached the replica: safe to try the next one.
+            Err(e) if e.is_connect() => {
+                tracing::debug!(%addr, error = %e, "Replica refused the connection; trying the next one.");
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "Replica did not answer.");
+                return Ok(plain(StatusCode::BAD_GATEWAY, "replica did not answer\n"));
+            }
         }
     }
+    Ok(plain(
+        StatusCode::BAD_GATEWAY,
+        "no replica accepted the connection\n",
+    ))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
