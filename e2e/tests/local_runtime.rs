@@ -115,8 +115,11 @@ async fn broken_version_crash_loops_and_rollback_restores() {
     let cat = rt.cluster("catalogue").unwrap();
     let front = rt.addr("catalogue").unwrap();
 
-    let rev = cat.set_image("0.3.6-crash").await.unwrap();
-    assert_eq!((rev.revision, rev.image.as_str()), (2, "0.3.6-crash"));
+    let rev = cat.set_image("weaveworksdemos/catalogue:0.3.6").await.unwrap();
+    assert_eq!(
+        (rev.revision, rev.image.as_str()),
+        (2, "weaveworksdemos/catalogue:0.3.6")
+    );
     let s = eventually(20, "CrashLoopBackOff", || async {
         let s = cat.status().await.unwrap();
         (s.ready_replicas == 0
@@ -125,7 +128,7 @@ async fn broken_version_crash_loops_and_rollback_restores() {
             .then_some(s)
     })
     .await;
-    assert_eq!(s.image, "0.3.6-crash");
+    assert_eq!(s.image, "weaveworksdemos/catalogue:0.3.6");
     assert_eq!(
         get(front, "/catalogue").await.0,
         503,
@@ -140,7 +143,10 @@ async fn broken_version_crash_loops_and_rollback_restores() {
     );
 
     let back = cat.rollback().await.unwrap();
-    assert_eq!((back.revision, back.image.as_str()), (3, "0.3.5"));
+    assert_eq!(
+        (back.revision, back.image.as_str()),
+        (3, "weaveworksdemos/catalogue:0.3.5")
+    );
     assert!(back.cause.contains("rollback to revision 1"), "{}", back.cause);
     let s = rt
         .wait_ready("catalogue", 1, Duration::from_secs(20))
@@ -148,12 +154,12 @@ async fn broken_version_crash_loops_and_rollback_restores() {
         .unwrap();
     assert_eq!(
         (s.image.as_str(), s.revision, s.replicas[0].restarts),
-        ("0.3.5", 3, 0)
+        ("weaveworksdemos/catalogue:0.3.5", 3, 0)
     );
     assert_eq!(get(front, "/catalogue").await.0, 200);
 
     // A version that runs but never passes its health check shows NotReady (after the startup grace).
-    cat.set_image("0.3.6-unready").await.unwrap();
+    cat.set_image("weaveworksdemos/catalogue:unready").await.unwrap();
     eventually(20, "NotReady", || async {
         let s = cat.status().await.unwrap();
         (s.ready_replicas == 0 && s.replicas[0].state == ReplicaState::NotReady).then_some(())
@@ -161,7 +167,15 @@ async fn broken_version_crash_loops_and_rollback_restores() {
     .await;
     let history = cat.history().await.unwrap();
     let images: Vec<_> = history.iter().map(|r| r.image.as_str()).collect();
-    assert_eq!(images, ["0.3.5", "0.3.6-crash", "0.3.5", "0.3.6-unready"]);
+    assert_eq!(
+        images,
+        [
+            "weaveworksdemos/catalogue:0.3.5",
+            "weaveworksdemos/catalogue:0.3.6",
+            "weaveworksdemos/catalogue:0.3.5",
+            "weaveworksdemos/catalogue:unready"
+        ]
+    );
     shutdown_and_check_no_leaks(rt).await;
 }
 
@@ -269,7 +283,7 @@ async fn orders_flow_through_the_whole_shop() {
     assert_eq!(payment.error_rate_percent, Some(0.0));
     // A service version that answers 500 shows in the error rate.
     let orders = rt.cluster("orders").unwrap();
-    orders.set_image("0.3.6-errors").await.unwrap();
+    orders.set_image("weaveworksdemos/orders:errors").await.unwrap();
     rt.wait_ready("orders", 1, Duration::from_secs(20)).await.unwrap();
     eventually(10, "new orders replica", || async {
         (rt.replicas("orders").unwrap()[0].restarts == 0
@@ -307,9 +321,12 @@ async fn bad_input_gets_typed_errors() {
         cat.set_env("bad-key", "x").await,
         Err(ClusterError::InvalidArgument { what: "env key", .. })
     ));
-    let e = cat.set_image("9.9.9").await.unwrap_err();
+    let e = cat
+        .set_image("weaveworksdemos/catalogue:9.9.9")
+        .await
+        .unwrap_err();
     assert!(
-        matches!(&e, ClusterError::UnknownVersion { known, .. } if known.contains(&"0.3.5".to_owned())),
+        matches!(&e, ClusterError::UnknownVersion { known, .. } if known.contains(&"weaveworksdemos/catalogue:0.3.5".to_owned())),
         "{e}"
     );
     assert!(matches!(

@@ -26,7 +26,7 @@ async fn remote_cluster_matches_the_local_one() {
     let s = cat.status().await.unwrap();
     assert_eq!(
         (s.component.as_str(), s.ready_replicas, s.image.as_str()),
-        ("catalogue", 1, "0.3.5")
+        ("catalogue", 1, "weaveworksdemos/catalogue:0.3.5")
     );
     assert_eq!(cat.scale(2).await.unwrap().desired_replicas, 2);
     eventually(20, "2 ready", || async {
