@@ -136,6 +136,24 @@ async fn acv_local_serves_the_shop_and_stops_its_children() {
     }
     let fe = RemoteCluster::new(api.unwrap(), name("front-end")).unwrap();
     assert_eq!(fe.status().await.unwrap().ready_replicas, 1);
+    // acv-chaos injects and clears faults through the same API.
+    let chaos = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_acv-chaos"))
+            .args(["--api", &api.unwrap().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = chaos(&["catalogue", "latency", "--ms", "5", "--secs", "60"]);
+    assert!(ok && out.contains("injected fault 1"), "{out}");
+    let (ok, out) = chaos(&["catalogue", "clear"]);
+    assert!(ok && out.contains("cleared 1"), "{out}");
+    let (ok, _) = chaos(&["catalogue", "cpu-stress", "--workers", "99"]);
+    assert!(!ok, "out-of-range fault is refused");
     let kids = children_of(child.id());
     assert_eq!(kids.len(), 7, "one process per shop service");
 
