@@ -205,6 +205,15 @@ async fn set_env_and_set_resources_create_revisions() {
     .await;
     assert_eq!((s.revision, s.limits.cpu_millis), (3, 300));
     assert_eq!(s.env.get("logger_flag").map(String::as_str), Some("true"));
+    // The new replica got the env: with logger_flag=true the shop logs every request.
+    assert_eq!(get(rt.addr("catalogue").unwrap(), "/tags").await.0, 200);
+    eventually(5, "request logged", || async {
+        let logs = cat.logs(20).await.unwrap();
+        logs.iter()
+            .any(|l| l.contains("GET /tags -> 200 in"))
+            .then_some(())
+    })
+    .await;
 
     let causes: Vec<String> = cat
         .history()
@@ -251,6 +260,18 @@ async fn faults_pod_failure_and_latency() {
         get(fe, "/catalogue").await.0,
         500,
         "front-end fails when catalogue is down"
+    );
+    // The front-end's log names the cause, as an agent doing root-cause analysis would read it.
+    let fe_logs = eventually(5, "error logged", || async {
+        let logs = rt.cluster("front-end").unwrap().logs(50).await.unwrap();
+        logs.iter()
+            .any(|l| l.contains("ERROR GET /catalogue -> 500: catalogue answered 503"))
+            .then_some(logs)
+    })
+    .await;
+    assert!(
+        fe_logs.iter().any(|l| l.starts_with("[front-end-0]")),
+        "{fe_logs:#?}"
     );
     assert!(rt.clear_fault("catalogue", id).unwrap());
     rt.wait_ready("catalogue", 1, Duration::from_secs(20))

@@ -99,6 +99,8 @@ pub struct Config {
     pub slow: Duration,
     /// Downstream services by name.
     pub downstream: Vec<(&'static str, SocketAddr)>,
+    /// Log every request (env `logger_flag=true`, the flag of the paper's update_deployment task).
+    pub log_requests: bool,
 }
 
 struct Ctx {
@@ -150,6 +152,7 @@ impl Config {
         let delay = Duration::from_millis(p.parse_or(env, "SHOP_DELAY_MS", delay));
         let jitter = Duration::from_millis(p.parse_or(env, "SHOP_JITTER_MS", jitter));
         let slow = Duration::from_millis(p.parse_or(env, "SHOP_SLOW_MS", 300));
+        let log_requests = p.parse_or(env, "logger_flag", false);
         p.finish()?;
         if port == 0 {
             return Err(acv_core::env::EnvError::Missing("PORT".into()).into());
@@ -183,6 +186,7 @@ impl Config {
             jitter,
             slow,
             downstream,
+            log_requests,
         })
     }
 }
@@ -269,9 +273,18 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
         ctx.metrics.observe("unknown", 404, start.elapsed());
         return resp;
     };
-    let resp = business(ctx, route, &path).await;
-    ctx.metrics
-        .observe(route, resp.status().as_u16(), start.elapsed());
+    let (resp, failure) = business(ctx, route, &path).await;
+    let status = resp.status().as_u16();
+    ctx.metrics.observe(route, status, start.elapsed());
+    // Errors always reach the log (with their cause); every request does with logger_flag=true.
+    if let Some(why) = failure {
+        eprintln!("ERROR {method} {path} -> {status}: {why}");
+    } else if ctx.cfg.log_requests {
+        println!(
+            "{method} {path} -> {status} in {:.1} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     resp
 }
 
@@ -302,7 +315,8 @@ fn route(service: &str, method: &Method, path: &str) -> Option<&'static str> {
     }
 }
 
-async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<Bytes>> {
+/// The answer, and why it failed if it did.
+async fn business(ctx: &Ctx, route: &'static str, path: &str) -> (Response<Full<Bytes>>, Option<String>) {
     let cfg = &ctx.cfg;
     burn(cfg.work);
     let jitter_ms = u64::try_from(cfg.jitter.as_millis()).unwrap_or(0);
@@ -316,10 +330,11 @@ async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<B
         tokio::time::sleep(cfg.slow).await;
     }
     if cfg.mode == Mode::Errors {
-        return text(
+        let resp = text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{{\"error\":\"{} is broken\"}}\n", cfg.service),
         );
+        return (resp, Some("this build is broken (SHOP_MODE=errors)".into()));
     }
     let body = match (cfg.service, route) {
         ("front-end", "/") => Ok("<html><body><h1>acv sock shop</h1></body></html>\n".to_owned()),
@@ -345,10 +360,13 @@ async fn business(ctx: &Ctx, route: &'static str, path: &str) -> Response<Full<B
         )),
     };
     match body {
-        Ok(b) => text(StatusCode::OK, b),
-        Err(status) => text(
-            status,
-            format!("{{\"error\":\"downstream failed with {status}\"}}\n"),
+        Ok(b) => (text(StatusCode::OK, b), None),
+        Err((status, why)) => (
+            text(
+                status,
+                format!("{{\"error\":\"downstream failed with {status}\"}}\n"),
+            ),
+            Some(why),
         ),
     }
 }
@@ -387,39 +405,48 @@ impl Ctx {
         format!("[{}]", list.join(","))
     }
 
-    async fn call(&self, service: &str, method: Method, path: &str) -> Result<String, StatusCode> {
+    /// Calls a downstream service; on failure, the status to answer and why.
+    async fn call(&self, service: &str, method: Method, path: &str) -> Result<String, (StatusCode, String)> {
+        let internal = |why: String| (StatusCode::INTERNAL_SERVER_ERROR, why);
         let addr = self
             .cfg
             .downstream
             .iter()
             .find(|(n, _)| *n == service)
             .map(|(_, a)| *a);
-        let addr = addr.ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        let addr = addr.ok_or_else(|| internal(format!("no address for {service}")))?;
         let req = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("http://{addr}{path}"))
             .body(Full::new(Bytes::new()))
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            .map_err(|e| internal(e.to_string()))?;
         let fut = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|_| StatusCode::BAD_GATEWAY)?;
+                .map_err(|e| (StatusCode::BAD_GATEWAY, format!("{service} unreachable: {e}")))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), 1 << 20)
                 .collect()
                 .await
-                .map_err(|_| StatusCode::BAD_GATEWAY)?
+                .map_err(|e| (StatusCode::BAD_GATEWAY, format!("{service} answer broken: {e}")))?
                 .to_bytes();
             if !status.is_success() {
-                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                return Err(internal(format!(
+                    "{service} answered {status} to {method} {path}"
+                )));
             }
             Ok(String::from_utf8_lossy(&body).into_owned())
         };
         tokio::time::timeout(Duration::from_secs(5), fut)
             .await
-            .unwrap_or(Err(StatusCode::GATEWAY_TIMEOUT))
+            .unwrap_or_else(|_| {
+                Err((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("{service} did not answer {method} {path} within 5 s"),
+                ))
+            })
     }
 }
 
