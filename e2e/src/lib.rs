@@ -4,12 +4,14 @@
 //! - [`shop`]: the testbed shop (front-end → catalogue, carts, orders → payment, shipping; user) as one binary,
 //!   `acv-shop <service>`, with Sock Shop's `request_duration_seconds` histogram, `/health` and a version switch.
 //! - [`stress`]: the stressor behind the local runtime's CPU/memory stress faults (`acv-shop stress`).
+//! - [`testbed`]: the shop's runtime spec (compiled-in `shop.yaml`, ephemeral ports, fast timings).
 //! - [`load`]: the open-loop load generator (constant, steps, ramp; presets light/moderate/heavy/increase).
 #![forbid(unsafe_code)]
 
 pub mod load;
 pub mod shop;
 pub mod stress;
+pub mod testbed;
 
 /// Exits the process when its parent goes away, so a killed supervisor never leaves services or stressors behind.
 pub fn exit_with_parent() {

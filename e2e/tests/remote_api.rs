@@ -19,6 +19,14 @@ fn name(n: &str) -> ComponentName {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_cluster_matches_the_local_one() {
+    // The harness finds acv-shop next to the test binary, as cargo lays it out.
+    let found = acv_e2e::testbed::find_shop_bin().expect("acv-shop found");
+    assert_eq!(
+        found.canonicalize().unwrap(),
+        std::path::Path::new(env!("CARGO_BIN_EXE_acv-shop"))
+            .canonicalize()
+            .unwrap()
+    );
     let rt = Arc::new(start(shop_spec(&["catalogue"])).await);
     let api = rt.serve_api("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let cat = RemoteCluster::new(api, name("catalogue")).unwrap();

@@ -2,7 +2,6 @@
 //! with fast timings, poll until a condition holds, and check that no process outlived the runtime.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,37 +9,14 @@ use acv_cluster::{LocalRuntime, RuntimeSpec};
 
 /// The shop spec with only `services` kept, every port 0 and test timings.
 pub fn shop_spec(services: &[&str]) -> RuntimeSpec {
-    let mut vars = BTreeMap::new();
-    vars.insert("SHOP_BIN".to_owned(), env!("CARGO_BIN_EXE_acv-shop").to_owned());
-    for v in [
-        "FRONT_END",
-        "CATALOGUE",
-        "CARTS",
-        "ORDERS",
-        "PAYMENT",
-        "SHIPPING",
-        "USER",
-    ] {
-        vars.insert(format!("{v}_PORT"), "0".to_owned());
+    acv_e2e::testbed::ShopOptions {
+        shop_bin: env!("CARGO_BIN_EXE_acv-shop").into(),
+        ephemeral_ports: true,
+        fast: true,
+        services: services.iter().map(|s| (*s).to_owned()).collect(),
     }
-    for (k, v) in [
-        ("PROBE_INTERVAL_MS", "100"),
-        ("SAMPLE_INTERVAL_MS", "500"),
-        ("BACKOFF_INITIAL_MS", "200"),
-        ("BACKOFF_MAX_MS", "1000"),
-        ("STARTUP_GRACE_MS", "1500"),
-    ] {
-        vars.insert(k.to_owned(), v.to_owned());
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml");
-    let mut spec = RuntimeSpec::from_file(std::path::Path::new(path), &vars).expect("shop.yaml parses");
-    spec.services.retain(|s| services.contains(&s.name.as_str()));
-    assert_eq!(
-        spec.services.len(),
-        services.len(),
-        "unknown service in {services:?}"
-    );
-    spec
+    .spec()
+    .expect("shop.yaml parses")
 }
 
 /// Starts `spec` and waits until every service is ready.
