@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use acv_cluster::local::Strategy;
 use acv_cluster::prom::HistogramSet;
 use acv_cluster::{Cluster, ClusterError, Fault, LocalRuntime, RuntimeSpec};
 use acv_protocol::ReplicaState;
@@ -110,8 +111,10 @@ async fn killing_one_of_two_replicas_under_load_loses_at_most_in_flight_requests
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broken_version_crash_loops_and_rollback_restores() {
-    let rt = start(shop_spec(&["catalogue"])).await;
+async fn recreate_broken_version_crash_loops_and_rollback_restores() {
+    let mut spec = shop_spec(&["catalogue"]);
+    spec.settings.strategy = Strategy::Recreate;
+    let rt = start(spec).await;
     let cat = rt.cluster("catalogue").unwrap();
     let front = rt.addr("catalogue").unwrap();
 
@@ -180,6 +183,104 @@ async fn broken_version_crash_loops_and_rollback_restores() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_to_a_broken_version_stalls_and_rollback_keeps_the_old_pod() {
+    let rt = start(shop_spec(&["catalogue"])).await;
+    let cat = rt.cluster("catalogue").unwrap();
+    let front = rt.addr("catalogue").unwrap();
+    let old_pid = rt.replicas("catalogue").unwrap()[0].pid.unwrap();
+
+    cat.set_image("weaveworksdemos/catalogue:0.3.6").await.unwrap();
+    // Like a Deployment: the new pod crash-loops next to the old one, which keeps serving.
+    let s = eventually(20, "new pod in CrashLoopBackOff", || async {
+        let s = cat.status().await.unwrap();
+        let next = s.replicas.iter().find(|r| r.name == "catalogue-0-next")?;
+        (next.state == ReplicaState::CrashLoopBackOff && next.restarts >= 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (s.desired_replicas, s.ready_replicas, s.replicas.len()),
+        (1, 1, 2),
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.replicas[0].name.as_str(), s.replicas[0].state),
+        ("catalogue-0", ReplicaState::Ready)
+    );
+    assert_eq!(get(front, "/catalogue").await.0, 200, "the old pod still serves");
+    assert_eq!(rt.replicas("catalogue").unwrap()[0].pid, Some(old_pid));
+
+    // Rolling back to the old template keeps the old pod (its template is current again) and drops the new one.
+    cat.rollback().await.unwrap();
+    let s = eventually(20, "only the old pod", || async {
+        let s = cat.status().await.unwrap();
+        (s.replicas.len() == 1 && s.ready_replicas == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (s.revision, s.image.as_str()),
+        (3, "weaveworksdemos/catalogue:0.3.5")
+    );
+    assert_eq!(
+        rt.replicas("catalogue").unwrap()[0].pid,
+        Some(old_pid),
+        "no restart needed"
+    );
+
+    // A version that never passes its health check stalls the same way, shown NotReady after the grace.
+    cat.set_image("weaveworksdemos/catalogue:unready").await.unwrap();
+    eventually(20, "new pod NotReady", || async {
+        let s = cat.status().await.unwrap();
+        let next = s.replicas.iter().find(|r| r.name == "catalogue-0-next")?;
+        (next.state == ReplicaState::NotReady && s.ready_replicas == 1).then_some(())
+    })
+    .await;
+    // A good version then replaces both: the stalled new pod at once, the old one once the newest is ready.
+    cat.set_image("weaveworksdemos/catalogue:0.3.4").await.unwrap();
+    let s = rt
+        .wait_ready("catalogue", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.image.as_str(), s.replicas[0].name.as_str()),
+        ("weaveworksdemos/catalogue:0.3.4", "catalogue-0")
+    );
+    assert_ne!(rt.replicas("catalogue").unwrap()[0].pid, Some(old_pid));
+    shutdown_and_check_no_leaks(rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_keeps_serving() {
+    let rt = start(shop_spec(&["catalogue"])).await;
+    let cat = rt.cluster("catalogue").unwrap();
+    cat.scale(2).await.unwrap();
+    rt.wait_ready("catalogue", 2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let before: Vec<_> = rt.replicas("catalogue").unwrap().iter().map(|r| r.pid).collect();
+    let spec = acv_e2e::load::LoadSpec {
+        target: rt.addr("catalogue").unwrap(),
+        calls: vec![acv_e2e::load::Call::get("/catalogue")],
+        profile: acv_e2e::load::Profile::Constant { rps: 50.0, secs: 4.0 },
+        max_in_flight: 100,
+        timeout: Duration::from_secs(5),
+    };
+    let load = tokio::spawn(async move { acv_e2e::load::run(&spec).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cat.restart().await.unwrap();
+    let s = eventually(20, "both pods replaced", || async {
+        let pids: Vec<_> = rt.replicas("catalogue").unwrap().iter().map(|r| r.pid).collect();
+        let s = cat.status().await.unwrap();
+        (s.ready_replicas == 2 && pids.len() == 2 && pids.iter().all(|p| !before.contains(p))).then_some(s)
+    })
+    .await;
+    assert_eq!(s.revision, 1, "a restart is not a revision");
+    let report = load.await.unwrap();
+    // One pod at a time, each old one killed only once its successor is ready: at most in-flight requests fail.
+    assert!(report.http_errors + report.transport_errors <= 3, "{report:?}");
+    shutdown_and_check_no_leaks(rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_env_and_set_resources_create_revisions() {
     let rt = start(shop_spec(&["catalogue"])).await;
     let cat = rt.cluster("catalogue").unwrap();
@@ -200,7 +301,7 @@ async fn set_env_and_set_resources_create_revisions() {
     let s = eventually(20, "replica of revision 3", || async {
         let s = cat.status().await.unwrap();
         let pid = rt.replicas("catalogue").unwrap()[0].pid;
-        (s.ready_replicas == 1 && pid.is_some_and(|p| p != pid0)).then_some(s)
+        (s.ready_replicas == 1 && s.replicas.len() == 1 && pid.is_some_and(|p| p != pid0)).then_some(s)
     })
     .await;
     assert_eq!((s.revision, s.limits.cpu_millis), (3, 300));
@@ -302,18 +403,21 @@ async fn orders_flow_through_the_whole_shop() {
     let payment = rt.cluster("payment").unwrap().metrics(30.0).await.unwrap();
     assert!(payment.request_rate.unwrap() > 0.0, "{payment:?}");
     assert_eq!(payment.error_rate_percent, Some(0.0));
-    // A service version that answers 500 shows in the error rate.
+    // A service version that answers 500 (but passes its health check, so the rollout completes) shows in the
+    // error rate.
     let orders = rt.cluster("orders").unwrap();
+    let old_pid = rt.replicas("orders").unwrap()[0].pid;
     orders.set_image("weaveworksdemos/orders:errors").await.unwrap();
-    rt.wait_ready("orders", 1, Duration::from_secs(20)).await.unwrap();
-    eventually(10, "new orders replica", || async {
-        (rt.replicas("orders").unwrap()[0].restarts == 0
-            && get(rt.addr("orders").unwrap(), "/orders").await.0 == 500)
-            .then_some(())
+    eventually(20, "rollout done", || async {
+        let r = rt.replicas("orders").unwrap();
+        (r.len() == 1 && r[0].ready && r[0].pid != old_pid).then_some(())
     })
     .await;
+    for _ in 0..5 {
+        assert_eq!(get(rt.addr("orders").unwrap(), "/orders").await.0, 500);
+    }
     let m = orders.metrics(1.0).await.unwrap();
-    assert!(m.error_rate_percent.unwrap() > 50.0, "{m:?}");
+    assert_eq!(m.error_rate_percent, Some(100.0), "{m:?}");
     shutdown_and_check_no_leaks(rt).await;
 }
 

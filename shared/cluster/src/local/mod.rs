@@ -39,7 +39,7 @@ pub mod spec;
 mod supervisor;
 
 pub use faults::{Fault, FaultId};
-pub use spec::{RuntimeSpec, ServiceSpec, Settings};
+pub use spec::{RuntimeSpec, ServiceSpec, Settings, Strategy};
 
 /// The running set of services. Dropping it kills every child; [`LocalRuntime::shutdown`] also waits for them.
 pub struct LocalRuntime {
@@ -181,7 +181,7 @@ impl LocalRuntime {
             .slots
             .iter()
             .map(|s| ReplicaInfo {
-                name: format!("{}-{}", svc.name, s.index),
+                name: s.name(&svc.name),
                 pid: s.proc.as_ref().map(|p| p.pid),
                 addr: s.proc.as_ref().map(|p| p.addr),
                 ready: s.proc.as_ref().is_some_and(|p| p.ready),
@@ -436,7 +436,7 @@ impl Cluster for LocalCluster {
 
     async fn restart(&self) -> Result<(), ClusterError> {
         let svc = self.live()?;
-        lock(&svc.state).generation += 1;
+        lock(&svc.state).restart_nonce += 1;
         svc.event("restart of every replica requested".into());
         svc.wake.notify_one();
         Ok(())

@@ -66,6 +66,21 @@ pub struct Settings {
     pub log_lines: usize,
     /// Kill a replica whose resident memory (with its stressors) exceeds its limit, like an OOM kill.
     pub enforce_memory_limit: bool,
+    /// How a new template replaces the pods.
+    pub strategy: Strategy,
+}
+
+/// How pods move to a new template (image, env, limits, restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Like a Kubernetes Deployment's default (maxSurge 1, maxUnavailable 0): one new pod at a time starts next to
+    /// the old one, which goes once the new one is ready. A broken template never takes the service down; the
+    /// rollout stalls with the new pod crash-looping or not ready.
+    #[default]
+    RollingUpdate,
+    /// Every old pod is killed at once, then new ones start (downtime in between).
+    Recreate,
 }
 
 /// One service.
@@ -136,6 +151,7 @@ impl Default for Settings {
             max_replicas: 20,
             log_lines: 2000,
             enforce_memory_limit: true,
+            strategy: Strategy::RollingUpdate,
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::{ActiveFault, Fault, FaultId};
 use super::front::FrontState;
-use super::spec::{ServiceSpec, Settings, expand};
+use super::spec::{ServiceSpec, Settings, Strategy, expand};
 use crate::ClusterError;
 use crate::prom::HistogramSet;
 use crate::window::REQUEST_DURATION;
@@ -62,24 +62,36 @@ pub(crate) struct Service {
 pub(crate) struct ServiceState {
     pub desired: u32,
     pub revisions: Vec<Revision>,
-    /// Bumped by every template change and restart; replicas of an older generation are replaced.
-    pub generation: u64,
+    /// Bumped by `restart()`: part of the pod template, so every pod is replaced.
+    pub restart_nonce: u64,
     pub slots: Vec<Slot>,
     pub faults: Vec<ActiveFault>,
     pub next_fault_id: u64,
 }
 
-/// One replica slot (a pod): the current process, if any, and its restart history.
+/// One pod: the replica ordinal it serves, its template, its process if any, and its restart history. During a
+/// rolling update an ordinal has two pods: the old one and a `surge` pod of the new template.
 pub(crate) struct Slot {
     pub index: u32,
-    /// The template generation this slot's pod belongs to.
-    pub generation: u64,
+    /// A pod of the new template started next to the old one (named `NAME-N-next` until it takes over).
+    pub surge: bool,
+    /// What this pod runs.
+    pub template: Template,
     pub proc: Option<Proc>,
     pub restarts: u32,
     /// Consecutive failures, driving the backoff; reset when the replica becomes ready.
     pub failures: u32,
     pub restart_at: Option<Instant>,
     pub stressors: Vec<Stressor>,
+}
+
+/// What a pod runs: the revision's image, env and limits, plus the restart nonce.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Template {
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub limits: ResourceLimits,
+    pub nonce: u64,
 }
 
 /// A running replica process.
@@ -118,7 +130,6 @@ pub(crate) struct Sample {
 }
 
 struct ProbeTarget {
-    index: u32,
     pid: u32,
     addr: SocketAddr,
 }
@@ -164,6 +175,36 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+// === impl Slot ===
+
+impl Slot {
+    fn new(index: u32, template: Template, surge: bool) -> Self {
+        Slot {
+            index,
+            surge,
+            template,
+            proc: None,
+            restarts: 0,
+            failures: 0,
+            restart_at: None,
+            stressors: Vec::new(),
+        }
+    }
+
+    /// `NAME-N`, or `NAME-N-next` for a surge pod.
+    pub fn name(&self, service: &ComponentName) -> String {
+        if self.surge {
+            format!("{service}-{}-next", self.index)
+        } else {
+            format!("{service}-{}", self.index)
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.proc.as_ref().is_some_and(|p| p.ready)
+    }
+}
+
 // === impl ServiceState ===
 
 impl ServiceState {
@@ -172,6 +213,17 @@ impl ServiceState {
         self.revisions
             .last()
             .unwrap_or_else(|| unreachable!("a service always has a revision"))
+    }
+
+    /// The template pods should run now.
+    pub fn template(&self) -> Template {
+        let rev = self.current();
+        Template {
+            image: rev.image.clone(),
+            env: rev.env.clone(),
+            limits: rev.limits,
+            nonce: self.restart_nonce,
+        }
     }
 
     pub fn pod_failure(&self) -> bool {
@@ -194,7 +246,7 @@ impl Service {
         let state = ServiceState {
             desired: spec.replicas,
             revisions: vec![first],
-            generation: 0,
+            restart_nonce: 0,
             slots: Vec::new(),
             faults: Vec::new(),
             next_fault_id: 1,
@@ -266,22 +318,25 @@ impl Service {
         let results = futures_join_all(probes).await;
         let mut st = lock(&self.state);
         for (t, ok) in targets.iter().zip(results) {
-            let Some(slot) = st.slots.iter_mut().find(|s| s.index == t.index) else {
+            let Some(slot) = st
+                .slots
+                .iter_mut()
+                .find(|s| s.proc.as_ref().is_some_and(|p| p.pid == t.pid))
+            else {
                 continue;
             };
-            let Some(p) = slot.proc.as_mut().filter(|p| p.pid == t.pid) else {
+            let name = slot.name(&self.name);
+            let Some(p) = slot.proc.as_mut() else {
                 continue;
             };
             if ok && !p.ready {
-                self.logs.push(format!(
-                    "[supervisor] {}-{} (pid {}) is ready",
-                    self.name, t.index, p.pid
-                ));
+                self.logs
+                    .push(format!("[supervisor] {name} (pid {}) is ready", p.pid));
             }
             if !ok && p.ready {
                 self.logs.push(format!(
-                    "[supervisor] {}-{} (pid {}) failed its health check",
-                    self.name, t.index, p.pid
+                    "[supervisor] {name} (pid {}) failed its health check",
+                    p.pid
                 ));
             }
             p.ready = ok;
@@ -324,6 +379,7 @@ impl Service {
 
         // Reap replicas that exited.
         for slot in &mut st.slots {
+            let name = slot.name(&self.name);
             let Some(p) = slot.proc.as_mut() else { continue };
             let exit = match p.child.try_wait() {
                 Ok(Some(status)) => Some(status.to_string()),
@@ -338,61 +394,91 @@ impl Service {
                 let delay = self.backoff(slot.failures);
                 slot.restart_at = Some(now + delay);
                 self.event(format!(
-                    "{}-{} (pid {pid}) exited ({exit}); restart {} in {} ms",
-                    self.name,
-                    slot.index,
+                    "{name} (pid {pid}) exited ({exit}); restart {} in {} ms",
                     slot.restarts,
                     delay.as_millis()
                 ));
             }
         }
 
-        // Scale down, then up.
-        while st.slots.len() > st.desired as usize {
-            if let Some(mut slot) = st.slots.pop() {
-                self.kill_slot(&mut slot, "scaled down");
-            }
+        // Scale: pods of ordinals past `desired` go; missing ordinals get a pod of the current template.
+        let template = st.template();
+        let desired = st.desired;
+        for mut slot in extract(&mut st.slots, |s| s.index >= desired) {
+            self.kill_slot(&mut slot, "scaled down");
         }
-        let generation = st.generation;
-        while st.slots.len() < st.desired as usize {
-            let index = u32::try_from(st.slots.len()).unwrap_or(u32::MAX);
-            st.slots.push(Slot {
-                index,
-                generation,
-                proc: None,
-                restarts: 0,
-                failures: 0,
-                restart_at: None,
-                stressors: vec![],
-            });
+        for index in 0..desired {
+            if !st.slots.iter().any(|s| s.index == index) {
+                st.slots.push(Slot::new(index, template.clone(), false));
+            }
         }
 
-        // Replace replicas of an older template (all at once, like the Recreate strategy); new pods start fresh.
-        for slot in &mut st.slots {
-            if slot.generation != generation {
-                if let Some(p) = slot.proc.take() {
-                    self.kill(
-                        p.child,
-                        p.pid,
-                        &format!("{}-{} replaced by a new revision", self.name, slot.index),
-                    );
+        // Roll out the current template, ordinal by ordinal.
+        let rolling = self.shared.settings.strategy == Strategy::RollingUpdate;
+        for index in 0..desired {
+            let has_current = st
+                .slots
+                .iter()
+                .any(|s| s.index == index && s.template == template);
+            let current_ready = st
+                .slots
+                .iter()
+                .any(|s| s.index == index && s.template == template && s.is_ready());
+            let old_ready = st
+                .slots
+                .iter()
+                .any(|s| s.index == index && s.template != template && s.is_ready());
+            let surging = st
+                .slots
+                .iter()
+                .filter(|s| s.surge && s.template == template && !s.is_ready())
+                .count();
+            // Old pods go when the new one is ready, when none of them serves anyway, or at once with Recreate.
+            // Old pods that are not ready never protect anything: they go as soon as a new pod exists. A surge pod
+            // of an older template (a rollout overtaken by another) goes at once.
+            let drop_old = |s: &Slot| {
+                s.index == index
+                    && s.template != template
+                    && (!rolling || s.surge || current_ready || !old_ready || (has_current && !s.is_ready()))
+            };
+            let mut gone = extract(&mut st.slots, drop_old);
+            let replaced = !gone.is_empty();
+            for slot in &mut gone {
+                self.kill_slot(slot, "replaced by the new template");
+            }
+            if replaced
+                && let Some(s) = st
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.index == index && s.template == template)
+            {
+                s.surge = false;
+            }
+            let old_left = st
+                .slots
+                .iter()
+                .any(|s| s.index == index && s.template != template);
+            if !st
+                .slots
+                .iter()
+                .any(|s| s.index == index && s.template == template)
+            {
+                if !old_left {
+                    st.slots.push(Slot::new(index, template.clone(), false));
+                } else if surging == 0 {
+                    // maxSurge 1: one new pod at a time next to a serving old one.
+                    st.slots.push(Slot::new(index, template.clone(), true));
                 }
-                slot.generation = generation;
-                slot.restarts = 0;
-                slot.failures = 0;
-                slot.restart_at = None;
             }
         }
+        st.slots.sort_by_key(|s| (s.index, s.surge));
 
         // Pod failure: nothing runs, nothing restarts.
         if pod_failure {
             for slot in &mut st.slots {
+                let name = slot.name(&self.name);
                 if let Some(p) = slot.proc.take() {
-                    self.kill(
-                        p.child,
-                        p.pid,
-                        &format!("{}-{} failed (pod-failure fault)", self.name, slot.index),
-                    );
+                    self.kill(p.child, p.pid, &format!("{name} failed (pod-failure fault)"));
                 }
                 slot.restart_at = None;
             }
@@ -400,26 +486,22 @@ impl Service {
 
         // Start what should run.
         if !pod_failure {
-            let rev = st.current().clone();
-            let indices: Vec<usize> = (0..st.slots.len())
-                .filter(|&i| st.slots[i].proc.is_none() && st.slots[i].restart_at.is_none_or(|t| now >= t))
-                .collect();
-            for i in indices {
-                let index = st.slots[i].index;
-                match self.spawn_replica(index, &rev) {
+            for slot in &mut st.slots {
+                if slot.proc.is_some() || slot.restart_at.is_some_and(|t| now < t) {
+                    continue;
+                }
+                let name = slot.name(&self.name);
+                match self.spawn_replica(&name, &slot.template) {
                     Ok(p) => {
-                        let slot = &mut st.slots[i];
                         slot.restart_at = None;
                         slot.proc = Some(p);
                     }
                     Err(e) => {
-                        let slot = &mut st.slots[i];
                         slot.failures += 1;
                         let delay = self.backoff(slot.failures);
                         slot.restart_at = Some(now + delay);
                         self.event(format!(
-                            "{}-{index} could not start: {e}; retry in {} ms",
-                            self.name,
+                            "{name} could not start: {e}; retry in {} ms",
                             delay.as_millis()
                         ));
                     }
@@ -443,7 +525,7 @@ impl Service {
                     self.kill(
                         s.child,
                         s.pid,
-                        &format!("stressor of {}-{} stopped", self.name, slot.index),
+                        &format!("stressor of {} stopped", slot.name(&self.name)),
                     );
                 } else {
                     keep.push(s);
@@ -457,15 +539,15 @@ impl Service {
                 if slot.stressors.iter().any(|s| s.fault == f.id) {
                     continue;
                 }
-                match self.spawn_stressor(slot.index, &f.fault) {
+                match self.spawn_stressor(&slot.name(&self.name), &f.fault) {
                     Ok((child, pid)) => slot.stressors.push(Stressor {
                         fault: f.id,
                         child,
                         pid,
                     }),
                     Err(e) => self.event(format!(
-                        "stressor for {}-{} could not start: {e}",
-                        self.name, slot.index
+                        "stressor for {} could not start: {e}",
+                        slot.name(&self.name)
                     )),
                 }
             }
@@ -477,7 +559,6 @@ impl Service {
             .iter()
             .filter_map(|s| {
                 s.proc.as_ref().map(|p| ProbeTarget {
-                    index: s.index,
                     pid: p.pid,
                     addr: p.addr,
                 })
@@ -486,15 +567,12 @@ impl Service {
     }
 
     fn kill_slot(&self, slot: &mut Slot, why: &str) {
+        let name = slot.name(&self.name);
         if let Some(p) = slot.proc.take() {
-            self.kill(p.child, p.pid, &format!("{}-{} {why}", self.name, slot.index));
+            self.kill(p.child, p.pid, &format!("{name} {why}"));
         }
         for s in slot.stressors.drain(..) {
-            self.kill(
-                s.child,
-                s.pid,
-                &format!("stressor of {}-{} {why}", self.name, slot.index),
-            );
+            self.kill(s.child, s.pid, &format!("stressor of {name} {why}"));
         }
     }
 
@@ -507,9 +585,9 @@ impl Service {
         lock(&self.shared.terminating).push(child);
     }
 
-    fn spawn_replica(&self, index: u32, rev: &Revision) -> Result<Proc, String> {
+    fn spawn_replica(&self, replica: &str, rev: &Template) -> Result<Proc, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let replica = format!("{}-{index}", self.name);
+        let replica = replica.to_owned();
         let vars = |n: &str| match n {
             "PORT" => Some(port.to_string()),
             "REPLICA" => Some(replica.clone()),
@@ -554,7 +632,7 @@ impl Service {
         })
     }
 
-    fn spawn_stressor(&self, index: u32, fault: &Fault) -> Result<(Child, u32), String> {
+    fn spawn_stressor(&self, replica: &str, fault: &Fault) -> Result<(Child, u32), String> {
         let argv = self
             .shared
             .stressor
@@ -563,12 +641,9 @@ impl Service {
         let (program, args) = argv.split_first().ok_or("empty stressor command")?;
         let mut cmd = Command::new(program);
         cmd.args(args).args(fault.stressor_args());
-        let label = format!("{}-{index}/stress", self.name);
+        let label = format!("{replica}/stress");
         let (child, pid) = self.spawn(cmd, &label)?;
-        self.event(format!(
-            "started stressor for {}-{index} (pid {pid}): {fault:?}",
-            self.name
-        ));
+        self.event(format!("started stressor for {replica} (pid {pid}): {fault:?}"));
         Ok((child, pid))
     }
 
@@ -607,7 +682,7 @@ impl Service {
                     None => ReplicaState::Starting,
                 };
                 ReplicaStatus {
-                    name: format!("{}-{}", self.name, s.index),
+                    name: s.name(&self.name),
                     state,
                     restarts: s.restarts,
                 }
@@ -644,7 +719,6 @@ impl Service {
             if st.revisions.len() > 100 {
                 st.revisions.remove(0);
             }
-            st.generation += 1;
             next
         };
         self.event(format!(
@@ -814,6 +888,13 @@ impl Service {
         }
         out
     }
+}
+
+/// Removes and returns the items matching `pred`, keeping the order of the rest.
+fn extract<T>(items: &mut Vec<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
+    let (out, keep) = std::mem::take(items).into_iter().partition(|x| pred(x));
+    *items = keep;
+    out
 }
 
 /// Reaps killed children that have exited.
