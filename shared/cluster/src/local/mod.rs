@@ -1,10 +1,11 @@
 //! The local runtime: every service of a [`RuntimeSpec`] runs as N replica processes on 127.0.0.1 behind a
 //! round-robin front on the service's stable port. [`LocalRuntime`] is the control handle for the whole set
-//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`](crate::Cluster) view of one service.
+//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`] view of one service.
 //!
 //! What it does, in Kubernetes terms: replicas are pods (`NAME-N`), restarted with exponential backoff after a
-//! crash (`CrashLoopBackOff` while waiting); every image/env/limits change is a revision and replaces all pods
-//! (Recreate strategy); `rollback` re-applies the previous revision; a `/health` probe decides readiness and the
+//! crash (`CrashLoopBackOff` while waiting); every image/env/limits change is a revision and its pods replace the
+//! old ones (rolling update one pod at a time, or Recreate; see [`Strategy`]); `rollback` re-applies the previous
+//! revision; a `/health` probe decides readiness and the
 //! front only routes to ready replicas. CPU and memory come from `/proc` and are reported against the declared
 //! limits. Memory limits are enforced (a replica over its limit is killed, like an OOM kill); CPU limits are only
 //! reported (a replica may use more than 100 % of its limit, and the metrics say so).
@@ -14,7 +15,7 @@
 //! - [`api`]: the control API (JSON over HTTP) other processes use through [`RemoteCluster`](crate::RemoteCluster).
 //! - [`front`]: the round-robin HTTP front.
 //! - [`faults`]: pod failure, CPU/memory stress, added latency.
-//! - `supervisor`: replica slots, backoff, probes, revisions, sampler.
+//! - `supervisor`: pods, rollouts, backoff, probes, revisions, sampler.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
