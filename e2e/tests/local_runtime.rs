@@ -102,6 +102,7 @@ async fn killing_one_of_two_replicas_under_load_loses_at_most_in_flight_requests
     let report = load.await.unwrap();
     // The front retries refused connections on the other replica; only requests inside the dead process fail.
     let lost = report.http_errors + report.transport_errors;
+    println!("kill -9 under load: {report:?}");
     assert!(lost <= 3, "{report:?}");
     assert_eq!(report.sent, 150);
     rt.wait_ready("catalogue", 2, Duration::from_secs(20))
@@ -275,8 +276,10 @@ async fn rolling_restart_under_load_keeps_serving() {
     .await;
     assert_eq!(s.revision, 1, "a restart is not a revision");
     let report = load.await.unwrap();
-    // One pod at a time, each old one killed only once its successor is ready: at most in-flight requests fail.
-    assert!(report.http_errors + report.transport_errors <= 3, "{report:?}");
+    // One pod at a time; each old one leaves the front, then gets SIGTERM and drains its in-flight requests before
+    // exiting. Nothing should fail (measured: 0 of 200 in repeated runs); one is tolerated for a keep-alive race.
+    println!("rolling restart under load: {report:?}");
+    assert!(report.http_errors + report.transport_errors <= 1, "{report:?}");
     shutdown_and_check_no_leaks(rt).await;
 }
 

@@ -204,11 +204,25 @@ pub async fn run(cfg: Config) -> Result<(), ShopError> {
         listener.local_addr()?,
         cfg.mode
     );
-    serve(listener, cfg).await
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let service = cfg.service;
+    serve(listener, cfg, async move {
+        term.recv().await;
+        println!("{service}: SIGTERM, draining");
+    })
+    .await
 }
 
-/// Serves on an already bound listener (for in-process tests).
-pub async fn serve(listener: TcpListener, cfg: Config) -> Result<(), ShopError> {
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves on an already bound listener until `shutdown` completes, then stops accepting, lets in-flight requests
+/// finish (closing idle keep-alive connections) for at most [`DRAIN`], and returns.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ShopError> {
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
@@ -222,27 +236,36 @@ pub async fn serve(listener: TcpListener, cfg: Config) -> Result<(), ShopError> 
         rng: AtomicU64::new(seed | 1),
         items,
     });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(a) => a,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         };
         stream.set_nodelay(true).ok();
         let ctx = Arc::clone(&ctx);
+        let svc = service_fn(move |req| {
+            let ctx = Arc::clone(&ctx);
+            async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let ctx = Arc::clone(&ctx);
-                async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }
         });
     }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        eprintln!("shutdown: connections still open after {DRAIN:?}; exiting anyway");
+    }
+    Ok(())
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

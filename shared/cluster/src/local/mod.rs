@@ -289,7 +289,7 @@ impl LocalRuntime {
             }
         }
         let mut children: Vec<_> = self.services.values().flat_map(|s| s.kill_all()).collect();
-        children.append(&mut lock(&self.shared.terminating));
+        children.extend(lock(&self.shared.terminating).drain(..).map(|t| t.child));
         for mut c in children {
             c.start_kill().ok();
             if tokio::time::timeout(Duration::from_secs(5), c.wait())
@@ -313,6 +313,9 @@ impl Drop for LocalRuntime {
         self.shared.shutdown.cancel();
         for s in self.services.values() {
             drop(s.kill_all());
+        }
+        for t in lock(&self.shared.terminating).iter_mut() {
+            t.child.start_kill().ok();
         }
         for t in lock(&self.tasks).iter() {
             t.abort();

@@ -68,6 +68,8 @@ pub struct Settings {
     pub enforce_memory_limit: bool,
     /// How a new template replaces the pods.
     pub strategy: Strategy,
+    /// How long a stopped replica gets between SIGTERM and SIGKILL (like `terminationGracePeriodSeconds`).
+    pub termination_grace_ms: u64,
 }
 
 /// How pods move to a new template (image, env, limits, restart).
@@ -152,6 +154,7 @@ impl Default for Settings {
             log_lines: 2000,
             enforce_memory_limit: true,
             strategy: Strategy::RollingUpdate,
+            termination_grace_ms: 5000,
         }
     }
 }

@@ -38,8 +38,8 @@ pub(crate) struct Shared {
     pub discovery: Vec<(String, String)>,
     pub shutdown: CancellationToken,
     pub stopped: AtomicBool,
-    /// Killed children not yet reaped.
-    pub terminating: Mutex<Vec<Child>>,
+    /// Children being stopped (SIGTERM, then SIGKILL after the grace period) and not yet reaped.
+    pub terminating: Mutex<Vec<Terminating>>,
     /// Every pid ever spawned (replicas and stressors), for leak checks.
     pub spawned: Mutex<Vec<u32>>,
     pub http: Client<HttpConnector, Empty<Bytes>>,
@@ -102,6 +102,16 @@ pub(crate) struct Proc {
     pub started: Instant,
     pub ready: bool,
     pub was_ready: bool,
+}
+
+/// A child being stopped.
+pub(crate) struct Terminating {
+    pub child: Child,
+    pub pid: u32,
+    /// SIGTERM still to be sent (it is sent after the front stopped routing to the replica).
+    pub term_pending: bool,
+    /// When to send SIGKILL if it is still alive.
+    pub kill_at: Instant,
 }
 
 /// A stressor process attributed to a replica.
@@ -478,7 +488,7 @@ impl Service {
             for slot in &mut st.slots {
                 let name = slot.name(&self.name);
                 if let Some(p) = slot.proc.take() {
-                    self.kill(p.child, p.pid, &format!("{name} failed (pod-failure fault)"));
+                    self.kill_now(p.child, p.pid, &format!("{name} failed (pod-failure fault)"));
                 }
                 slot.restart_at = None;
             }
@@ -522,7 +532,7 @@ impl Service {
             for mut s in std::mem::take(&mut slot.stressors) {
                 let exited = !matches!(s.child.try_wait(), Ok(None));
                 if exited || slot.proc.is_none() || !stress.iter().any(|f| f.id == s.fault) {
-                    self.kill(
+                    self.kill_now(
                         s.child,
                         s.pid,
                         &format!("stressor of {} stopped", slot.name(&self.name)),
@@ -572,17 +582,34 @@ impl Service {
             self.kill(p.child, p.pid, &format!("{name} {why}"));
         }
         for s in slot.stressors.drain(..) {
-            self.kill(s.child, s.pid, &format!("stressor of {name} {why}"));
+            self.kill_now(s.child, s.pid, &format!("stressor of {name} {why}"));
         }
     }
 
-    /// Sends SIGKILL and hands the child to the reaper.
-    pub fn kill(&self, mut child: Child, pid: u32, why: &str) {
+    /// Stops a replica gracefully: SIGTERM once the front no longer routes to it, SIGKILL after the grace period.
+    pub fn kill(&self, child: Child, pid: u32, why: &str) {
+        let grace = Duration::from_millis(self.shared.settings.termination_grace_ms);
+        self.event(format!("stopping pid {pid}: {why}"));
+        lock(&self.shared.terminating).push(Terminating {
+            child,
+            pid,
+            term_pending: true,
+            kill_at: Instant::now() + grace,
+        });
+    }
+
+    /// Sends SIGKILL now and hands the child to the reaper.
+    pub fn kill_now(&self, mut child: Child, pid: u32, why: &str) {
         if let Err(e) = child.start_kill() {
             tracing::debug!(pid, error = %e, "Kill failed (already exited?).");
         }
         self.event(format!("killed pid {pid}: {why}"));
-        lock(&self.shared.terminating).push(child);
+        lock(&self.shared.terminating).push(Terminating {
+            child,
+            pid,
+            term_pending: false,
+            kill_at: Instant::now(),
+        });
     }
 
     fn spawn_replica(&self, replica: &str, rev: &Template) -> Result<Proc, String> {
@@ -897,9 +924,28 @@ fn extract<T>(items: &mut Vec<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
     out
 }
 
-/// Reaps killed children that have exited.
+/// Sends pending SIGTERMs, SIGKILLs children past their grace period, and reaps those that exited.
 pub(crate) fn reap_terminating(shared: &Shared) {
-    lock(&shared.terminating).retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    let now = Instant::now();
+    lock(&shared.terminating).retain_mut(|t| {
+        if !matches!(t.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if t.term_pending {
+            t.term_pending = false;
+            let sent = i32::try_from(t.pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+            if !matches!(sent, Some(Ok(()))) {
+                t.kill_at = now;
+            }
+        }
+        if now >= t.kill_at {
+            t.child.start_kill().ok();
+        }
+        true
+    });
 }
 
 async fn pump(reader: impl AsyncRead + Unpin, logs: Arc<Logs>, label: String) {
