@@ -4,11 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use acv_bus::{Bus, BusError, Delivery};
-use acv_protocol::{Address, Body, ComponentName, Envelope, Heartbeat, Registration};
+use acv_protocol::{Address, Body, ComponentName, Envelope, Heartbeat, IssueBody, Registration};
 use acv_telemetry::metrics::{CounterName, count};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::TaskHandler;
+use crate::{handler::TaskHandler, watch::Watcher};
 
 /// A running sidecar agent.
 pub struct Agent {
@@ -16,6 +16,8 @@ pub struct Agent {
     bus: Arc<dyn Bus>,
     handler: Arc<dyn TaskHandler>,
     heartbeat: Duration,
+    watch: Option<(Watcher, Duration)>,
+    healthy: Option<bool>,
 }
 
 fn new_id() -> String {
@@ -32,7 +34,14 @@ impl Agent {
         handler: Arc<dyn TaskHandler>,
         heartbeat: Duration,
     ) -> Self {
-        Self { component, bus, handler, heartbeat }
+        Self { component, bus, handler, heartbeat, watch: None, healthy: None }
+    }
+
+    /// Also checks the component's SLOs every `interval` and mitigates violations by itself (MAPE-K), reporting
+    /// each episode to the manager.
+    pub fn with_watcher(mut self, watcher: Watcher, interval: Duration) -> Self {
+        self.watch = Some((watcher, interval));
+        self
     }
 
     fn me(&self) -> Address {
@@ -42,7 +51,7 @@ impl Agent {
     /// Subscribes to the inbox and announces the sidecar. Returns the running loop, which ends when `shutdown`
     /// fires (after finishing the task in hand) or the bus closes.
     pub async fn start(
-        self,
+        mut self,
         shutdown: CancellationToken,
     ) -> Result<impl std::future::Future<Output = Result<(), BusError>>, BusError> {
         let mut inbox = self.bus.subscribe(&self.me()).await?;
@@ -62,15 +71,19 @@ impl Agent {
         tracing::info!(component = %self.component, transport = %self.bus.transport(), "Sidecar registered.");
         Ok(async move {
             let mut ticker = tokio::time::interval(self.heartbeat);
+            let watch_every = self.watch.as_ref().map_or(Duration::from_secs(3600), |(_, i)| *i);
+            let mut watch_ticker = tokio::time::interval(watch_every);
+            watch_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seq = 0u64;
             loop {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
+                    _ = watch_ticker.tick(), if self.watch.is_some() => self.health_check().await,
                     _ = ticker.tick() => {
                         seq += 1;
                         let hb = Envelope::new(new_id(), self.me(), Address::Broadcast, acv_core::now_ms(),
-                            Body::Heartbeat(Heartbeat { component: self.component.clone(), seq, healthy: None }));
+                            Body::Heartbeat(Heartbeat { component: self.component.clone(), seq, healthy: self.healthy }));
                         if let Err(error) = self.bus.publish(&hb).await {
                             tracing::warn!(%error, "Heartbeat publish failed.");
                         }
@@ -83,6 +96,50 @@ impl Agent {
                 }
             }
         })
+    }
+
+    /// Detect → diagnose → mitigate → verify, reporting to the manager: an ISSUE envelope when violations are found,
+    /// then the mitigation's report (RESPONSE only if a re-check finds every SLO met).
+    async fn health_check(&mut self) {
+        let Some(watch) = self.watch.take() else { return };
+        let healthy = self.check_and_mitigate(&watch.0).await;
+        self.healthy = Some(healthy);
+        self.watch = Some(watch);
+    }
+
+    /// Returns whether the component is healthy at the end.
+    async fn check_and_mitigate(&self, watcher: &Watcher) -> bool {
+        let check = watcher.check().await;
+        if check.violations.is_empty() {
+            tracing::debug!(component = %self.component, "Health check passed.");
+            return true;
+        }
+        let described: Vec<String> = check.violations.iter().map(acv_llm::planner::describe_violation).collect();
+        tracing::warn!(component = %self.component, violations = ?described, "SLO violation detected.");
+        let issue = Envelope::new(new_id(), self.me(), Address::Manager, acv_core::now_ms(),
+            Body::Issue(IssueBody {
+                component: self.component.clone(),
+                message: format!("SLO violation detected: {}", described.join("; ")),
+                violations: check.violations.clone(),
+            }));
+        if let Err(error) = self.bus.publish(&issue).await {
+            tracing::warn!(%error, "Issue publish failed.");
+        }
+        let mut report = self.handler.mitigate(&self.component, &issue.id, &check.violations).await;
+        // Judge by measurement, not by the planner's claim.
+        let after = watcher.check().await;
+        if !after.violations.is_empty() && report.status == acv_protocol::ReportStatus::Response {
+            report.status = acv_protocol::ReportStatus::Issue;
+            let still: Vec<String> = after.violations.iter().map(acv_llm::planner::describe_violation).collect();
+            report.message = format!("{} — but the re-check still fails: {}", report.message, still.join("; "));
+        }
+        count(CounterName::TasksHandled, &[("outcome", "mitigated")], 1);
+        let reply = Envelope::new(new_id(), self.me(), Address::Manager, acv_core::now_ms(), Body::Report(report))
+            .with_correlation(issue.id.clone());
+        if let Err(error) = self.bus.publish(&reply).await {
+            tracing::warn!(%error, "Mitigation report publish failed.");
+        }
+        after.violations.is_empty()
     }
 
     async fn on_delivery(&self, delivery: Delivery) {

@@ -13,6 +13,25 @@ pub const ENV_COMPONENT: &str = "ACV_SIDECAR_COMPONENT";
 pub const ENV_ADMIN_ADDR: &str = "ACV_SIDECAR_ADMIN_ADDR";
 /// Env key: heartbeat interval, e.g. `10s`.
 pub const ENV_HEARTBEAT: &str = "ACV_SIDECAR_HEARTBEAT";
+/// Env key: control API address of the local runtime that runs the component (loopback), e.g. `127.0.0.1:7070`.
+pub const ENV_RUNTIME_API: &str = "ACV_SIDECAR_RUNTIME_API";
+/// Env key: planner, `rules` (default), `llm` (configured by the `ACV_LLM_*` keys) or `none`.
+pub const ENV_PLANNER: &str = "ACV_SIDECAR_PLANNER";
+/// Env key: safety mode, `autonomous` (default), `approve` or `observe`.
+pub const ENV_MODE: &str = "ACV_SIDECAR_MODE";
+/// Env key: interval of the own SLO health check, e.g. `30s`; `0` turns it off.
+pub const ENV_WATCH_INTERVAL: &str = "ACV_SIDECAR_WATCH_INTERVAL";
+
+/// Which planner the sidecar runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlannerChoice {
+    /// Deterministic playbooks, no LLM (the offline default).
+    Rules,
+    /// An OpenAI-compatible LLM configured by `ACV_LLM_CONFIG` / `ACV_LLM_*`.
+    Llm,
+    /// Do nothing; answer every task with an ISSUE saying so.
+    None,
+}
 
 /// acv sidecar maintainer.
 #[derive(Debug, Clone, Parser)]
@@ -33,9 +52,54 @@ pub struct SidecarConfig {
     /// How long to wait for an in-flight task when shutting down.
     #[arg(long, default_value = "10s", value_parser = acv_core::env::parse_duration)]
     pub grace: Duration,
+    /// Control API of the local runtime running the component (see `acv-local`). Without a cluster backend the
+    /// sidecar can receive tasks but not act on them.
+    #[arg(long, env = ENV_RUNTIME_API)]
+    pub runtime_api: Option<SocketAddr>,
+    /// Planner.
+    #[arg(long, env = ENV_PLANNER, value_enum, default_value = "rules")]
+    pub planner: PlannerChoice,
+    /// Safety mode: autonomous, approve (mutating calls wait for an operator) or observe (read-only).
+    #[arg(long, env = ENV_MODE, default_value = "autonomous")]
+    pub mode: acv_sandbox::SafetyMode,
+    /// Interval of the own SLO health check (detect, diagnose, mitigate); 0 turns it off.
+    #[arg(long, env = ENV_WATCH_INTERVAL, default_value = "30s", value_parser = acv_core::env::parse_duration)]
+    pub watch_interval: Duration,
+    /// Metrics window of the health check, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub watch_window_secs: f64,
+    /// SLO: maximum P99 latency in ms.
+    #[arg(long, default_value_t = 200.0)]
+    pub slo_p99_ms: f64,
+    /// SLO: maximum CPU use in % of the limit.
+    #[arg(long, default_value_t = 50.0)]
+    pub slo_cpu_percent: f64,
+    /// SLO: maximum memory use in % of the limit.
+    #[arg(long, default_value_t = 50.0)]
+    pub slo_memory_percent: f64,
+    /// Planner turns allowed per task.
+    #[arg(long, default_value_t = 8)]
+    pub max_turns: u32,
+    /// Wait after a mutating step before observing again.
+    #[arg(long, default_value = "3s", value_parser = acv_core::env::parse_duration)]
+    pub settle: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+}
+
+// === impl SidecarConfig ===
+
+impl SidecarConfig {
+    /// The SLO policy from the flags.
+    pub fn slo(&self) -> acv_protocol::SloPolicy {
+        acv_protocol::SloPolicy {
+            p99_ms: self.slo_p99_ms,
+            cpu_percent: self.slo_cpu_percent,
+            memory_percent: self.slo_memory_percent,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +115,10 @@ mod tests {
         assert!(err.to_string().contains("lowercase"), "{err}");
         let err = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--bus", "kafka"]).unwrap_err();
         assert!(err.to_string().contains("unknown bus transport"), "{err}");
+        let err = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--mode", "yolo"]).unwrap_err();
+        assert!(err.to_string().contains("unknown safety mode"), "{err}");
+        let c = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--watch-interval", "0"]).unwrap();
+        assert!(c.watch_interval.is_zero());
+        assert_eq!(c.planner, PlannerChoice::Rules);
     }
 }

@@ -1,13 +1,23 @@
-//! What the sidecar does with one task.
+//! What the sidecar does with one piece of work (a task, or SLO violations it found itself): plan with the
+//! configured [`Planner`], run each step in the sandbox, and turn the outcome into a report.
 
-use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, TaskBody};
+use std::{sync::Arc, time::Duration};
+
+use acv_cluster::Cluster;
+use acv_llm::{MaintainerContext, Planner, Trigger, drive};
+use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, SloPolicy, TaskBody, Violation};
+use acv_sandbox::{Capabilities, Limits, SafetyMode, Sandbox};
 use async_trait::async_trait;
 
-/// Handles one task and produces the report that answers it.
+use crate::exec::SandboxExecutor;
+
+/// Handles work and produces the report that answers it.
 #[async_trait]
 pub trait TaskHandler: Send + Sync {
-    /// Handles `task` for `component`.
+    /// Handles a task for `component`.
     async fn handle(&self, component: &ComponentName, task: &TaskBody) -> ReportBody;
+    /// Handles SLO violations the sidecar detected itself; `work_id` identifies this episode.
+    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
 }
@@ -33,7 +43,123 @@ impl TaskHandler for NoPlanner {
         }
     }
 
+    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody {
+        ReportBody {
+            task_id: work_id.to_owned(),
+            component: component.clone(),
+            status: ReportStatus::Issue,
+            message: format!(
+                "{} SLO violation(s) detected; no planner configured, so nothing was done",
+                violations.len()
+            ),
+            evidence: vec![Evidence { name: "planner".into(), value: serde_json::json!("none") }],
+            steps: Vec::new(),
+        }
+    }
+
     fn planner_name(&self) -> String {
         "none".into()
+    }
+}
+
+/// Plans with a [`Planner`] and executes in the sandbox against the cluster backend.
+pub struct PlanningHandler {
+    /// The brain.
+    pub planner: Arc<dyn Planner>,
+    /// The sandbox (one per process; runs are independent).
+    pub sandbox: Arc<Sandbox>,
+    /// The own component's backend.
+    pub cluster: Arc<dyn Cluster>,
+    /// What programs can reach.
+    pub caps: Arc<dyn Capabilities>,
+    /// Safety mode for mutating calls.
+    pub mode: SafetyMode,
+    /// Limits per program run.
+    pub limits: Limits,
+    /// The component's SLOs.
+    pub slo: SloPolicy,
+    /// Planner turns per task.
+    pub max_turns: u32,
+    /// Wait after a mutating step before observing again.
+    pub settle: Duration,
+}
+
+fn llm_mode(mode: SafetyMode) -> acv_llm::SafetyMode {
+    match mode {
+        SafetyMode::Observe => acv_llm::SafetyMode::Observe,
+        SafetyMode::Approve => acv_llm::SafetyMode::Approve,
+        SafetyMode::Autonomous => acv_llm::SafetyMode::Autonomous,
+    }
+}
+
+// === impl PlanningHandler ===
+
+impl PlanningHandler {
+    async fn run(&self, component: &ComponentName, work_id: &str, mut ctx: MaintainerContext) -> ReportBody {
+        ctx.slo = self.slo.clone();
+        ctx.safety = llm_mode(self.mode);
+        ctx.max_turns = self.max_turns;
+        let mut exec = SandboxExecutor::new(
+            self.sandbox.clone(),
+            component.clone(),
+            self.mode,
+            self.caps.clone(),
+            self.cluster.clone(),
+            self.limits.clone(),
+            self.settle,
+        );
+        let outcome = drive(self.planner.as_ref(), ctx, &mut exec).await;
+        let mut evidence = vec![Evidence { name: "planner".into(), value: self.planner.name().into() }];
+        if !exec.pending.is_empty() {
+            evidence.push(Evidence {
+                name: "pending_approval".into(),
+                value: serde_json::to_value(&exec.pending).unwrap_or_default(),
+            });
+        }
+        match outcome {
+            Ok(done) => {
+                evidence.push(Evidence { name: "turns".into(), value: done.turns.into() });
+                evidence.push(Evidence { name: "usage".into(), value: serde_json::to_value(&done.usage).unwrap_or_default() });
+                ReportBody {
+                    task_id: work_id.to_owned(),
+                    component: component.clone(),
+                    status: done.report.status,
+                    message: done.report.message,
+                    evidence,
+                    steps: done.steps,
+                }
+            }
+            Err(failure) => {
+                evidence.push(Evidence { name: "turns".into(), value: failure.turns.into() });
+                ReportBody {
+                    task_id: work_id.to_owned(),
+                    component: component.clone(),
+                    status: ReportStatus::Issue,
+                    message: format!("could not complete: {}", failure.error),
+                    evidence,
+                    steps: failure.steps,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TaskHandler for PlanningHandler {
+    async fn handle(&self, component: &ComponentName, task: &TaskBody) -> ReportBody {
+        let mut ctx = MaintainerContext::for_task(component.clone(), task.task_id.clone(), task.spec.clone());
+        if let Trigger::Task { mechanism, .. } = &mut ctx.trigger {
+            *mechanism = task.mechanism;
+        }
+        self.run(component, &task.task_id, ctx).await
+    }
+
+    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody {
+        let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
+        self.run(component, work_id, ctx).await
+    }
+
+    fn planner_name(&self) -> String {
+        self.planner.name()
     }
 }

@@ -4,13 +4,17 @@
 //! # Layout
 //! - [`config`]: command line / env configuration.
 //! - [`agent`]: the task loop (receive → handle → report → ack).
-//! - [`handler`]: what is done with one task. Until a planner and the sandbox executor are wired in, the handler
-//!   answers truthfully that no planner is configured.
+//! - [`handler`]: what is done with one task or SLO violation: plan ([`acv_llm`]), run steps in the sandbox
+//!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
+//! - [`watch`]: the own health check against the SLO policy (detect), driving mitigation in [`agent`].
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod caps;
 pub mod config;
+pub mod exec;
 pub mod handler;
+pub mod watch;
 
 pub use agent::Agent;
 pub use config::SidecarConfig;

@@ -4,7 +4,13 @@ use std::{process::ExitCode, sync::Arc};
 
 use acv_bus::BusConfig;
 use acv_core::{env::ProcessEnv, readiness::Readiness};
-use acv_sidecar::{Agent, SidecarConfig, handler::NoPlanner};
+use acv_sidecar::{
+    Agent, SidecarConfig,
+    caps::{ClusterCaps, NoPeers},
+    config::PlannerChoice,
+    handler::{NoPlanner, PlanningHandler, TaskHandler},
+    watch::Watcher,
+};
 use acv_telemetry::{LogFormat, admin};
 use anyhow::Context;
 use clap::Parser;
@@ -53,7 +59,14 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let admin_task = tokio::spawn(admin_server);
 
     let bus = acv_bus::connect(&bus_config).await.with_context(|| format!("connecting the {} bus", bus_config.transport))?;
-    let agent = Agent::new(config.component.clone(), bus, Arc::new(NoPlanner), config.heartbeat);
+    let (handler, cluster) = build_handler(&config)?;
+    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
+    if let Some(cluster) = cluster
+        && !config.watch_interval.is_zero()
+    {
+        let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
+        agent = agent.with_watcher(watcher, config.watch_interval);
+    }
     let agent_loop = agent.start(shutdown.clone()).await.context("subscribing to the inbox")?;
     readiness.set(true);
     tracing::info!(component = %config.component, "Sidecar ready.");
@@ -74,6 +87,46 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     }
     let _ = admin_task.await;
     Ok(())
+}
+
+type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
+
+/// Planner + sandbox + cluster backend, as configured.
+fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
+    let Some(api) = config.runtime_api else {
+        tracing::warn!("No cluster backend configured (--runtime-api): tasks will be answered with an ISSUE.");
+        return Ok((Arc::new(NoPlanner), None));
+    };
+    let cluster: Arc<dyn acv_cluster::Cluster> =
+        Arc::new(acv_cluster::RemoteCluster::new(api, config.component.clone()).context("runtime API")?);
+    let planner: Arc<dyn acv_llm::Planner> = match config.planner {
+        PlannerChoice::None => return Ok((Arc::new(NoPlanner), Some(cluster))),
+        PlannerChoice::Rules => Arc::new(acv_llm::RulesPlanner::new()),
+        PlannerChoice::Llm => {
+            let llm = acv_llm::LlmConfig::from_env(&ProcessEnv)
+                .context("LLM configuration")?
+                .context("--planner llm needs ACV_LLM_CONFIG or ACV_LLM_BACKEND/ACV_LLM_MODEL (see docs/planners.md)")?;
+            Arc::new(acv_llm::LlmPlanner::new(acv_llm::ChatClient::new(llm).context("LLM client")?))
+        }
+    };
+    let sandbox_config = match std::env::var(acv_sandbox::dev::ENV_GUEST) {
+        Ok(path) => acv_sandbox::SandboxConfig::new(path),
+        Err(_) => acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?,
+    };
+    let sandbox = Arc::new(acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?);
+    let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
+    let handler = PlanningHandler {
+        planner,
+        sandbox,
+        cluster: cluster.clone(),
+        caps,
+        mode: config.mode,
+        limits: acv_sandbox::Limits::default(),
+        slo: config.slo(),
+        max_turns: config.max_turns,
+        settle: config.settle,
+    };
+    Ok((Arc::new(handler), Some(cluster)))
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,135 @@
+//! Runs planned steps in the wasmtime sandbox and feeds fresh observations to the planner: the sidecar's
+//! [`Executor`] for [`acv_llm::drive`]. Every host call of every program is written to the audit log
+//! (tracing target `acv::audit`).
+
+use std::{sync::Arc, time::Duration};
+
+use acv_cluster::Cluster;
+use acv_llm::{Executor, Observation, PlannedStep, StepResult, planner::step_may_mutate};
+use acv_protocol::{ComponentName, StepOutcome};
+use acv_sandbox::{Capabilities, Limits, RunOutcome, Sandbox, SafetyMode, Verdict};
+
+/// Longest step output kept in a report, in bytes.
+pub const MAX_STEP_OUTPUT: usize = 8 * 1024;
+
+/// Executes steps for one task.
+pub struct SandboxExecutor {
+    sandbox: Arc<Sandbox>,
+    component: ComponentName,
+    mode: SafetyMode,
+    caps: Arc<dyn Capabilities>,
+    cluster: Arc<dyn Cluster>,
+    limits: Limits,
+    /// Wait after a mutating step before observing again, so replicas have time to converge.
+    settle: Duration,
+    last_mutated: bool,
+    /// Host calls queued for approval (approve mode), across the task.
+    pub pending: Vec<acv_sandbox::PendingCall>,
+}
+
+// === impl SandboxExecutor ===
+
+impl SandboxExecutor {
+    /// An executor for `component`'s programs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        component: ComponentName,
+        mode: SafetyMode,
+        caps: Arc<dyn Capabilities>,
+        cluster: Arc<dyn Cluster>,
+        limits: Limits,
+        settle: Duration,
+    ) -> Self {
+        Self { sandbox, component, mode, caps, cluster, limits, settle, last_mutated: false, pending: Vec::new() }
+    }
+}
+
+/// Maps a sandbox run to the step result the planner sees.
+pub fn step_result(run: &RunOutcome) -> StepResult {
+    let outcome = match &run.verdict {
+        Verdict::Ok => StepOutcome::Ok,
+        Verdict::GuestError { .. } | Verdict::Crashed { .. } => StepOutcome::Error,
+        Verdict::OutOfFuel | Verdict::Timeout | Verdict::MemoryLimit => StepOutcome::LimitExceeded,
+        Verdict::Refused { .. } => StepOutcome::Refused,
+    };
+    let mut output = run.stdout.clone();
+    let detail = match &run.verdict {
+        Verdict::Ok => String::new(),
+        Verdict::GuestError { traceback } => traceback.clone(),
+        Verdict::Refused { reason, traceback } => format!("refused: {reason}\n{traceback}"),
+        Verdict::Crashed { message } => format!("guest crashed: {message}"),
+        Verdict::OutOfFuel => "stopped: CPU budget exhausted".into(),
+        Verdict::Timeout => "stopped: wall-clock deadline passed".into(),
+        Verdict::MemoryLimit => "stopped: memory limit reached".into(),
+    };
+    if !run.stderr.is_empty() {
+        output.push_str(&run.stderr);
+    }
+    if !detail.is_empty() {
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(&detail);
+    }
+    StepResult {
+        outcome,
+        output: truncate(output, MAX_STEP_OUTPUT),
+        report: run
+            .report
+            .as_ref()
+            .map(|r| acv_llm::FinalReport { status: r.status, message: r.message.clone() }),
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("\n[output truncated]");
+    }
+    s
+}
+
+#[async_trait::async_trait]
+impl Executor for SandboxExecutor {
+    async fn execute(&mut self, index: u32, step: &PlannedStep) -> StepResult {
+        self.last_mutated = step_may_mutate(&step.program);
+        let run = self
+            .sandbox
+            .run(&step.program, &self.component, self.mode, self.caps.clone(), self.limits.clone())
+            .await;
+        match run {
+            Ok(run) => {
+                for call in &run.calls {
+                    tracing::info!(target: "acv::audit", component = %self.component, step = index,
+                        seq = call.seq, call = %call.name, args = %call.args,
+                        outcome = %serde_json::to_string(&call.outcome).unwrap_or_default(),
+                        micros = call.elapsed.as_micros() as u64, "Host call.");
+                }
+                tracing::info!(target: "acv::audit", component = %self.component, step = index,
+                    verdict = run.verdict.label(), fuel = run.fuel_consumed,
+                    ms = run.elapsed.as_millis() as u64, description = %step.description, "Step ran.");
+                self.pending.extend(run.pending.iter().cloned());
+                step_result(&run)
+            }
+            Err(e) => {
+                tracing::error!(component = %self.component, step = index, error = %e, "Sandbox could not run the step.");
+                StepResult { outcome: StepOutcome::Error, output: format!("sandbox error: {e}"), report: None }
+            }
+        }
+    }
+
+    async fn observe(&mut self) -> Option<Observation> {
+        if std::mem::take(&mut self.last_mutated) && !self.settle.is_zero() {
+            tokio::time::sleep(self.settle).await;
+        }
+        let status = self.cluster.status().await.ok();
+        let metrics = self.cluster.metrics(60.0).await.ok();
+        let history = self.cluster.history().await.unwrap_or_default();
+        Some(Observation { status, metrics, history })
+    }
+}
