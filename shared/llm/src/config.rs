@@ -414,12 +414,11 @@ impl LlmConfig {
                 )));
             }
         };
-        for url in [backend.chat_url()] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "URL {url:?} must start with http:// or https://"
-                )));
-            }
+        let url = backend.chat_url();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "URL {url:?} must start with http:// or https://"
+            )));
         }
 
         let mut cfg = LlmConfig::new(backend);
@@ -558,6 +557,13 @@ mod tests {
     fn bad_input_gives_clear_errors() {
         let e = LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "azure")])).unwrap_err();
         assert!(e.to_string().contains("endpoint"), "{e}");
+        let e = LlmConfig::from_env(&env(&[
+            ("ACV_LLM_BACKEND", "other"),
+            ("ACV_LLM_BASE_URL", "localhost:11434/v1"),
+            ("ACV_LLM_MODEL", "m"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("must start with http"), "{e}");
         let e =
             LlmConfig::from_env(&env(&[("ACV_LLM_BACKEND", "bard"), ("ACV_LLM_MODEL", "x")])).unwrap_err();
         assert!(e.to_string().contains("unknown backend"), "{e}");
