@@ -1,0 +1,194 @@
+//! Kubernetes backend of [`acv_cluster::Cluster`]: one Deployment in one namespace, scoped to one component, via
+//! kube-rs for the API server and the Prometheus HTTP API for metrics.
+//!
+//! # Layout
+//! - [`KubeCluster`]: the `Cluster` implementation (status, scale, restart, set image/env/resources, history,
+//!   rollback, logs, metrics).
+//! - [`KubeOptions`]: deployment/container names, replica cap, Prometheus URL and Sock Shop metric names; read from
+//!   env with [`KubeOptions::from_env`].
+//! - [`error`]: [`KubeError`] and its mapping onto [`acv_cluster::ClusterError`].
+//! - [`model`]: pure conversions from Deployments, ReplicaSets and Pods to the acv wire types.
+//! - [`patch`]: the patch bodies (`kubectl scale`, `rollout restart`, `set image`, `rollout undo`, …).
+//! - [`promql`]: PromQL builders; [`prometheus`]: the instant-query client.
+//! - [`quantity`]: exact parsing of `500m`, `1`, `512Mi`, `1Gi` into millicores and MiB.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use acv_core::env::{EnvError, Parser, Strings};
+
+pub mod cluster;
+pub mod error;
+pub mod model;
+pub mod patch;
+pub mod prometheus;
+pub mod promql;
+pub mod quantity;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use cluster::KubeCluster;
+pub use error::KubeError;
+pub use quantity::QuantityError;
+
+/// Deployment name (`ACV_KUBE_DEPLOYMENT`, default: the component name).
+pub const ENV_DEPLOYMENT: &str = "ACV_KUBE_DEPLOYMENT";
+/// Container name (`ACV_KUBE_CONTAINER`, default: the container named like the component, else the first).
+pub const ENV_CONTAINER: &str = "ACV_KUBE_CONTAINER";
+/// Largest replica count `scale` accepts (`ACV_KUBE_MAX_REPLICAS`, default 20, at most 1000).
+pub const ENV_MAX_REPLICAS: &str = "ACV_KUBE_MAX_REPLICAS";
+/// Prometheus HTTP API base URL (`ACV_KUBE_PROMETHEUS_URL`, e.g. `http://prometheus.monitoring:9090`; unset: no
+/// metrics).
+pub const ENV_PROMETHEUS_URL: &str = "ACV_KUBE_PROMETHEUS_URL";
+/// Per-query Prometheus timeout (`ACV_KUBE_PROMETHEUS_TIMEOUT`, default `5s`).
+pub const ENV_PROMETHEUS_TIMEOUT: &str = "ACV_KUBE_PROMETHEUS_TIMEOUT";
+/// Request histogram base name (`ACV_KUBE_LATENCY_METRIC`, default `request_duration_seconds`, as in Sock Shop).
+pub const ENV_LATENCY_METRIC: &str = "ACV_KUBE_LATENCY_METRIC";
+/// Label selecting the service in that histogram (`ACV_KUBE_SERVICE_LABEL`, default `name`; Sock Shop services
+/// themselves set `service`).
+pub const ENV_SERVICE_LABEL: &str = "ACV_KUBE_SERVICE_LABEL";
+/// Value of that label (`ACV_KUBE_SERVICE_VALUE`, default: the component name).
+pub const ENV_SERVICE_VALUE: &str = "ACV_KUBE_SERVICE_VALUE";
+/// Label holding the HTTP status code (`ACV_KUBE_STATUS_LABEL`, default `status_code`).
+pub const ENV_STATUS_LABEL: &str = "ACV_KUBE_STATUS_LABEL";
+/// Field manager recorded on every patch (`ACV_KUBE_FIELD_MANAGER`, default `acv-sidecar`).
+pub const ENV_FIELD_MANAGER: &str = "ACV_KUBE_FIELD_MANAGER";
+
+/// Upper bound of [`KubeOptions::max_replicas`].
+pub const MAX_REPLICAS_CAP: u32 = 1000;
+
+/// How [`KubeCluster`] finds and measures its component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeOptions {
+    /// Deployment name; `None` means the component name.
+    pub deployment: Option<String>,
+    /// Container name; `None` means the container named like the component, else the first.
+    pub container: Option<String>,
+    /// Largest replica count `scale` accepts.
+    pub max_replicas: u32,
+    /// Prometheus HTTP API base URL; `None` disables `metrics` (it returns [`KubeError::PrometheusNotConfigured`]).
+    pub prometheus_url: Option<String>,
+    /// Per-query Prometheus timeout.
+    pub prometheus_timeout: Duration,
+    /// Request histogram base name (without `_bucket` / `_count`).
+    pub latency_metric: String,
+    /// Label naming the service in the request histogram.
+    pub service_label: String,
+    /// That label's value; `None` means the component name.
+    pub service_value: Option<String>,
+    /// Label holding the HTTP status code.
+    pub status_label: String,
+    /// Field manager recorded on patches.
+    pub field_manager: String,
+}
+
+// === impl KubeOptions ===
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        Self {
+            deployment: None,
+            container: None,
+            max_replicas: 20,
+            prometheus_url: None,
+            prometheus_timeout: Duration::from_secs(5),
+            latency_metric: "request_duration_seconds".into(),
+            service_label: "name".into(),
+            service_value: None,
+            status_label: "status_code".into(),
+            field_manager: "acv-sidecar".into(),
+        }
+    }
+}
+
+impl KubeOptions {
+    /// Reads the `ACV_KUBE_*` keys; every bad key is reported at once.
+    pub fn from_env(env: &dyn Strings) -> Result<Self, EnvError> {
+        let d = Self::default();
+        let mut p = Parser::default();
+        let label = |s: &str| {
+            let ok = s
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if ok {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("{s:?} is not a Prometheus label or metric name"))
+            }
+        };
+        let options = Self {
+            deployment: p.parse_with(env, ENV_DEPLOYMENT, |s| Ok(s.to_owned())),
+            container: p.parse_with(env, ENV_CONTAINER, |s| Ok(s.to_owned())),
+            max_replicas: p
+                .parse_with(env, ENV_MAX_REPLICAS, |s| match s.parse::<u32>() {
+                    Ok(n) if (1..=MAX_REPLICAS_CAP).contains(&n) => Ok(n),
+                    _ => Err(format!("must be an integer in 1..={MAX_REPLICAS_CAP}")),
+                })
+                .unwrap_or(d.max_replicas),
+            prometheus_url: p.parse_with(env, ENV_PROMETHEUS_URL, |s| {
+                prometheus::Prometheus::new(s, d.prometheus_timeout)
+                    .map(|_| s.to_owned())
+                    .map_err(|e| e.to_string())
+            }),
+            prometheus_timeout: p.duration_or(env, ENV_PROMETHEUS_TIMEOUT, d.prometheus_timeout),
+            latency_metric: p
+                .parse_with(env, ENV_LATENCY_METRIC, label)
+                .unwrap_or(d.latency_metric),
+            service_label: p
+                .parse_with(env, ENV_SERVICE_LABEL, label)
+                .unwrap_or(d.service_label),
+            service_value: p.parse_with(env, ENV_SERVICE_VALUE, |s| Ok(s.to_owned())),
+            status_label: p
+                .parse_with(env, ENV_STATUS_LABEL, label)
+                .unwrap_or(d.status_label),
+            field_manager: p
+                .parse_with(env, ENV_FIELD_MANAGER, |s| Ok(s.to_owned()))
+                .unwrap_or(d.field_manager),
+        };
+        p.finish()?;
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn options_from_env() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        assert_eq!(KubeOptions::from_env(&env).unwrap(), KubeOptions::default());
+
+        let env = HashMap::from([
+            (ENV_DEPLOYMENT, "carts-v2"),
+            (ENV_MAX_REPLICAS, "8"),
+            (ENV_PROMETHEUS_URL, "http://prometheus.monitoring:9090"),
+            (ENV_SERVICE_LABEL, "service"),
+            (ENV_PROMETHEUS_TIMEOUT, "2s"),
+        ]);
+        let o = KubeOptions::from_env(&env).unwrap();
+        assert_eq!(o.deployment.as_deref(), Some("carts-v2"));
+        assert_eq!(o.max_replicas, 8);
+        assert_eq!(
+            o.prometheus_url.as_deref(),
+            Some("http://prometheus.monitoring:9090")
+        );
+        assert_eq!(o.service_label, "service");
+        assert_eq!(o.prometheus_timeout, Duration::from_secs(2));
+
+        let env = HashMap::from([
+            (ENV_MAX_REPLICAS, "0"),
+            (ENV_PROMETHEUS_URL, "nope"),
+            (ENV_SERVICE_LABEL, "bad-label"),
+        ]);
+        match KubeOptions::from_env(&env) {
+            Err(EnvError::Invalid(bad)) => assert_eq!(bad.len(), 3, "{bad:?}"),
+            other => panic!("expected 3 bad keys, got {other:?}"),
+        }
+    }
+}
