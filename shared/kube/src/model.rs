@@ -47,11 +47,8 @@ pub fn env_of(container: &Container) -> BTreeMap<String, String> {
         .env
         .iter()
         .flatten()
-        .filter_map(|e| {
-            e.value_from
-                .is_none()
-                .then(|| (e.name.clone(), e.value.clone().unwrap_or_default()))
-        })
+        .filter(|e| e.value_from.is_none())
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
         .collect()
 }
 

@@ -51,7 +51,7 @@ pub fn memory_mib(quantity: &str) -> Result<u32, QuantityError> {
 
 /// Formats millicores the way `kubectl` shows them (`500m`, or `2` for whole cores).
 pub fn format_cpu(millis: u32) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -60,7 +60,7 @@ pub fn format_cpu(millis: u32) -> String {
 
 /// Formats MiB as a binary quantity (`512Mi`, or `2Gi` for whole GiB).
 pub fn format_memory(mib: u32) -> String {
-    if mib % 1024 == 0 && mib > 0 {
+    if mib.is_multiple_of(1024) && mib > 0 {
         format!("{}Gi", mib / 1024)
     } else {
         format!("{mib}Mi")

@@ -576,8 +576,10 @@ async fn fake_prometheus(answer: fn(&str) -> (u16, serde_json::Value)) -> FakePr
                     "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
+                // The client may already have gone; nothing to do about a failed write here.
+                if sock.write_all(resp.as_bytes()).await.is_ok() {
+                    sock.shutdown().await.ok();
+                }
             });
         }
     });
@@ -750,4 +752,22 @@ fn snapshot_math() {
         (Some(50.0), Some(50.0))
     );
     assert_eq!(m.error_rate_percent, None, "no requests, no error rate");
+}
+
+#[tokio::test]
+async fn unreachable_api_server_is_a_backend_error() {
+    // A real (TLS-capable) client against a closed loopback port: building it must not panic, and the refused
+    // connection must come back as a typed backend error.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let cluster = KubeCluster::new(client, NS, "carts".parse().unwrap(), KubeOptions::default()).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), cluster.status())
+        .await
+        .expect("status timed out");
+    let err = err.unwrap_err();
+    assert_eq!(err.kind(), "backend");
+    assert!(err.to_string().contains("get deployments/carts"), "{err}");
 }
