@@ -86,6 +86,16 @@ impl KubeCluster {
         Self::new(client, namespace, component, options)
     }
 
+    /// [`connect`](Self::connect) configured from the `ACV_KUBE_*` keys (namespace from `ACV_KUBE_NAMESPACE`):
+    /// what a sidecar in a pod calls.
+    pub async fn from_env(
+        component: ComponentName,
+        env: &dyn acv_core::env::Strings,
+    ) -> Result<Self, KubeError> {
+        let options = KubeOptions::from_env(env)?;
+        Self::connect(component, env.get(crate::ENV_NAMESPACE), options).await
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace

@@ -84,6 +84,9 @@ pub enum KubeError {
     /// The Prometheus URL is malformed, or the HTTP client could not be built.
     #[error("invalid Prometheus configuration: {0}")]
     PrometheusConfig(String),
+    /// The `ACV_KUBE_*` configuration is invalid.
+    #[error(transparent)]
+    Env(#[from] acv_core::env::EnvError),
     /// Prometheus could not be reached, answered non-2xx, or returned an unexpected body.
     #[error("Prometheus query {query:?} failed: {message}")]
     Prometheus {
@@ -129,6 +132,24 @@ impl KubeError {
                 action,
                 source: Box::new(other),
             },
+        }
+    }
+
+    /// A short, stable classification for metrics labels and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            KubeError::DeploymentNotFound { .. } => "not_found",
+            KubeError::Forbidden { .. } => "forbidden",
+            KubeError::Rejected { .. } => "rejected",
+            KubeError::Api { .. } => "api",
+            KubeError::Client { .. } => "client",
+            KubeError::NoContainer(_) => "no_container",
+            KubeError::MissingField { .. } => "missing_field",
+            KubeError::Quantity { .. } => "quantity",
+            KubeError::PrometheusNotConfigured => "prometheus_not_configured",
+            KubeError::PrometheusConfig(_) => "prometheus_config",
+            KubeError::Env(_) => "env",
+            KubeError::Prometheus { .. } => "prometheus",
         }
     }
 

@@ -32,6 +32,9 @@ pub use cluster::KubeCluster;
 pub use error::KubeError;
 pub use quantity::QuantityError;
 
+/// Namespace (`ACV_KUBE_NAMESPACE`, default: the client configuration's namespace, i.e. the pod's own in a
+/// cluster).
+pub const ENV_NAMESPACE: &str = "ACV_KUBE_NAMESPACE";
 /// Deployment name (`ACV_KUBE_DEPLOYMENT`, default: the component name).
 pub const ENV_DEPLOYMENT: &str = "ACV_KUBE_DEPLOYMENT";
 /// Container name (`ACV_KUBE_CONTAINER`, default: the container named like the component, else the first).

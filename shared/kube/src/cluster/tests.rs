@@ -771,3 +771,13 @@ async fn unreachable_api_server_is_a_backend_error() {
     assert_eq!(err.kind(), "backend");
     assert!(err.to_string().contains("get deployments/carts"), "{err}");
 }
+
+#[tokio::test]
+async fn from_env_reports_bad_configuration_before_connecting() {
+    let env = std::collections::HashMap::from([(crate::ENV_MAX_REPLICAS, "0")]);
+    match KubeCluster::from_env("carts".parse().unwrap(), &env).await {
+        Err(KubeError::Env(e)) => assert!(e.to_string().contains(crate::ENV_MAX_REPLICAS), "{e}"),
+        Err(other) => panic!("expected an env error, got {other}"),
+        Ok(_) => panic!("expected an env error, got a cluster"),
+    }
+}
