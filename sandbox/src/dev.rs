@@ -9,6 +9,8 @@ use crate::{SandboxConfig, SandboxError};
 
 /// Env var naming a prebuilt guest component to use instead of this checkout's `sandbox/guest/build/acv-guest.wasm`.
 pub const ENV_GUEST: &str = "ACV_SANDBOX_GUEST";
+/// Env var naming the compiled-code cache directory (default: `sandbox/guest/build/cache` in this checkout).
+pub const ENV_CACHE_DIR: &str = "ACV_SANDBOX_CACHE_DIR";
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +66,10 @@ pub fn ensure_guest() -> Result<PathBuf, SandboxError> {
         .map_err(SandboxError::BuildGuest)
 }
 
-/// A [`SandboxConfig`] for this checkout's guest with the compiled-code cache under `sandbox/guest/build/cache`.
+/// A [`SandboxConfig`] for the guest of [`ensure_guest`] with the compiled-code cache in `$ACV_SANDBOX_CACHE_DIR`,
+/// else `sandbox/guest/build/cache` of this checkout. (If the cache directory cannot be created the sandbox
+/// compiles without a cache and logs a warning.)
 pub fn checkout_config() -> Result<SandboxConfig, SandboxError> {
-    Ok(SandboxConfig::new(ensure_guest()?).with_cache_dir(checkout_cache_dir()))
+    let cache = std::env::var_os(ENV_CACHE_DIR).map_or_else(checkout_cache_dir, PathBuf::from);
+    Ok(SandboxConfig::new(ensure_guest()?).with_cache_dir(cache))
 }

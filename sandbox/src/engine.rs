@@ -1,7 +1,7 @@
 //! The [`Sandbox`]: one wasmtime engine with the guest component compiled (or loaded from the compiled-code cache)
 //! and pre-linked once; every [`Sandbox::run`] gets a fresh `Store` and instance.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -30,18 +30,38 @@ pub struct SandboxConfig {
     /// The guest component built by `make guest` (`sandbox/guest/build/acv-guest.wasm` in a checkout).
     pub component_path: PathBuf,
     /// Directory for wasmtime's compiled-code cache (absolute, created if missing). Entries are keyed by wasmtime's
-    /// version, the engine configuration and the component bytes, so a stale entry is never loaded. `None`
-    /// compiles the component on every [`Sandbox::new`] (tens of seconds).
+    /// version, the engine configuration and the component bytes, so a stale entry is never loaded. `None` (or a
+    /// directory that cannot be created) compiles the component on every [`Sandbox::new`] (tens of seconds).
     pub cache_dir: Option<PathBuf>,
+    /// Use wasmtime's pooling instance allocator with room for this many concurrent runs (further runs wait for a
+    /// free slot). Pooled slots are reused and reset in place (only dirty pages, via `PAGEMAP_SCAN` where the
+    /// kernel has it), which measured about 15% faster per run and twice the throughput of the on-demand
+    /// allocator (see the bench). Memory caps above [`POOLED_MAX_MEMORY_BYTES`] act as that value. It reserves
+    /// (but does not commit) several GiB of address space per slot. `None` allocates on demand.
+    /// Default: `Some(`[`DEFAULT_POOLED_RUNS`]`)`.
+    pub pooling: Option<u32>,
 }
 
 impl SandboxConfig {
-    /// A config for `component_path` without a compiled-code cache.
+    /// A config for `component_path` without a compiled-code cache, with the pooling allocator.
     pub fn new(component_path: impl Into<PathBuf>) -> Self {
         Self {
             component_path: component_path.into(),
             cache_dir: None,
+            pooling: Some(DEFAULT_POOLED_RUNS),
         }
+    }
+
+    /// Uses the pooling allocator sized for `max_concurrent_runs` (see [`SandboxConfig::pooling`]).
+    pub fn with_pooling(mut self, max_concurrent_runs: u32) -> Self {
+        self.pooling = Some(max_concurrent_runs.max(1));
+        self
+    }
+
+    /// Allocates instances on demand instead of from a pool.
+    pub fn without_pooling(mut self) -> Self {
+        self.pooling = None;
+        self
     }
 
     /// Sets the compiled-code cache directory.
@@ -98,6 +118,8 @@ impl Drop for EpochTicker {
 
 struct Inner {
     engine: Engine,
+    /// One permit per pooled slot, so runs beyond the pool wait instead of failing.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     pre: SandboxPre<RunState>,
     load: LoadStats,
     _ticker: EpochTicker,
@@ -129,31 +151,71 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-fn engine_config(cache_dir: Option<&PathBuf>) -> Result<Config, SandboxError> {
+/// Default number of pooled instance slots (concurrent runs).
+pub const DEFAULT_POOLED_RUNS: u32 = 8;
+/// Largest linear memory a pooled slot can hold.
+pub const POOLED_MAX_MEMORY_BYTES: usize = 512 << 20;
+
+fn pooling_config(runs: u32) -> wasmtime::PoolingAllocationConfig {
+    // Per run: the Python component has more than ten core instances; these mirror the store limits.
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(runs)
+        .total_core_instances(runs.saturating_mul(64))
+        .total_memories(runs.saturating_mul(8))
+        .total_tables(runs.saturating_mul(64))
+        .total_stacks(runs)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .max_memory_size(POOLED_MAX_MEMORY_BYTES)
+        .table_elements(100_000)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .linear_memory_keep_resident(64 << 20)
+        .table_keep_resident(1 << 20)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    pool
+}
+
+fn engine_config(cache_dir: Option<&PathBuf>, pooling: Option<u32>) -> Result<Config, SandboxError> {
     let mut config = Config::new();
     config.consume_fuel(true);
     config.epoch_interruption(true);
     config.wasm_backtrace_max_frames(None);
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
+    if let Some(runs) = pooling {
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling_config(
+            runs,
+        )));
+    }
     if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SandboxError::Engine(format!("cannot create cache dir {}: {e}", dir.display())))?;
-        let dir = std::fs::canonicalize(dir)
-            .map_err(|e| SandboxError::Engine(format!("cannot resolve cache dir {}: {e}", dir.display())))?;
-        let mut cache_config = wasmtime::CacheConfig::new();
-        cache_config.with_directory(dir);
-        let cache = wasmtime::Cache::new(cache_config).map_err(|e| SandboxError::Engine(render(&e)))?;
-        config.cache(Some(cache));
+        match compiled_code_cache(dir) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(reason) => {
+                tracing::warn!(dir = %dir.display(), %reason, "Sandbox compiled-code cache unavailable; compiling without it.");
+            }
+        }
     }
     Ok(config)
+}
+
+/// wasmtime's compiled-code cache in `dir` (created if missing).
+fn compiled_code_cache(dir: &Path) -> Result<wasmtime::Cache, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve it: {e}"))?;
+    let mut cache_config = wasmtime::CacheConfig::new();
+    cache_config.with_directory(dir);
+    wasmtime::Cache::new(cache_config).map_err(|e| render(&e))
 }
 
 impl Sandbox {
     /// Compiles (or loads from the cache) and pre-links the guest component, and starts the epoch thread.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
-        let engine = Engine::new(&engine_config(config.cache_dir.as_ref())?)
+        let engine = Engine::new(&engine_config(config.cache_dir.as_ref(), config.pooling)?)
             .map_err(|e| SandboxError::Engine(render(&e)))?;
         let bytes = std::fs::read(&config.component_path).map_err(|source| SandboxError::ReadComponent {
             path: config.component_path.clone(),
@@ -183,6 +245,9 @@ impl Sandbox {
         tracing::info!(component = %config.component_path.display(), load_ms = load.load.as_millis() as u64, "Sandbox guest loaded.");
         Ok(Self {
             inner: Arc::new(Inner {
+                slots: config
+                    .pooling
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
                 engine,
                 pre,
                 load,
@@ -199,6 +264,7 @@ impl Sandbox {
     /// Creates one fresh instance with default limits and drops it, returning how long instantiation took.
     /// Useful at startup (faults in the component's memory image) and for benchmarks.
     pub async fn warm_up(&self) -> Result<Duration, SandboxError> {
+        let _slot = self.slot().await?;
         let limits = Limits::default();
         let own = ComponentName::new("warm-up").map_err(|e| SandboxError::Host(e.to_string()))?;
         let caps: Arc<dyn Capabilities> = Arc::new(crate::fake::FakeCluster::new());
@@ -214,7 +280,8 @@ impl Sandbox {
     ///
     /// Returns `Ok` whatever the program does (its fate is the [`Verdict`]); `Err` only when the sandbox itself
     /// cannot run it (bad limits, a broken component). Must be awaited inside a tokio runtime (host calls and the
-    /// deadline use tokio timers). The guest yields to the executor every few milliseconds of CPU.
+    /// deadline use tokio timers). The guest yields to the executor every few milliseconds of CPU. With the pooling
+    /// allocator, a run first waits for a free slot; the wall clock starts once it has one.
     pub async fn run(
         &self,
         program: &str,
@@ -224,6 +291,7 @@ impl Sandbox {
         limits: Limits,
     ) -> Result<RunOutcome, SandboxError> {
         limits.validate()?;
+        let _slot = self.slot().await?;
         let started = Instant::now();
         let (mut store, stdout, stderr) = self.store(component, mode, caps, &limits)?;
         let deadline = store.data().deadline;
@@ -298,6 +366,18 @@ impl Sandbox {
             "Sandbox run finished."
         );
         Ok(outcome)
+    }
+
+    /// Waits for a pooled slot (no-op without pooling).
+    async fn slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SandboxError> {
+        match &self.inner.slots {
+            None => Ok(None),
+            Some(slots) => Arc::clone(slots)
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| SandboxError::Host("instance pool closed".into())),
+        }
     }
 
     /// A fresh store for one run: WASI with no args, no env, no preopened dirs, no network (socket use and name

@@ -512,6 +512,59 @@ async fn host_survives_every_violation_and_the_next_run_works() {
 }
 
 #[tokio::test]
+async fn on_demand_allocator_enforces_the_same_limits() {
+    let config = acv_sandbox::dev::checkout_config().unwrap().without_pooling();
+    let sandbox = Sandbox::new(config).unwrap();
+    let limits = Limits {
+        fuel: 300_000_000,
+        ..Limits::default()
+    };
+    let run = |program: &'static str| {
+        let (sandbox, limits) = (sandbox.clone(), limits.clone());
+        async move {
+            sandbox
+                .run(program, &own(), SafetyMode::Observe, cluster(), limits)
+                .await
+                .unwrap()
+        }
+    };
+    let ok = run("import acv\nprint(acv.status()['desired_replicas'])").await;
+    assert_ok(&ok);
+    assert_eq!(ok.stdout, "2\n");
+    assert_eq!(run("bytearray(1 << 30)").await.verdict, Verdict::MemoryLimit);
+    assert_eq!(run("while True: pass").await.verdict, Verdict::OutOfFuel);
+    assert_ok(&run("print('still fine')").await);
+}
+
+#[tokio::test]
+async fn runs_beyond_the_pool_wait_for_a_slot() {
+    let config = acv_sandbox::dev::checkout_config().unwrap().with_pooling(1);
+    let sandbox = Sandbox::new(config).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let sandbox = sandbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let program = format!("print({i} * 2)");
+            sandbox
+                .run(
+                    &program,
+                    &own(),
+                    SafetyMode::Observe,
+                    cluster(),
+                    Limits::default(),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let out = task.await.unwrap();
+        assert_ok(&out);
+        assert_eq!(out.stdout, format!("{}\n", i * 2));
+    }
+}
+
+#[tokio::test]
 async fn limits_are_validated() {
     let err = sandbox()
         .run(
