@@ -92,8 +92,8 @@ pub struct HostCallRecord {
     pub args: serde_json::Value,
     /// What happened.
     pub outcome: CallOutcome,
-    /// Time spent in the host for this call.
-    #[serde(with = "duration_micros")]
+    /// Time spent in the host for this call (JSON: `elapsed_us`, microseconds).
+    #[serde(rename = "elapsed_us", with = "duration_micros")]
     pub elapsed: Duration,
 }
 
@@ -134,8 +134,8 @@ pub struct RunOutcome {
     pub report: Option<FinalReport>,
     /// Fuel consumed (a deterministic measure of the CPU work done).
     pub fuel_consumed: u64,
-    /// Wall-clock time from the start of instantiation to the end of the run.
-    #[serde(with = "duration_micros")]
+    /// Wall-clock time from the start of instantiation to the end of the run (JSON: `elapsed_us`).
+    #[serde(rename = "elapsed_us", with = "duration_micros")]
     pub elapsed: Duration,
 }
 
