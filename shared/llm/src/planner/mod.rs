@@ -314,12 +314,17 @@ pub fn measured_value(metric: SloMetric, m: &Measurement) -> Option<f64> {
         SloMetric::CpuPercentOfLimit => m.metrics.as_ref().and_then(|x| x.cpu_percent_of_limit),
         SloMetric::MemoryPercentOfLimit => m.metrics.as_ref().and_then(|x| x.memory_percent_of_limit),
         SloMetric::ErrorRatePercent => m.metrics.as_ref().and_then(|x| x.error_rate_percent),
+        // Every pod counts, not just the desired number: during a stalled rollout the Deployment may report all
+        // desired replicas ready while a surge pod crash-loops, and the paper's SLO is "all pods READY".
         SloMetric::ReadyPercent => m.status.as_ref().map(|s| {
-            if s.desired_replicas == 0 {
-                0.0
+            let pods = u32::try_from(s.replicas.len()).unwrap_or(u32::MAX).max(s.desired_replicas);
+            let ready = if s.replicas.is_empty() {
+                s.ready_replicas
             } else {
-                f64::from(s.ready_replicas) * 100.0 / f64::from(s.desired_replicas)
-            }
+                let n = s.replicas.iter().filter(|r| r.state == acv_protocol::ReplicaState::Ready).count();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            };
+            if pods == 0 { 0.0 } else { f64::from(ready.min(pods)) * 100.0 / f64::from(pods) }
         }),
     }
 }
