@@ -317,14 +317,24 @@ pub fn measured_value(metric: SloMetric, m: &Measurement) -> Option<f64> {
         // Every pod counts, not just the desired number: during a stalled rollout the Deployment may report all
         // desired replicas ready while a surge pod crash-loops, and the paper's SLO is "all pods READY".
         SloMetric::ReadyPercent => m.status.as_ref().map(|s| {
-            let pods = u32::try_from(s.replicas.len()).unwrap_or(u32::MAX).max(s.desired_replicas);
+            let pods = u32::try_from(s.replicas.len())
+                .unwrap_or(u32::MAX)
+                .max(s.desired_replicas);
             let ready = if s.replicas.is_empty() {
                 s.ready_replicas
             } else {
-                let n = s.replicas.iter().filter(|r| r.state == acv_protocol::ReplicaState::Ready).count();
+                let n = s
+                    .replicas
+                    .iter()
+                    .filter(|r| r.state == acv_protocol::ReplicaState::Ready)
+                    .count();
                 u32::try_from(n).unwrap_or(u32::MAX)
             };
-            if pods == 0 { 0.0 } else { f64::from(ready.min(pods)) * 100.0 / f64::from(pods) }
+            if pods == 0 {
+                0.0
+            } else {
+                f64::from(ready.min(pods)) * 100.0 / f64::from(pods)
+            }
         }),
     }
 }
