@@ -151,6 +151,8 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
+/// Largest program text [`Sandbox::run`] accepts (1 MiB).
+pub const MAX_PROGRAM_BYTES: usize = 1 << 20;
 /// Default number of pooled instance slots (concurrent runs).
 pub const DEFAULT_POOLED_RUNS: u32 = 8;
 /// Largest linear memory a pooled slot can hold.
@@ -291,6 +293,9 @@ impl Sandbox {
         limits: Limits,
     ) -> Result<RunOutcome, SandboxError> {
         limits.validate()?;
+        if program.len() > MAX_PROGRAM_BYTES {
+            return Err(SandboxError::ProgramTooLarge(program.len()));
+        }
         let _slot = self.slot().await?;
         let started = Instant::now();
         let (mut store, stdout, stderr) = self.store(component, mode, caps, &limits)?;

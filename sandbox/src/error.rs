@@ -39,6 +39,9 @@ pub enum SandboxError {
     /// Run limits out of range (e.g. a memory cap below what the interpreter needs to start).
     #[error("invalid limits: {0}")]
     InvalidLimits(String),
+    /// The program text is larger than [`MAX_PROGRAM_BYTES`](crate::engine::MAX_PROGRAM_BYTES).
+    #[error("program is {0} bytes; the limit is {max}", max = crate::engine::MAX_PROGRAM_BYTES)]
+    ProgramTooLarge(usize),
     /// A fresh instance could not be created for reasons other than the memory cap.
     #[error("cannot instantiate guest: {0}")]
     Instantiate(String),
@@ -57,6 +60,7 @@ impl SandboxError {
             SandboxError::Compile { .. } => "compile",
             SandboxError::Link(_) => "link",
             SandboxError::InvalidLimits(_) => "invalid_limits",
+            SandboxError::ProgramTooLarge(_) => "program_too_large",
             SandboxError::Instantiate(_) => "instantiate",
             SandboxError::Host(_) => "host",
         }
