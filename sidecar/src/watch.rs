@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use acv_cluster::Cluster;
-use acv_llm::{Measurement, planner::check_objectives};
+use acv_llm::{Measurement, planner::check_health};
 use acv_protocol::{SloPolicy, Violation};
 
 /// One health check's result.
@@ -50,16 +50,8 @@ impl Watcher {
             }
         };
         let measurement = Measurement { metrics, status };
-        let mut objectives = self.policy.objectives(&component);
-        // With no traffic in the window there is no latency to judge: an idle service meets its latency SLO.
-        let idle = measurement
-            .metrics
-            .as_ref()
-            .is_some_and(|m| m.request_rate.unwrap_or(0.0) == 0.0 && m.p99_ms.is_none());
-        if idle {
-            objectives.retain(|o| o.metric != acv_protocol::SloMetric::P99LatencyMs);
-        }
-        let violations = check_objectives(&objectives, &[(component, measurement.clone())]);
+        let objectives = self.policy.objectives(&component);
+        let violations = check_health(&objectives, &[(component, measurement.clone())]);
         HealthCheck { measurement, violations }
     }
 }

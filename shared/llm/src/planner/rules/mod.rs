@@ -324,7 +324,7 @@ impl RulesPlanner {
                 status: obs.status.clone(),
             },
         )];
-        let mut broken = check_objectives(objectives, &measured);
+        let mut broken = super::check_health(objectives, &measured);
         broken.sort_by_key(|v| priority(v.objective.metric));
         let taken: Vec<&str> = ctx
             .steps
