@@ -184,11 +184,21 @@ fn main() -> anyhow::Result<()> {
         None => println!("{:<44} unavailable", "peak RSS (VmHWM)"),
     }
 
+    // Resolve the real interpreter once, so a version-manager shim (pyenv) does not inflate the comparison.
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_string());
+    println!("{:<44} {python}", "python3 interpreter");
     let py_runs = runs.min(50);
     let mut py = Vec::with_capacity(py_runs);
     for _ in 0..py_runs {
         let started = Instant::now();
-        let out = Command::new("python3").arg("-c").arg(TRIVIAL).output();
+        let out = Command::new(&python).arg("-c").arg(TRIVIAL).output();
         match out {
             Ok(out) if out.status.success() => py.push(started.elapsed()),
             Ok(out) => anyhow::bail!("python3 -c failed: {}", String::from_utf8_lossy(&out.stderr)),

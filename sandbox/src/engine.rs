@@ -35,10 +35,10 @@ pub struct SandboxConfig {
     pub cache_dir: Option<PathBuf>,
     /// Use wasmtime's pooling instance allocator with room for this many concurrent runs (further runs wait for a
     /// free slot). Pooled slots are reused and reset in place (only dirty pages, via `PAGEMAP_SCAN` where the
-    /// kernel has it), which measured about 15% faster per run and twice the throughput of the on-demand
-    /// allocator (see the bench). Memory caps above [`POOLED_MAX_MEMORY_BYTES`] act as that value. It reserves
-    /// (but does not commit) several GiB of address space per slot. `None` allocates on demand.
-    /// Default: `Some(`[`DEFAULT_POOLED_RUNS`]`)`.
+    /// kernel has it), which measured up to 25% faster per run and up to 1.6× the throughput of the on-demand
+    /// allocator (see the bench and `docs/sandbox.md`). Memory caps above [`POOLED_MAX_MEMORY_BYTES`] act as
+    /// that value. It reserves (but does not commit) several GiB of address space per slot. `None` allocates on
+    /// demand. Default: `Some(`[`DEFAULT_POOLED_RUNS`]`)`.
     pub pooling: Option<u32>,
 }
 
