@@ -357,6 +357,7 @@ impl Sandbox {
             stderr,
             output_truncated: out_cut || err_cut,
             calls: state.calls,
+            calls_over_limit: state.calls_over_limit,
             pending: state.pending,
             report: state.report,
             fuel_consumed: limits.fuel.saturating_sub(fuel_left),
@@ -415,6 +416,7 @@ impl Sandbox {
             deadline,
             max_host_calls: limits.max_host_calls,
             calls: Vec::new(),
+            calls_over_limit: 0,
             pending: Vec::new(),
             report: None,
         };

@@ -47,6 +47,8 @@ pub(crate) struct RunState {
     pub deadline: tokio::time::Instant,
     pub max_host_calls: u32,
     pub calls: Vec<HostCallRecord>,
+    /// Calls refused for exceeding `max_host_calls` (counted, not recorded).
+    pub calls_over_limit: u32,
     pub pending: Vec<PendingCall>,
     pub report: Option<FinalReport>,
 }
@@ -140,7 +142,8 @@ impl RunState {
         let args = args_with_component(&component, args);
 
         if self.calls.len() >= self.max_host_calls as usize {
-            // Not recorded: the record list is bounded by the same limit.
+            // Counted but not recorded: the record list is bounded by the same limit.
+            self.calls_over_limit = self.calls_over_limit.saturating_add(1);
             let err = HostError::new(
                 HostErrorKind::LimitExceeded,
                 format!(

@@ -126,8 +126,11 @@ pub struct RunOutcome {
     pub stderr: String,
     /// Whether stdout or stderr was cut at the cap.
     pub output_truncated: bool,
-    /// Every host call, in order.
+    /// Every host call, in order (at most [`Limits::max_host_calls`](crate::Limits)).
     pub calls: Vec<HostCallRecord>,
+    /// Host calls attempted beyond [`Limits::max_host_calls`](crate::Limits); they failed with `limit_exceeded`
+    /// and are counted here instead of recorded.
+    pub calls_over_limit: u32,
     /// Mutating calls queued for approval (approve mode), in order.
     pub pending: Vec<PendingCall>,
     /// The last report, if the program made one.

@@ -486,6 +486,10 @@ except acv.HostError:
     assert!(out.output_truncated);
     assert_eq!(out.stdout.len(), 1000);
     assert_eq!(out.calls.len(), 5, "records are bounded by the limit");
+    assert_eq!(
+        out.calls_over_limit, 4,
+        "3 status calls and the report went over the limit"
+    );
     assert!(out.report.is_none(), "the report itself was over the limit");
 }
 
