@@ -6,25 +6,32 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 TRANSPORT ?= amqp
 
-.PHONY: all build demo test bench guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local test bench guest lint fmt check-fmt clippy ci
 
 all: build
 
 build:
 	$(CARGO) build --workspace --bins
 
-## guest: build the sandbox's Python guest component (filled by the sandbox work; no-op until then)
+## guest: build the sandbox's Python guest component (componentize-py; cached in sandbox/guest/build)
 guest:
-	@if [ -f sandbox/guest/Makefile ]; then $(MAKE) -C sandbox/guest COMPONENTIZE_PY_VERSION=$(COMPONENTIZE_PY_VERSION); fi
+	@python3 -m pip show componentize-py 2>/dev/null | grep -q '^Version: $(COMPONENTIZE_PY_VERSION)$$' || \
+	  python3 -m pip install --quiet 'componentize-py==$(COMPONENTIZE_PY_VERSION)'
+	$(MAKE) -C sandbox/guest COMPONENTIZE_PY_VERSION=$(COMPONENTIZE_PY_VERSION)
 
 ## test: unit + integration tests, including the bus suite against real RabbitMQ and NATS
 test: guest
 	$(CARGO) test --workspace --locked
 
-## demo: manager -> bus -> sidecar -> bus -> manager on TRANSPORT (memory|amqp|nats)
-demo:
-	$(CARGO) build --locked -p acv-sidecar -p acv-manager
+## demo: the shop on the local runtime, a sidecar maintaining catalogue, tasks over TRANSPORT (amqp|nats)
+demo: guest
+	$(CARGO) build --locked -p acv-sidecar -p acv-manager -p acv-e2e --bins
 	TRANSPORT=$(TRANSPORT) BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/demo.sh
+
+## demo-local: only the testbed shop on the local runtime (control API on 127.0.0.1:7070), until Ctrl-C
+demo-local:
+	$(CARGO) build --locked -p acv-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/acv-local e2e/shop.yaml
 
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest

@@ -1,43 +1,81 @@
 #!/usr/bin/env bash
-# Walking-skeleton demo: a task goes manager CLI -> bus -> sidecar -> bus -> manager CLI on a real broker.
-# Usage: TRANSPORT=amqp|nats BIN_DIR=target/debug scripts/demo.sh
+# acv demo on one machine, no Kubernetes: the testbed shop runs on the embedded local runtime, a sidecar maintains
+# `catalogue` (rules planner, Python steps in the wasmtime sandbox), the manager listens, and tasks go
+# CLI -> bus -> sidecar -> bus -> CLI. Ends with an L5 episode: a bad release is detected and rolled back by the
+# sidecar on its own. Usage: TRANSPORT=amqp|nats BIN_DIR=target/debug scripts/demo.sh
 set -euo pipefail
+cd "$(dirname "$0")/.."
 TRANSPORT="${TRANSPORT:-amqp}"
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
-ADMIN_PORT="${ADMIN_PORT:-19991}"
-export ACV_BUS_NAMESPACE="${ACV_BUS_NAMESPACE:-acv-demo}"
-export RUST_LOG="${RUST_LOG:-info}"
+API="127.0.0.1:${DEMO_API_PORT:-17070}"
+CAT_PORT="${DEMO_CATALOGUE_PORT:-18081}"
+SIDECAR_ADMIN="127.0.0.1:${DEMO_SIDECAR_ADMIN_PORT:-19991}"
+MANAGER_ADMIN="127.0.0.1:${DEMO_MANAGER_ADMIN_PORT:-19990}"
+export ACV_BUS_NAMESPACE="${ACV_BUS_NAMESPACE:-acv-demo-$$}"
+export RUST_LOG="${RUST_LOG:-info,acv::audit=warn}"
 
 case "$TRANSPORT" in
   amqp) PORT=5672 ;;
   nats) PORT=4222 ;;
-  *) echo "error: TRANSPORT must be amqp or nats for a multi-process demo (got '$TRANSPORT')" >&2; exit 64 ;;
+  *) echo "error: TRANSPORT must be amqp or nats (got '$TRANSPORT')" >&2; exit 64 ;;
 esac
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
   echo "error: no $TRANSPORT broker on 127.0.0.1:$PORT — start it (see README, 'Brokers')" >&2
   exit 69
 fi
 
-echo "==> starting acv-sidecar for 'catalogue' on $TRANSPORT (admin on 127.0.0.1:$ADMIN_PORT)"
-"$BIN_DIR/acv-sidecar" --component catalogue --bus "$TRANSPORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
-  --heartbeat 2s 2> >(sed 's/^/[sidecar] /' >&2) &
-SIDECAR=$!
-trap 'kill $SIDECAR 2>/dev/null; wait $SIDECAR 2>/dev/null || true' EXIT
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_http() { # url what
+  for _ in $(seq 1 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "error: $2 did not come up ($1)" >&2; exit 1
+}
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+task() { say "acv-manager task send --to catalogue \"$1\""
+  "$BIN_DIR/acv-manager" --bus "$TRANSPORT" task send --to catalogue --timeout 60s "$1" || echo "(exit code $?)"; }
+status() { curl -fsS "http://$API/v1/components/catalogue/status" | python3 -c '
+import json,sys; s=json.load(sys.stdin)
+print("   runtime says: image=%s desired=%d ready=%d env=%s replicas=%s" % (s["image"], s["desired_replicas"],
+      s["ready_replicas"], s["env"], [r["state"] for r in s["replicas"]]))' 2>/dev/null || true; }
 
-for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null 2>&1; then break; fi
-  if ! kill -0 $SIDECAR 2>/dev/null; then echo "error: sidecar exited" >&2; exit 1; fi
-  sleep 0.1
+say "starting the testbed shop on the local runtime (control API $API, catalogue on :$CAT_PORT)"
+"$BIN_DIR/acv-local" e2e/shop.yaml --api "$API" SHOP_BIN="$BIN_DIR/acv-shop" CATALOGUE_PORT="$CAT_PORT" \
+  FRONT_END_PORT=0 CARTS_PORT=0 ORDERS_PORT=0 PAYMENT_PORT=0 SHIPPING_PORT=0 USER_PORT=0 \
+  > >(sed 's/^/[runtime] /') 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$CAT_PORT/health" "catalogue"
+
+say "starting acv-manager serve and acv-sidecar for catalogue on $TRANSPORT"
+"$BIN_DIR/acv-manager" --bus "$TRANSPORT" serve --admin-addr "$MANAGER_ADMIN" 2> >(sed 's/^/[manager] /' >&2) &
+PIDS+=($!)
+"$BIN_DIR/acv-sidecar" --component catalogue --bus "$TRANSPORT" --runtime-api "$API" --admin-addr "$SIDECAR_ADMIN" \
+  --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
+PIDS+=($!)
+wait_http "http://$MANAGER_ADMIN/ready" "manager"
+wait_http "http://$SIDECAR_ADMIN/ready" "sidecar"
+
+say "L1 tasks (the paper's phrasing)"
+task "Report the cpu usage of your microservice component."
+task "Scale replicas to 3 for your microservice component."
+status
+task "Update your deployment and set the environment variable logger_flag to true."
+status
+
+say "light load for 8 s, then an L1 metrics task"
+"$BIN_DIR/acv-loadgen" --target "127.0.0.1:$CAT_PORT" --rps 20 --secs 8 --path /catalogue >/dev/null
+task "Report the P99 latency of your microservice component."
+
+say "L5: a bad release (0.3.6 crashes at start); the sidecar's own health check must detect and fix it"
+task "Update the image version of your microservice component to 0.3.6."
+status
+for _ in $(seq 1 60); do
+  sleep 1
+  if curl -fsS "http://$API/v1/components/catalogue/status" 2>/dev/null | grep -q '"image":"weaveworksdemos/catalogue:0.3.5"'; then
+    break
+  fi
 done
-curl -fsS "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || { echo "error: sidecar not ready" >&2; exit 1; }
-
-echo "==> acv-manager task send --to catalogue \"Report your status\""
-set +e
-"$BIN_DIR/acv-manager" --bus "$TRANSPORT" task send --to catalogue --timeout 20s "Report your status"
-rc=$?
-set -e
-echo "==> exit code $rc (0 = RESPONSE, 3 = ISSUE, 4 = no report in time)"
-echo "==> sidecar metrics:"
-curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^acv_' || true
-# An ISSUE is the honest answer while no planner is configured; anything else is a failure of the demo.
-[ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]
+sleep 3
+status
+say "sidecar metrics"
+curl -fsS "http://$SIDECAR_ADMIN/metrics" | grep '^acv_' || true

@@ -37,6 +37,7 @@ fn host_err(e: ClusterError) -> HostError {
     let kind = match e.kind() {
         "no_previous_revision" | "unknown_component" | "unknown_version" => HostErrorKind::NotFound,
         "timeout" | "stopped" => HostErrorKind::Unavailable,
+        "permission_denied" => HostErrorKind::Refused,
         _ if e.is_bad_input() => HostErrorKind::InvalidArgument,
         _ => HostErrorKind::Backend,
     };

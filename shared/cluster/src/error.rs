@@ -62,6 +62,9 @@ pub enum ClusterError {
         /// How long.
         secs: f64,
     },
+    /// The backend refused the operation for lack of permission (Kubernetes RBAC: HTTP 403).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The backend (API server, process table, …) failed.
     #[error("backend error: {0}")]
     Backend(String),
@@ -76,7 +79,7 @@ pub enum ClusterError {
 }
 
 /// Every kind [`ClusterError::kind`] can return.
-pub const ALL_KINDS: [&str; 10] = [
+pub const ALL_KINDS: [&str; 11] = [
     "unknown_component",
     "invalid_replicas",
     "invalid_argument",
@@ -86,6 +89,7 @@ pub const ALL_KINDS: [&str; 10] = [
     "bind",
     "stopped",
     "timeout",
+    "permission_denied",
     "backend",
 ];
 
@@ -113,6 +117,7 @@ impl ClusterError {
             ClusterError::Bind { .. } => "bind",
             ClusterError::Stopped => "stopped",
             ClusterError::Timeout { .. } => "timeout",
+            ClusterError::PermissionDenied(_) => "permission_denied",
             ClusterError::Backend(_) => "backend",
             ClusterError::Remote { kind, .. } => kind,
         }

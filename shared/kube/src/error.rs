@@ -174,9 +174,8 @@ impl From<KubeError> for ClusterError {
                 what: "kubernetes request",
                 reason: err.to_string(),
             },
-            // `ClusterError` has no permission variant; the message says what is missing so that a planner (or a
-            // person) can fix the Role. See docs/kubernetes.md for the minimal RBAC.
-            KubeError::Forbidden { .. } => ClusterError::Backend(format!(
+            // The message says what is missing so that a planner (or a person) can fix the Role.
+            KubeError::Forbidden { .. } => ClusterError::PermissionDenied(format!(
                 "{err}; the sidecar's ServiceAccount needs this verb (see the Role in docs/kubernetes.md)"
             )),
             other => ClusterError::Backend(other.to_string()),
@@ -217,7 +216,7 @@ mod tests {
         );
         assert!(matches!(e, KubeError::Forbidden { .. }));
         let c = ClusterError::from(e);
-        assert_eq!(c.kind(), "backend");
+        assert_eq!(c.kind(), "permission_denied");
         assert!(
             c.to_string()
                 .contains("permission denied to patch deployments/carts"),

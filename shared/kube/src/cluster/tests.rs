@@ -451,7 +451,7 @@ async fn forbidden_patch_is_a_permission_error() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), "backend");
+    assert_eq!(err.kind(), "permission_denied");
     let msg = err.to_string();
     assert!(
         msg.contains("permission denied to patch deployments/carts"),
