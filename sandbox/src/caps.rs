@@ -6,43 +6,7 @@ use acv_protocol::{ComponentName, ReportStatus};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// What a program may do to its component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SafetyMode {
-    /// Read-only: mutating calls are refused (`HostError` kind `refused`) and recorded as refused.
-    Observe,
-    /// Mutating calls are not executed but queued for an operator (recorded as pending approval; the program gets
-    /// `HostError` kind `approval_required`). Reads run normally.
-    Approve,
-    /// Every call the scope allows runs.
-    Autonomous,
-}
-
-impl SafetyMode {
-    /// The mode's name as used in config and logs (`observe`, `approve`, `autonomous`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SafetyMode::Observe => "observe",
-            SafetyMode::Approve => "approve",
-            SafetyMode::Autonomous => "autonomous",
-        }
-    }
-}
-
-impl std::str::FromStr for SafetyMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "observe" => Ok(SafetyMode::Observe),
-            "approve" => Ok(SafetyMode::Approve),
-            "autonomous" => Ok(SafetyMode::Autonomous),
-            other => Err(format!(
-                "unknown safety mode {other:?} (expected observe, approve or autonomous)"
-            )),
-        }
-    }
-}
+pub use acv_protocol::SafetyMode;
 
 /// The stable failure kinds a program sees as `acv.HostError.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

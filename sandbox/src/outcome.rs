@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use acv_protocol::ReportStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::caps::{HostCall, HostError};
@@ -107,13 +106,7 @@ pub struct PendingCall {
 }
 
 /// The program's last `acv.report(status, message)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalReport {
-    /// RESPONSE or ISSUE.
-    pub status: ReportStatus,
-    /// The message.
-    pub message: String,
-}
+pub use acv_protocol::FinalReport;
 
 /// Everything a run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,8 @@ pub const ENV_ADMIN_ADDR: &str = "ACV_SIDECAR_ADMIN_ADDR";
 pub const ENV_HEARTBEAT: &str = "ACV_SIDECAR_HEARTBEAT";
 /// Env key: control API address of the local runtime that runs the component (loopback), e.g. `127.0.0.1:7070`.
 pub const ENV_RUNTIME_API: &str = "ACV_SIDECAR_RUNTIME_API";
+/// Env key: `true` to use the Kubernetes backend.
+pub const ENV_KUBE: &str = "ACV_SIDECAR_KUBE";
 /// Env key: planner, `rules` (default), `llm` (configured by the `ACV_LLM_*` keys) or `none`.
 pub const ENV_PLANNER: &str = "ACV_SIDECAR_PLANNER";
 /// Env key: safety mode, `autonomous` (default), `approve` or `observe`.
@@ -56,6 +58,10 @@ pub struct SidecarConfig {
     /// sidecar can receive tasks but not act on them.
     #[arg(long, env = ENV_RUNTIME_API)]
     pub runtime_api: Option<SocketAddr>,
+    /// Use the Kubernetes backend (in-cluster or kubeconfig credentials; `ACV_KUBE_*` settings, see
+    /// docs/kubernetes.md) instead of a local runtime.
+    #[arg(long, env = ENV_KUBE, conflicts_with = "runtime_api")]
+    pub kube: bool,
     /// Planner.
     #[arg(long, env = ENV_PLANNER, value_enum, default_value = "rules")]
     pub planner: PlannerChoice,

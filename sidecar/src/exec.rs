@@ -75,10 +75,7 @@ pub fn step_result(run: &RunOutcome) -> StepResult {
     StepResult {
         outcome,
         output: truncate(output, MAX_STEP_OUTPUT),
-        report: run
-            .report
-            .as_ref()
-            .map(|r| acv_llm::FinalReport { status: r.status, message: r.message.clone() }),
+        report: run.report.clone(),
     }
 }
 

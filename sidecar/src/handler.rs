@@ -84,20 +84,12 @@ pub struct PlanningHandler {
     pub settle: Duration,
 }
 
-fn llm_mode(mode: SafetyMode) -> acv_llm::SafetyMode {
-    match mode {
-        SafetyMode::Observe => acv_llm::SafetyMode::Observe,
-        SafetyMode::Approve => acv_llm::SafetyMode::Approve,
-        SafetyMode::Autonomous => acv_llm::SafetyMode::Autonomous,
-    }
-}
-
 // === impl PlanningHandler ===
 
 impl PlanningHandler {
     async fn run(&self, component: &ComponentName, work_id: &str, mut ctx: MaintainerContext) -> ReportBody {
         ctx.slo = self.slo.clone();
-        ctx.safety = llm_mode(self.mode);
+        ctx.safety = self.mode;
         ctx.max_turns = self.max_turns;
         let mut exec = SandboxExecutor::new(
             self.sandbox.clone(),

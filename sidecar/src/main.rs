@@ -59,7 +59,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let admin_task = tokio::spawn(admin_server);
 
     let bus = acv_bus::connect(&bus_config).await.with_context(|| format!("connecting the {} bus", bus_config.transport))?;
-    let (handler, cluster) = build_handler(&config)?;
+    let (handler, cluster) = build_handler(&config).await?;
     let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
     if let Some(cluster) = cluster
         && !config.watch_interval.is_zero()
@@ -92,13 +92,19 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
 
 /// Planner + sandbox + cluster backend, as configured.
-fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
-    let Some(api) = config.runtime_api else {
-        tracing::warn!("No cluster backend configured (--runtime-api): tasks will be answered with an ISSUE.");
+async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
+    let cluster: Arc<dyn acv_cluster::Cluster> = if config.kube {
+        Arc::new(
+            acv_kube::KubeCluster::from_env(config.component.clone(), &ProcessEnv)
+                .await
+                .context("Kubernetes backend")?,
+        )
+    } else if let Some(api) = config.runtime_api {
+        Arc::new(acv_cluster::RemoteCluster::new(api, config.component.clone()).context("runtime API")?)
+    } else {
+        tracing::warn!("No cluster backend configured (--runtime-api or --kube): tasks will be answered with an ISSUE.");
         return Ok((Arc::new(NoPlanner), None));
     };
-    let cluster: Arc<dyn acv_cluster::Cluster> =
-        Arc::new(acv_cluster::RemoteCluster::new(api, config.component.clone()).context("runtime API")?);
     let planner: Arc<dyn acv_llm::Planner> = match config.planner {
         PlannerChoice::None => return Ok((Arc::new(NoPlanner), Some(cluster))),
         PlannerChoice::Rules => Arc::new(acv_llm::RulesPlanner::new()),

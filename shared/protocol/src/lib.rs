@@ -6,6 +6,7 @@
 //! - [`envelope`]: the versioned [`Envelope`] every bus message travels in, addresses, encode/decode.
 //! - [`task`]: task and goal bodies (imperative text, declarative SLO objectives).
 //! - [`report`]: reports (RESPONSE / ISSUE), evidence and the steps an agent took.
+//! - [`safety`]: the safety modes (observe, approve, autonomous).
 //! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation.
 //! - [`names`]: validated component names.
 #![forbid(unsafe_code)]
@@ -15,12 +16,14 @@ pub mod cluster;
 pub mod envelope;
 pub mod names;
 pub mod report;
+pub mod safety;
 pub mod slo;
 pub mod task;
 
 pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
 pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
 pub use names::{ComponentName, NameError};
-pub use report::{Evidence, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
+pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
+pub use safety::SafetyMode;
 pub use slo::{Comparison, Objective, SloMetric, SloPolicy, Violation};
 pub use task::{Goal, Mechanism, TaskBody, TaskSpec};

@@ -14,6 +14,16 @@ pub enum ReportStatus {
     Issue,
 }
 
+/// An agent's verdict on its work: the status and message that become a report (from a program's last
+/// `acv.report(...)` or from the planner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReport {
+    /// RESPONSE or ISSUE.
+    pub status: ReportStatus,
+    /// For a person.
+    pub message: String,
+}
+
 /// A named measurement or observation supporting a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {

@@ -28,18 +28,7 @@ pub mod rules;
 /// `ACV_OBSERVATION {"status": {...}, "metrics": {...}, "history": [...]}`.
 pub const OBSERVATION_MARKER: &str = "ACV_OBSERVATION ";
 
-/// What the host lets mutating steps do (mirrors the sidecar's safety modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SafetyMode {
-    /// Plan and observe only; mutating host calls are refused.
-    Observe,
-    /// Each mutating call waits for a person's approval.
-    Approve,
-    /// Mutating calls run directly.
-    #[default]
-    Autonomous,
-}
+pub use acv_protocol::SafetyMode;
 
 /// What started the maintainer's work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,14 +98,7 @@ pub struct PlannedStep {
     pub program: String,
 }
 
-/// A final report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalReport {
-    /// RESPONSE or ISSUE.
-    pub status: ReportStatus,
-    /// For a person.
-    pub message: String,
-}
+pub use acv_protocol::FinalReport;
 
 /// A planner's answer for one turn.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
