@@ -11,15 +11,7 @@ use acv_cluster::{ClusterError, RuntimeSpec};
 pub const SHOP_YAML: &str = include_str!("../shop.yaml");
 
 /// Every shop service (front-end needs catalogue, carts, orders and user; orders needs payment and shipping).
-pub const ALL: [&str; 7] = [
-    "front-end",
-    "catalogue",
-    "carts",
-    "orders",
-    "payment",
-    "shipping",
-    "user",
-];
+pub const ALL: [&str; 7] = crate::shop::SERVICES;
 
 /// How to start the shop.
 #[derive(Debug, Clone)]

@@ -15,8 +15,6 @@ use clap::{Parser, Subcommand};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
-/// sysexits EX_USAGE: bad configuration.
-const EX_USAGE: u8 = 64;
 /// Exit code when the component answered with an ISSUE.
 const EXIT_ISSUE: u8 = 3;
 /// Exit code when no report came in time.
@@ -94,23 +92,15 @@ fn main() -> ExitCode {
         Ok(c) => c.with_transport(cli.bus),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
+            return ExitCode::from(acv_core::EX_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command, bus_config)) {
-        Ok(code) => code,
-        Err(e) => {
+    acv_core::block_on(async move {
+        run(cli.command, bus_config).await.unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
-        }
-    }
+        })
+    })
 }
 
 async fn run(command: Command, bus_config: BusConfig) -> anyhow::Result<ExitCode> {

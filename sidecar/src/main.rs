@@ -16,9 +16,6 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// sysexits EX_USAGE: bad configuration.
-const EX_USAGE: u8 = 64;
-
 fn main() -> ExitCode {
     let config = SidecarConfig::parse();
     let format = if config.log_json { LogFormat::Json } else { LogFormat::Text };
@@ -29,23 +26,18 @@ fn main() -> ExitCode {
         Ok(c) => c.with_transport(config.bus),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
+            return ExitCode::from(acv_core::EX_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    acv_core::block_on(async move {
+        match run(config, bus_config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "Sidecar failed.");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(run(config, bus_config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "Sidecar failed.");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()> {
@@ -115,10 +107,8 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
             Arc::new(acv_llm::LlmPlanner::new(acv_llm::ChatClient::new(llm).context("LLM client")?))
         }
     };
-    let sandbox_config = match std::env::var(acv_sandbox::dev::ENV_GUEST) {
-        Ok(path) => acv_sandbox::SandboxConfig::new(path),
-        Err(_) => acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?,
-    };
+    // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
+    let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
     let sandbox = Arc::new(acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?);
     let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
     let handler = PlanningHandler {

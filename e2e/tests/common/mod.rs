@@ -91,16 +91,8 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or((0, String::new()))
 }
 
-/// Every shop service (front-end needs catalogue, carts, orders and user; orders needs payment and shipping).
-pub const ALL: [&str; 7] = [
-    "front-end",
-    "catalogue",
-    "carts",
-    "orders",
-    "payment",
-    "shipping",
-    "user",
-];
+/// Every shop service.
+pub const ALL: [&str; 7] = acv_e2e::testbed::ALL;
 
 /// Sends SIGTERM.
 pub fn kill_term(pid: u32) {

@@ -79,6 +79,7 @@ impl KubeCluster {
         namespace: Option<String>,
         options: KubeOptions,
     ) -> Result<Self, KubeError> {
+        crate::install_crypto_provider();
         let client = Client::try_default()
             .await
             .map_err(|e| KubeError::from_kube(e, "load the kubernetes client configuration", None))?;

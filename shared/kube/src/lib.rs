@@ -29,6 +29,14 @@ pub mod quantity;
 mod fixtures;
 
 pub use cluster::KubeCluster;
+
+/// Selects rustls' `ring` crypto provider for the process, unless one is already installed. Needed before building
+/// a TLS client: in a binary that also links other rustls users (lapin, async-nats), both `ring` and `aws-lc-rs`
+/// end up enabled and rustls then refuses to guess. Idempotent and cheap; [`KubeCluster::connect`] calls it.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub use error::KubeError;
 pub use quantity::QuantityError;
 

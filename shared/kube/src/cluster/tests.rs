@@ -761,6 +761,7 @@ async fn unreachable_api_server_is_a_backend_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
+    crate::install_crypto_provider();
     let config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     let cluster = KubeCluster::new(client, NS, "carts".parse().unwrap(), KubeOptions::default()).unwrap();
