@@ -18,6 +18,10 @@ pub struct Agent {
     heartbeat: Duration,
     watch: Option<(Watcher, Duration)>,
     healthy: Option<bool>,
+    /// Consecutive failing health checks so far.
+    failing_checks: u32,
+    /// Failing checks in a row needed before acting, so a rollout in progress is not "fixed".
+    confirm_checks: u32,
 }
 
 fn new_id() -> String {
@@ -34,13 +38,20 @@ impl Agent {
         handler: Arc<dyn TaskHandler>,
         heartbeat: Duration,
     ) -> Self {
-        Self { component, bus, handler, heartbeat, watch: None, healthy: None }
+        Self { component, bus, handler, heartbeat, watch: None, healthy: None, failing_checks: 0, confirm_checks: 2 }
     }
 
     /// Also checks the component's SLOs every `interval` and mitigates violations by itself (MAPE-K), reporting
     /// each episode to the manager.
     pub fn with_watcher(mut self, watcher: Watcher, interval: Duration) -> Self {
         self.watch = Some((watcher, interval));
+        self
+    }
+
+    /// How many failing health checks in a row trigger mitigation (default 2; at least 1). Like an alert's `for:`
+    /// duration, this keeps a transient state — a pod still starting during a rolling update — from being "fixed".
+    pub fn with_confirm_checks(mut self, checks: u32) -> Self {
+        self.confirm_checks = checks.max(1);
         self
     }
 
@@ -108,12 +119,20 @@ impl Agent {
     }
 
     /// Returns whether the component is healthy at the end.
-    async fn check_and_mitigate(&self, watcher: &Watcher) -> bool {
+    async fn check_and_mitigate(&mut self, watcher: &Watcher) -> bool {
         let check = watcher.check().await;
         if check.violations.is_empty() {
             tracing::debug!(component = %self.component, "Health check passed.");
+            self.failing_checks = 0;
             return true;
         }
+        self.failing_checks += 1;
+        if self.failing_checks < self.confirm_checks {
+            tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
+                "Health check failed; waiting for confirmation before acting.");
+            return false;
+        }
+        self.failing_checks = 0;
         let described: Vec<String> = check.violations.iter().map(acv_llm::planner::describe_violation).collect();
         tracing::warn!(component = %self.component, violations = ?described, "SLO violation detected.");
         let issue = Envelope::new(new_id(), self.me(), Address::Manager, acv_core::now_ms(),

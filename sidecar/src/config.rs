@@ -71,6 +71,10 @@ pub struct SidecarConfig {
     /// Interval of the own SLO health check (detect, diagnose, mitigate); 0 turns it off.
     #[arg(long, env = ENV_WATCH_INTERVAL, default_value = "30s", value_parser = acv_core::env::parse_duration)]
     pub watch_interval: Duration,
+    /// Failing health checks in a row before the sidecar acts (transient states such as a rollout in progress
+    /// should not be "fixed").
+    #[arg(long, default_value_t = 2)]
+    pub watch_confirm: u32,
     /// Metrics window of the health check, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub watch_window_secs: f64,

@@ -57,7 +57,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
         && !config.watch_interval.is_zero()
     {
         let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
-        agent = agent.with_watcher(watcher, config.watch_interval);
+        agent = agent.with_watcher(watcher, config.watch_interval).with_confirm_checks(config.watch_confirm);
     }
     let agent_loop = agent.start(shutdown.clone()).await.context("subscribing to the inbox")?;
     readiness.set(true);
