@@ -84,7 +84,11 @@ enum BusCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = if cli.log_json { LogFormat::Json } else { LogFormat::Text };
+    let format = if cli.log_json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    };
     if let Err(e) = acv_telemetry::init_tracing(format) {
         eprintln!("warning: {e}");
     }
@@ -112,20 +116,34 @@ async fn run(command: Command, bus_config: BusConfig) -> anyhow::Result<ExitCode
             let readiness = Readiness::default();
             let shutdown = CancellationToken::new();
             let metrics = acv_telemetry::metrics::install_prometheus().ok();
-            let state = admin::AdminState { readiness: readiness.clone(), metrics };
-            let (_, admin_server) = admin::bind(admin_addr, state, shutdown.clone().cancelled_owned()).await?;
+            let state = admin::AdminState {
+                readiness: readiness.clone(),
+                metrics,
+            };
+            let (_, admin_server) =
+                admin::bind(admin_addr, state, shutdown.clone().cancelled_owned()).await?;
             let admin_task = tokio::spawn(admin_server);
             let registry = Arc::new(RwLock::new(Registry::default()));
             let server = tokio::spawn(acv_manager::server::run(bus, registry, shutdown.clone()));
             readiness.set(true);
-            let _ = tokio::signal::ctrl_c().await;
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(%error, "Cannot wait for Ctrl-C; shutting down.");
+            }
             tracing::info!("Shutting down.");
             shutdown.cancel();
             server.await.context("manager task")?.context("manager loop")?;
-            let _ = admin_task.await;
+            admin_task.await.context("admin server task")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Task { command: TaskCommand::Send { to, timeout, json, text } } => {
+        Command::Task {
+            command:
+                TaskCommand::Send {
+                    to,
+                    timeout,
+                    json,
+                    text,
+                },
+        } => {
             let mut client = Client::connect(bus).await?;
             match client.ask(&to, &text, timeout).await {
                 Ok(reply) => {
@@ -153,10 +171,17 @@ async fn run(command: Command, bus_config: BusConfig) -> anyhow::Result<ExitCode
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Bus { command: BusCommand::DeadLetters { max } } => {
+        Command::Bus {
+            command: BusCommand::DeadLetters { max },
+        } => {
             let letters = bus.take_dead_letters(max).await?;
             for l in &letters {
-                println!("{}\t{}\t{}", l.inbox, l.reason, String::from_utf8_lossy(&l.payload));
+                println!(
+                    "{}\t{}\t{}",
+                    l.inbox,
+                    l.reason,
+                    String::from_utf8_lossy(&l.payload)
+                );
             }
             eprintln!("{} dead letter(s)", letters.len());
             Ok(ExitCode::SUCCESS)

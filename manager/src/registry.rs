@@ -93,9 +93,21 @@ mod tests {
     fn tracks_registration_and_liveness() {
         let c = ComponentName::new("catalogue").unwrap();
         let mut r = Registry::default();
-        let reg = Registration { component: c.clone(), peer_url: None, planner: "none".into(), version: "0.1.0".into() };
+        let reg = Registration {
+            component: c.clone(),
+            peer_url: None,
+            planner: "none".into(),
+            version: "0.1.0".into(),
+        };
         assert!(r.apply(&env(Body::Register(reg), 1_000)));
-        assert!(!r.apply(&env(Body::Heartbeat(Heartbeat { component: c.clone(), seq: 1, healthy: Some(true) }), 5_000)));
+        assert!(!r.apply(&env(
+            Body::Heartbeat(Heartbeat {
+                component: c.clone(),
+                seq: 1,
+                healthy: Some(true)
+            }),
+            5_000
+        )));
         assert_eq!(r.get(&c).unwrap().healthy, Some(true));
         assert_eq!(r.live(10_000, 6_000), vec![&c]);
         assert!(r.live(20_000, 6_000).is_empty());

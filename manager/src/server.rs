@@ -10,7 +10,11 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 
 /// Runs until `shutdown`. The registry is shared so the API can read it.
-pub async fn run(bus: Arc<dyn Bus>, registry: Arc<RwLock<Registry>>, shutdown: CancellationToken) -> Result<(), BusError> {
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    registry: Arc<RwLock<Registry>>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
     let mut inbox = bus.subscribe(&Address::Manager).await?;
     let mut broadcast = bus.subscribe(&Address::Broadcast).await?;
     tracing::info!(transport = %bus.transport(), "Manager listening.");
@@ -27,7 +31,9 @@ pub async fn run(bus: Arc<dyn Bus>, registry: Arc<RwLock<Registry>>, shutdown: C
                     {
                         tracing::info!(component = %r.component, planner = %r.planner, "Sidecar registered.");
                     }
-                    let _ = d.ack().await;
+                    if let Err(error) = d.ack().await {
+                        tracing::debug!(%error, "Broadcast ack failed.");
+                    }
                 }
             },
             next = inbox.next() => match next {

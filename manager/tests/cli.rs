@@ -38,11 +38,20 @@ async fn responder(bus: Arc<dyn Bus>) {
                 component: task.component.clone(),
                 status: ReportStatus::Response,
                 message: format!("did: {}", task.spec.text()),
-                evidence: vec![Evidence { name: "replicas".into(), value: 3.into() }],
+                evidence: vec![Evidence {
+                    name: "replicas".into(),
+                    value: 3.into(),
+                }],
                 steps: vec![],
             };
-            let reply = Envelope::new("r-1", me.clone(), d.envelope.from.clone(), acv_core::now_ms(), Body::Report(report))
-                .with_correlation(d.envelope.id.clone());
+            let reply = Envelope::new(
+                "r-1",
+                me.clone(),
+                d.envelope.from.clone(),
+                acv_core::now_ms(),
+                Body::Report(report),
+            )
+            .with_correlation(d.envelope.id.clone());
             bus.publish(&reply).await.unwrap();
         }
         d.ack().await.unwrap();
@@ -55,13 +64,30 @@ async fn prints_report(t: Transport) {
     let r = tokio::spawn(responder(bus.clone()));
     let out = tokio::task::spawn_blocking({
         let ns = ns.clone();
-        move || cli(t, &ns, &["task", "send", "--to", "catalogue", "--timeout", "20s", "Report your status"])
+        move || {
+            cli(
+                t,
+                &ns,
+                &[
+                    "task",
+                    "send",
+                    "--to",
+                    "catalogue",
+                    "--timeout",
+                    "20s",
+                    "Report your status",
+                ],
+            )
+        }
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains("RESPONSE from catalogue: did: Report your status"), "{stdout}");
+    assert!(
+        stdout.contains("RESPONSE from catalogue: did: Report your status"),
+        "{stdout}"
+    );
     assert!(stdout.contains("evidence replicas: 3"), "{stdout}");
     r.abort();
     bus.delete_namespace().await.unwrap();
@@ -82,20 +108,36 @@ async fn times_out_without_sidecar() {
     let ns = namespace();
     let out = tokio::task::spawn_blocking({
         let ns = ns.clone();
-        move || cli(Transport::Nats, &ns, &["task", "send", "--to", "catalogue", "--timeout", "1s", "anyone?"])
+        move || {
+            cli(
+                Transport::Nats,
+                &ns,
+                &["task", "send", "--to", "catalogue", "--timeout", "1s", "anyone?"],
+            )
+        }
     })
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no report from catalogue"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no report from catalogue"),
+        "{out:?}"
+    );
     bus(Transport::Nats, &ns).await.delete_namespace().await.unwrap();
 }
 
 #[test]
 fn rejects_bad_component_name() {
-    let out = cli(Transport::Memory, "x", &["task", "send", "--to", "Not/Valid", "hi"]);
+    let out = cli(
+        Transport::Memory,
+        "x",
+        &["task", "send", "--to", "Not/Valid", "hi"],
+    );
     assert_eq!(out.status.code(), Some(2), "clap usage error: {out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lowercase"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -106,5 +148,8 @@ fn rejects_bad_env_config() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ACV_BUS_ACK_WAIT"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ACV_BUS_ACK_WAIT"),
+        "{out:?}"
+    );
 }

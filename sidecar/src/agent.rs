@@ -38,7 +38,16 @@ impl Agent {
         handler: Arc<dyn TaskHandler>,
         heartbeat: Duration,
     ) -> Self {
-        Self { component, bus, handler, heartbeat, watch: None, healthy: None, failing_checks: 0, confirm_checks: 2 }
+        Self {
+            component,
+            bus,
+            handler,
+            heartbeat,
+            watch: None,
+            healthy: None,
+            failing_checks: 0,
+            confirm_checks: 2,
+        }
     }
 
     /// Also checks the component's SLOs every `interval` and mitigates violations by itself (MAPE-K), reporting
@@ -133,28 +142,54 @@ impl Agent {
             return false;
         }
         self.failing_checks = 0;
-        let described: Vec<String> = check.violations.iter().map(acv_llm::planner::describe_violation).collect();
+        let described: Vec<String> = check
+            .violations
+            .iter()
+            .map(acv_llm::planner::describe_violation)
+            .collect();
         tracing::warn!(component = %self.component, violations = ?described, "SLO violation detected.");
-        let issue = Envelope::new(new_id(), self.me(), Address::Manager, acv_core::now_ms(),
+        let issue = Envelope::new(
+            new_id(),
+            self.me(),
+            Address::Manager,
+            acv_core::now_ms(),
             Body::Issue(IssueBody {
                 component: self.component.clone(),
                 message: format!("SLO violation detected: {}", described.join("; ")),
                 violations: check.violations.clone(),
-            }));
+            }),
+        );
         if let Err(error) = self.bus.publish(&issue).await {
             tracing::warn!(%error, "Issue publish failed.");
         }
-        let mut report = self.handler.mitigate(&self.component, &issue.id, &check.violations).await;
+        let mut report = self
+            .handler
+            .mitigate(&self.component, &issue.id, &check.violations)
+            .await;
         // Judge by measurement, not by the planner's claim.
         let after = watcher.check().await;
         if !after.violations.is_empty() && report.status == acv_protocol::ReportStatus::Response {
             report.status = acv_protocol::ReportStatus::Issue;
-            let still: Vec<String> = after.violations.iter().map(acv_llm::planner::describe_violation).collect();
-            report.message = format!("{} — but the re-check still fails: {}", report.message, still.join("; "));
+            let still: Vec<String> = after
+                .violations
+                .iter()
+                .map(acv_llm::planner::describe_violation)
+                .collect();
+            report.message = format!(
+                "{} — but the re-check still fails: {}",
+                report.message,
+                still.join("; ")
+            );
         }
         count(CounterName::TasksHandled, &[("outcome", "mitigated")], 1);
-        let reply = Envelope::new(new_id(), self.me(), Address::Manager, acv_core::now_ms(), Body::Report(report))
-            .with_correlation(issue.id.clone());
+        let reply = Envelope::new(
+            new_id(),
+            self.me(),
+            Address::Manager,
+            acv_core::now_ms(),
+            Body::Report(report),
+        )
+        .with_correlation(issue.id.clone());
         if let Err(error) = self.bus.publish(&reply).await {
             tracing::warn!(%error, "Mitigation report publish failed.");
         }
@@ -179,8 +214,14 @@ impl Agent {
         if let Some(task) = task {
             tracing::info!(task_id = %task.task_id, from = %env.from, text = task.spec.text(), "Task received.");
             let report = self.handler.handle(&self.component, &task).await;
-            let reply = Envelope::new(new_id(), self.me(), env.from.clone(), acv_core::now_ms(), Body::Report(report))
-                .with_correlation(env.id.clone());
+            let reply = Envelope::new(
+                new_id(),
+                self.me(),
+                env.from.clone(),
+                acv_core::now_ms(),
+                Body::Report(report),
+            )
+            .with_correlation(env.id.clone());
             if let Err(error) = self.bus.publish(&reply).await {
                 // Not acking makes the broker redeliver the task, so the report is retried rather than lost.
                 tracing::error!(%error, task_id = %task.task_id, "Report publish failed; task left unacked.");

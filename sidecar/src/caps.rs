@@ -13,7 +13,12 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait Peers: Send + Sync {
     /// Asks `peer` a question on behalf of `from`.
-    async fn ask(&self, from: &ComponentName, peer: &ComponentName, question: &str) -> Result<String, HostError>;
+    async fn ask(
+        &self,
+        from: &ComponentName,
+        peer: &ComponentName,
+        question: &str,
+    ) -> Result<String, HostError>;
 }
 
 /// Used when no peer endpoint is configured: every question fails with `unavailable`, saying why.
@@ -23,7 +28,9 @@ pub struct NoPeers;
 #[async_trait]
 impl Peers for NoPeers {
     async fn ask(&self, _from: &ComponentName, peer: &ComponentName, _q: &str) -> Result<String, HostError> {
-        Err(HostError::unavailable(format!("no peer endpoint is configured, so {peer} cannot be asked")))
+        Err(HostError::unavailable(format!(
+            "no peer endpoint is configured, so {peer} cannot be asked"
+        )))
     }
 }
 
@@ -60,7 +67,10 @@ impl ClusterCaps {
         } else {
             Err(HostError::new(
                 HostErrorKind::Refused,
-                format!("this sidecar maintains {}, not {component}", self.cluster.component()),
+                format!(
+                    "this sidecar maintains {}, not {component}",
+                    self.cluster.component()
+                ),
             ))
         }
     }
@@ -75,7 +85,10 @@ impl Capabilities for ClusterCaps {
 
     async fn metrics(&self, c: &ComponentName, window_secs: u32) -> Result<MetricsSnapshot, HostError> {
         self.own(c)?;
-        self.cluster.metrics(f64::from(window_secs)).await.map_err(host_err)
+        self.cluster
+            .metrics(f64::from(window_secs))
+            .await
+            .map_err(host_err)
     }
 
     async fn logs(&self, c: &ComponentName, tail: u32) -> Result<Vec<String>, HostError> {
@@ -126,7 +139,12 @@ impl Capabilities for ClusterCaps {
         Ok(())
     }
 
-    async fn ask_peer(&self, from: &ComponentName, peer: &ComponentName, q: &str) -> Result<String, HostError> {
+    async fn ask_peer(
+        &self,
+        from: &ComponentName,
+        peer: &ComponentName,
+        q: &str,
+    ) -> Result<String, HostError> {
         self.peers.ask(from, peer, q).await
     }
 }

@@ -37,7 +37,11 @@ pub enum PlannerChoice {
 
 /// acv sidecar maintainer.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "acv-sidecar", version, about = "acv sidecar maintainer for one microservice")]
+#[command(
+    name = "acv-sidecar",
+    version,
+    about = "acv sidecar maintainer for one microservice"
+)]
 pub struct SidecarConfig {
     /// The component (microservice) this sidecar maintains, e.g. `catalogue`.
     #[arg(long, env = ENV_COMPONENT)]
@@ -118,16 +122,20 @@ mod tests {
 
     #[test]
     fn parses_flags_and_rejects_bad_names() {
-        let c = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "catalogue", "--bus", "nats"]).unwrap();
+        let c = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "catalogue", "--bus", "nats"])
+            .unwrap();
         assert_eq!(c.component.as_str(), "catalogue");
         assert_eq!(c.bus, Transport::Nats);
         let err = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "Cata Logue"]).unwrap_err();
         assert!(err.to_string().contains("lowercase"), "{err}");
-        let err = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--bus", "kafka"]).unwrap_err();
+        let err =
+            SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--bus", "kafka"]).unwrap_err();
         assert!(err.to_string().contains("unknown bus transport"), "{err}");
-        let err = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--mode", "yolo"]).unwrap_err();
+        let err =
+            SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--mode", "yolo"]).unwrap_err();
         assert!(err.to_string().contains("unknown safety mode"), "{err}");
-        let c = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--watch-interval", "0"]).unwrap();
+        let c = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--watch-interval", "0"])
+            .unwrap();
         assert!(c.watch_interval.is_zero());
         assert_eq!(c.planner, PlannerChoice::Rules);
     }

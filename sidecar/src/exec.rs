@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use acv_cluster::Cluster;
 use acv_llm::{Executor, Observation, PlannedStep, StepResult, planner::step_may_mutate};
 use acv_protocol::{ComponentName, StepOutcome};
-use acv_sandbox::{Capabilities, Limits, RunOutcome, Sandbox, SafetyMode, Verdict};
+use acv_sandbox::{Capabilities, Limits, RunOutcome, SafetyMode, Sandbox, Verdict};
 
 /// Longest step output kept in a report, in bytes.
 pub const MAX_STEP_OUTPUT: usize = 8 * 1024;
@@ -41,7 +41,17 @@ impl SandboxExecutor {
         limits: Limits,
         settle: Duration,
     ) -> Self {
-        Self { sandbox, component, mode, caps, cluster, limits, settle, last_mutated: false, pending: Vec::new() }
+        Self {
+            sandbox,
+            component,
+            mode,
+            caps,
+            cluster,
+            limits,
+            settle,
+            last_mutated: false,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -97,7 +107,13 @@ impl Executor for SandboxExecutor {
         self.last_mutated = step_may_mutate(&step.program);
         let run = self
             .sandbox
-            .run(&step.program, &self.component, self.mode, self.caps.clone(), self.limits.clone())
+            .run(
+                &step.program,
+                &self.component,
+                self.mode,
+                self.caps.clone(),
+                self.limits.clone(),
+            )
             .await;
         match run {
             Ok(run) => {
@@ -115,7 +131,11 @@ impl Executor for SandboxExecutor {
             }
             Err(e) => {
                 tracing::error!(component = %self.component, step = index, error = %e, "Sandbox could not run the step.");
-                StepResult { outcome: StepOutcome::Error, output: format!("sandbox error: {e}"), report: None }
+                StepResult {
+                    outcome: StepOutcome::Error,
+                    output: format!("sandbox error: {e}"),
+                    report: None,
+                }
             }
         }
     }
@@ -127,6 +147,10 @@ impl Executor for SandboxExecutor {
         let status = self.cluster.status().await.ok();
         let metrics = self.cluster.metrics(60.0).await.ok();
         let history = self.cluster.history().await.unwrap_or_default();
-        Some(Observation { status, metrics, history })
+        Some(Observation {
+            status,
+            metrics,
+            history,
+        })
     }
 }

@@ -17,7 +17,12 @@ pub trait TaskHandler: Send + Sync {
     /// Handles a task for `component`.
     async fn handle(&self, component: &ComponentName, task: &TaskBody) -> ReportBody;
     /// Handles SLO violations the sidecar detected itself; `work_id` identifies this episode.
-    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody;
+    async fn mitigate(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+    ) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
 }
@@ -38,12 +43,20 @@ impl TaskHandler for NoPlanner {
                  it, so nothing was done (task: {:?})",
                 task.spec.text()
             ),
-            evidence: vec![Evidence { name: "planner".into(), value: serde_json::json!("none") }],
+            evidence: vec![Evidence {
+                name: "planner".into(),
+                value: serde_json::json!("none"),
+            }],
             steps: Vec::new(),
         }
     }
 
-    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody {
+    async fn mitigate(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+    ) -> ReportBody {
         ReportBody {
             task_id: work_id.to_owned(),
             component: component.clone(),
@@ -52,7 +65,10 @@ impl TaskHandler for NoPlanner {
                 "{} SLO violation(s) detected; no planner configured, so nothing was done",
                 violations.len()
             ),
-            evidence: vec![Evidence { name: "planner".into(), value: serde_json::json!("none") }],
+            evidence: vec![Evidence {
+                name: "planner".into(),
+                value: serde_json::json!("none"),
+            }],
             steps: Vec::new(),
         }
     }
@@ -101,7 +117,10 @@ impl PlanningHandler {
             self.settle,
         );
         let outcome = drive(self.planner.as_ref(), ctx, &mut exec).await;
-        let mut evidence = vec![Evidence { name: "planner".into(), value: self.planner.name().into() }];
+        let mut evidence = vec![Evidence {
+            name: "planner".into(),
+            value: self.planner.name().into(),
+        }];
         if !exec.pending.is_empty() {
             evidence.push(Evidence {
                 name: "pending_approval".into(),
@@ -110,8 +129,14 @@ impl PlanningHandler {
         }
         match outcome {
             Ok(done) => {
-                evidence.push(Evidence { name: "turns".into(), value: done.turns.into() });
-                evidence.push(Evidence { name: "usage".into(), value: serde_json::to_value(&done.usage).unwrap_or_default() });
+                evidence.push(Evidence {
+                    name: "turns".into(),
+                    value: done.turns.into(),
+                });
+                evidence.push(Evidence {
+                    name: "usage".into(),
+                    value: serde_json::to_value(done.usage).unwrap_or_default(),
+                });
                 ReportBody {
                     task_id: work_id.to_owned(),
                     component: component.clone(),
@@ -122,7 +147,10 @@ impl PlanningHandler {
                 }
             }
             Err(failure) => {
-                evidence.push(Evidence { name: "turns".into(), value: failure.turns.into() });
+                evidence.push(Evidence {
+                    name: "turns".into(),
+                    value: failure.turns.into(),
+                });
                 ReportBody {
                     task_id: work_id.to_owned(),
                     component: component.clone(),
@@ -146,7 +174,12 @@ impl TaskHandler for PlanningHandler {
         self.run(component, &task.task_id, ctx).await
     }
 
-    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody {
+    async fn mitigate(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+    ) -> ReportBody {
         let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
         self.run(component, work_id, ctx).await
     }

@@ -18,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let config = SidecarConfig::parse();
-    let format = if config.log_json { LogFormat::Json } else { LogFormat::Text };
+    let format = if config.log_json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    };
     if let Err(e) = acv_telemetry::init_tracing(format) {
         eprintln!("warning: {e}");
     }
@@ -44,22 +48,33 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let readiness = Readiness::default();
     let metrics = acv_telemetry::metrics::install_prometheus().ok();
     let shutdown = CancellationToken::new();
-    let admin_state = admin::AdminState { readiness: readiness.clone(), metrics };
-    let (_addr, admin_server) = admin::bind(config.admin_addr, admin_state, shutdown.clone().cancelled_owned())
-        .await
-        .context("starting the admin server")?;
+    let admin_state = admin::AdminState {
+        readiness: readiness.clone(),
+        metrics,
+    };
+    let (_addr, admin_server) =
+        admin::bind(config.admin_addr, admin_state, shutdown.clone().cancelled_owned())
+            .await
+            .context("starting the admin server")?;
     let admin_task = tokio::spawn(admin_server);
 
-    let bus = acv_bus::connect(&bus_config).await.with_context(|| format!("connecting the {} bus", bus_config.transport))?;
+    let bus = acv_bus::connect(&bus_config)
+        .await
+        .with_context(|| format!("connecting the {} bus", bus_config.transport))?;
     let (handler, cluster) = build_handler(&config).await?;
     let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
     if let Some(cluster) = cluster
         && !config.watch_interval.is_zero()
     {
         let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
-        agent = agent.with_watcher(watcher, config.watch_interval).with_confirm_checks(config.watch_confirm);
+        agent = agent
+            .with_watcher(watcher, config.watch_interval)
+            .with_confirm_checks(config.watch_confirm);
     }
-    let agent_loop = agent.start(shutdown.clone()).await.context("subscribing to the inbox")?;
+    let agent_loop = agent
+        .start(shutdown.clone())
+        .await
+        .context("subscribing to the inbox")?;
     readiness.set(true);
     tracing::info!(component = %config.component, "Sidecar ready.");
 
@@ -77,7 +92,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
         Ok(res) => res.context("agent task")?.context("agent loop")?,
         Err(_) => tracing::warn!("Grace period over with a task still running."),
     }
-    let _ = admin_task.await;
+    admin_task.await.context("admin server task")?;
     Ok(())
 }
 
@@ -94,7 +109,9 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
     } else if let Some(api) = config.runtime_api {
         Arc::new(acv_cluster::RemoteCluster::new(api, config.component.clone()).context("runtime API")?)
     } else {
-        tracing::warn!("No cluster backend configured (--runtime-api or --kube): tasks will be answered with an ISSUE.");
+        tracing::warn!(
+            "No cluster backend configured (--runtime-api or --kube): tasks will be answered with an ISSUE."
+        );
         return Ok((Arc::new(NoPlanner), None));
     };
     let planner: Arc<dyn acv_llm::Planner> = match config.planner {
@@ -104,7 +121,9 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
             let llm = acv_llm::LlmConfig::from_env(&ProcessEnv)
                 .context("LLM configuration")?
                 .context("--planner llm needs ACV_LLM_CONFIG or ACV_LLM_BACKEND/ACV_LLM_MODEL (see docs/planners.md)")?;
-            Arc::new(acv_llm::LlmPlanner::new(acv_llm::ChatClient::new(llm).context("LLM client")?))
+            Arc::new(acv_llm::LlmPlanner::new(
+                acv_llm::ChatClient::new(llm).context("LLM client")?,
+            ))
         }
     };
     // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
@@ -132,12 +151,12 @@ async fn shutdown_signal() {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(_) => {
-                let _ = ctrl_c.await;
+                ctrl_c.await.ok();
                 return;
             }
         };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    ctrl_c.await.ok();
 }

@@ -28,7 +28,11 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher over `cluster` with `policy`, measuring metrics over `window_secs`.
     pub fn new(cluster: Arc<dyn Cluster>, policy: SloPolicy, window_secs: f64) -> Self {
-        Self { cluster, policy, window_secs }
+        Self {
+            cluster,
+            policy,
+            window_secs,
+        }
     }
 
     /// Measures and compares. A backend failure leaves that part unmeasured, which breaks its objectives: a
@@ -52,6 +56,9 @@ impl Watcher {
         let measurement = Measurement { metrics, status };
         let objectives = self.policy.objectives(&component);
         let violations = check_health(&objectives, &[(component, measurement.clone())]);
-        HealthCheck { measurement, violations }
+        HealthCheck {
+            measurement,
+            violations,
+        }
     }
 }

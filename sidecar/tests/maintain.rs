@@ -7,8 +7,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use acv_bus::{Bus, memory::MemoryBus};
 use acv_cluster::{Cluster, LocalRuntime};
 use acv_protocol::{
-    Address, Body, ComponentName, Envelope, Mechanism, ReplicaState, ReportBody, ReportStatus, SloPolicy, TaskBody,
-    TaskSpec,
+    Address, Body, ComponentName, Envelope, Mechanism, ReplicaState, ReportBody, ReportStatus, SloPolicy,
+    TaskBody, TaskSpec,
 };
 use acv_sandbox::{Limits, SafetyMode, Sandbox};
 use acv_sidecar::{
@@ -25,7 +25,10 @@ fn shop_bin() -> PathBuf {
         return p;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo).args(["build", "-p", "acv-e2e", "--bin", "acv-shop"]).status().unwrap();
+    let st = std::process::Command::new(cargo)
+        .args(["build", "-p", "acv-e2e", "--bin", "acv-shop"])
+        .status()
+        .unwrap();
     assert!(st.success(), "building acv-shop failed");
     acv_e2e::testbed::find_shop_bin().expect("acv-shop after build")
 }
@@ -70,7 +73,12 @@ async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
         settle: Duration::from_millis(1500),
     };
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-    let mut agent = Agent::new(catalogue(), bus.clone(), Arc::new(handler), Duration::from_secs(60));
+    let mut agent = Agent::new(
+        catalogue(),
+        bus.clone(),
+        Arc::new(handler),
+        Duration::from_secs(60),
+    );
     if let Some(every) = watch {
         agent = agent.with_watcher(Watcher::new(cluster.clone(), SloPolicy::default(), 5.0), every);
     }
@@ -79,7 +87,16 @@ async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
     let me = Address::Client(ComponentName::new("test").unwrap());
     let replies = bus.subscribe(&me).await.unwrap();
     let manager = bus.subscribe(&Address::Manager).await.unwrap();
-    Rig { runtime, cluster, bus, shutdown, agent, me, replies, manager }
+    Rig {
+        runtime,
+        cluster,
+        bus,
+        shutdown,
+        agent,
+        me,
+        replies,
+        manager,
+    }
 }
 
 impl Rig {
@@ -98,9 +115,15 @@ impl Rig {
             }),
         );
         self.bus.publish(&task).await.unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(90), self.replies.next()).await.unwrap().unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(90), self.replies.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(d.envelope.correlation_id.as_deref(), Some(id.as_str()));
-        let Body::Report(r) = d.envelope.body.clone() else { panic!("not a report") };
+        let Body::Report(r) = d.envelope.body.clone() else {
+            panic!("not a report")
+        };
         d.ack().await.unwrap();
         r
     }
@@ -118,10 +141,16 @@ async fn traffic(runtime: &LocalRuntime, n: usize) {
     let port = runtime.port("catalogue").unwrap();
     for _ in 0..n {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.write_all(b"GET /catalogue HTTP/1.1\r\nHost: catalogue\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /catalogue HTTP/1.1\r\nHost: catalogue\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
-        assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+        assert!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
     }
 }
 
@@ -133,30 +162,50 @@ async fn eventually_ready(cluster: &Arc<dyn Cluster>, replicas: u32) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("not {replicas} ready replicas: {:?}", cluster.status().await.unwrap());
+    panic!(
+        "not {replicas} ready replicas: {:?}",
+        cluster.status().await.unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imperative_tasks_change_the_real_service() {
     let mut rig = rig(SafetyMode::Autonomous, None).await;
 
-    let r = rig.ask("Scale replicas to 3 for your microservice component.").await;
+    let r = rig
+        .ask("Scale replicas to 3 for your microservice component.")
+        .await;
     assert_eq!(r.status, ReportStatus::Response, "{r:#?}");
-    assert!(!r.steps.is_empty() && r.steps.iter().all(|s| s.program.contains("import acv")), "{r:#?}");
+    assert!(
+        !r.steps.is_empty() && r.steps.iter().all(|s| s.program.contains("import acv")),
+        "{r:#?}"
+    );
     eventually_ready(&rig.cluster, 3).await;
 
-    let r = rig.ask("Update your deployment and set the environment variable logger_flag to true.").await;
+    let r = rig
+        .ask("Update your deployment and set the environment variable logger_flag to true.")
+        .await;
     assert_eq!(r.status, ReportStatus::Response, "{r:#?}");
     let s = rig.cluster.status().await.unwrap();
-    assert_eq!(s.env.get("logger_flag").map(String::as_str), Some("true"), "{s:?}");
+    assert_eq!(
+        s.env.get("logger_flag").map(String::as_str),
+        Some("true"),
+        "{s:?}"
+    );
 
     traffic(&rig.runtime, 60).await;
-    let r = rig.ask("Report the P99 latency of your microservice component.").await;
+    let r = rig
+        .ask("Report the P99 latency of your microservice component.")
+        .await;
     assert_eq!(r.status, ReportStatus::Response, "{r:#?}");
     assert!(r.message.contains("ms"), "{r:#?}");
 
     let r = rig.ask("Please teleport the database to the moon.").await;
-    assert_eq!(r.status, ReportStatus::Issue, "an unknown request is an honest ISSUE: {r:#?}");
+    assert_eq!(
+        r.status,
+        ReportStatus::Issue,
+        "an unknown request is an honest ISSUE: {r:#?}"
+    );
 
     rig.stop().await;
 }
@@ -164,7 +213,9 @@ async fn imperative_tasks_change_the_real_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_mode_refuses_mutations() {
     let mut rig = rig(SafetyMode::Observe, None).await;
-    let r = rig.ask("Scale replicas to 3 for your microservice component.").await;
+    let r = rig
+        .ask("Scale replicas to 3 for your microservice component.")
+        .await;
     assert_eq!(r.status, ReportStatus::Issue, "{r:#?}");
     let s = rig.cluster.status().await.unwrap();
     assert_eq!(s.desired_replicas, 1, "nothing changed in observe mode");
@@ -177,12 +228,19 @@ async fn watcher_detects_a_broken_rollout_and_rolls_back() {
     let mut rig = rig(SafetyMode::Autonomous, Some(Duration::from_secs(2))).await;
     // A bad release: the dataset's broken catalogue build crash-loops on start.
     let healthy = rig.cluster.status().await.unwrap().image;
-    rig.cluster.set_image("weaveworksdemos/catalogue:0.3.6").await.unwrap();
+    rig.cluster
+        .set_image("weaveworksdemos/catalogue:0.3.6")
+        .await
+        .unwrap();
 
     // The sidecar raises an ISSUE to the manager, mitigates, and reports the verified outcome.
     let mut issue_seen = false;
     let report = loop {
-        let d = tokio::time::timeout(Duration::from_secs(120), rig.manager.next()).await.unwrap().unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(120), rig.manager.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let body = d.envelope.body.clone();
         d.ack().await.unwrap();
         eprintln!("manager inbox: {body:?}");
@@ -197,7 +255,10 @@ async fn watcher_detects_a_broken_rollout_and_rolls_back() {
         }
     };
     assert!(issue_seen);
-    assert!(report.steps.iter().any(|s| s.program.contains("acv.rollback(")), "{report:#?}");
+    assert!(
+        report.steps.iter().any(|s| s.program.contains("acv.rollback(")),
+        "{report:#?}"
+    );
     let s = rig.cluster.status().await.unwrap();
     assert_eq!(s.image, healthy, "back on the healthy build");
     assert!(s.replicas.iter().all(|r| r.state == ReplicaState::Ready), "{s:?}");

@@ -34,17 +34,32 @@ impl Cluster for Scripted {
     }
     async fn status(&self) -> Result<ComponentStatus, ClusterError> {
         let mut q = self.ready.lock().unwrap();
-        let ready = if q.len() > 1 { q.pop_front().unwrap() } else { *q.front().unwrap() };
-        let state = if ready { ReplicaState::Ready } else { ReplicaState::Starting };
+        let ready = if q.len() > 1 {
+            q.pop_front().unwrap()
+        } else {
+            *q.front().unwrap()
+        };
+        let state = if ready {
+            ReplicaState::Ready
+        } else {
+            ReplicaState::Starting
+        };
         Ok(ComponentStatus {
             component: self.name.clone(),
             desired_replicas: 1,
             ready_replicas: u32::from(ready),
-            replicas: vec![ReplicaStatus { name: "catalogue-0".into(), state, restarts: 0 }],
+            replicas: vec![ReplicaStatus {
+                name: "catalogue-0".into(),
+                state,
+                restarts: 0,
+            }],
             revision: 1,
             image: "v1".into(),
             env: BTreeMap::new(),
-            limits: ResourceLimits { cpu_millis: 200, memory_mib: 128 },
+            limits: ResourceLimits {
+                cpu_millis: 200,
+                memory_mib: 128,
+            },
         })
     }
     async fn metrics(&self, window_secs: f64) -> Result<MetricsSnapshot, ClusterError> {
@@ -112,12 +127,18 @@ impl TaskHandler for Counting {
 
 /// Runs the agent's health check until `want` messages reached the manager or `max_wait` passed.
 async fn run(script: &[bool], want: usize, max_wait: Duration) -> (u32, Vec<Body>) {
-    let cluster = Arc::new(Scripted { name: name(), ready: Mutex::new(script.iter().copied().collect()) });
+    let cluster = Arc::new(Scripted {
+        name: name(),
+        ready: Mutex::new(script.iter().copied().collect()),
+    });
     let handler = Arc::new(Counting::default());
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let mut manager = bus.subscribe(&Address::Manager).await.unwrap();
     let agent = Agent::new(name(), bus.clone(), handler.clone(), Duration::from_secs(60))
-        .with_watcher(Watcher::new(cluster, SloPolicy::default(), 10.0), Duration::from_millis(50))
+        .with_watcher(
+            Watcher::new(cluster, SloPolicy::default(), 10.0),
+            Duration::from_millis(50),
+        )
         .with_confirm_checks(2);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(agent.start(shutdown.clone()).await.unwrap());
@@ -152,8 +173,13 @@ async fn confirmed_violation_is_mitigated_and_verified_by_measurement() {
     // downgraded to an ISSUE.
     let (mitigations, to_manager) = run(&[false], 2, Duration::from_secs(20)).await;
     assert_eq!(mitigations, 1);
-    assert!(matches!(&to_manager[0], Body::Issue(i) if i.violations.len() == 1), "{to_manager:?}");
-    let Body::Report(r) = &to_manager[1] else { panic!("{to_manager:?}") };
+    assert!(
+        matches!(&to_manager[0], Body::Issue(i) if i.violations.len() == 1),
+        "{to_manager:?}"
+    );
+    let Body::Report(r) = &to_manager[1] else {
+        panic!("{to_manager:?}")
+    };
     assert_eq!(r.status, ReportStatus::Issue);
     assert!(r.message.contains("re-check still fails"), "{}", r.message);
 }

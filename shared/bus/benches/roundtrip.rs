@@ -26,7 +26,9 @@ fn component() -> ComponentName {
 
 async fn responder(bus: Arc<dyn Bus>) {
     let me = Address::Component(component());
-    let Ok(mut inbox) = bus.subscribe(&me).await else { return };
+    let Ok(mut inbox) = bus.subscribe(&me).await else {
+        return;
+    };
     while let Some(Ok(d)) = inbox.next().await {
         if let Body::Task(task) = &d.envelope.body {
             let report = ReportBody {
@@ -49,19 +51,21 @@ async fn responder(bus: Arc<dyn Bus>) {
                 return;
             }
         }
-        let _ = d.ack().await;
+        d.ack().await.ok();
     }
 }
 
 async fn collector(bus: Arc<dyn Bus>, me: Address, waiters: Waiters) {
-    let Ok(mut inbox) = bus.subscribe(&me).await else { return };
+    let Ok(mut inbox) = bus.subscribe(&me).await else {
+        return;
+    };
     while let Some(Ok(d)) = inbox.next().await {
         if let Some(c) = &d.envelope.correlation_id
             && let Some(tx) = waiters.lock().await.remove(c)
         {
-            let _ = tx.send(());
+            tx.send(()).ok();
         }
-        let _ = d.ack().await;
+        d.ack().await.ok();
     }
 }
 
@@ -75,7 +79,9 @@ async fn exchange(bus: &Arc<dyn Bus>, me: &Address, waiters: &Waiters) -> Durati
         Body::Task(TaskBody {
             task_id: id.clone(),
             component: component(),
-            spec: TaskSpec::Imperative { text: "Report your status".into() },
+            spec: TaskSpec::Imperative {
+                text: "Report your status".into(),
+            },
             mechanism: Mechanism::Solo,
         }),
     );
@@ -133,20 +139,29 @@ async fn bench(t: Transport, n: usize) -> Option<(f64, f64, f64)> {
         }));
     }
     for w in workers {
-        let _ = w.await;
+        w.await.ok();
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
     r.abort();
     col.abort();
-    let _ = bus.delete_namespace().await;
+    bus.delete_namespace().await.ok();
     Some((pct(&lat, 0.5), pct(&lat, 0.99), rate))
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("ACV_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    println!("bus round trip (task -> report), {n} sequential exchanges, then {} with {IN_FLIGHT} in flight", n * 2);
-    println!("{:<8} {:>10} {:>10} {:>16}", "bus", "p50 ms", "p99 ms", "exchanges/s");
+    let n: usize = std::env::var("ACV_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    println!(
+        "bus round trip (task -> report), {n} sequential exchanges, then {} with {IN_FLIGHT} in flight",
+        n * 2
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>16}",
+        "bus", "p50 ms", "p99 ms", "exchanges/s"
+    );
     for t in [Transport::Memory, Transport::Amqp, Transport::Nats] {
         if let Some((p50, p99, rate)) = bench(t, n).await {
             println!("{:<8} {:>10.3} {:>10.3} {:>16.0}", t.as_str(), p50, p99, rate);

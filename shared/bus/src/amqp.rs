@@ -7,6 +7,7 @@
 //! - fanout exchange `NS.broadcast`; each broadcast subscriber gets an exclusive auto-delete queue.
 //! - durable queue `NS.dead-letter` for payloads that did not decode, with headers `x-acv-reason` and
 //!   `x-acv-inbox`.
+//!
 //! Messages are persistent, publishes wait for publisher confirms (a nack is an error), consumers ack manually and
 //! each subscription has its own connection so that a dead consumer's unacked messages are requeued by the broker.
 //! Lost connections are re-established with capped exponential backoff, by the publisher on its next publish and
@@ -22,8 +23,8 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+        QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable, ShortString},
 };
@@ -63,11 +64,17 @@ struct AmqpAcker {
 }
 
 fn conn_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Connection { transport: T, message: e.to_string() }
+    BusError::Connection {
+        transport: T,
+        message: e.to_string(),
+    }
 }
 
 fn topo_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Topology { transport: T, message: e.to_string() }
+    BusError::Topology {
+        transport: T,
+        message: e.to_string(),
+    }
 }
 
 fn s(v: &str) -> ShortString {
@@ -79,7 +86,11 @@ fn s(v: &str) -> ShortString {
 impl AmqpBus {
     /// Connects (once, to fail fast on a wrong URL or credentials) and declares the shared exchanges.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
-        let bus = Self { config, link: Mutex::new(None), queues: Mutex::default() };
+        let bus = Self {
+            config,
+            link: Mutex::new(None),
+            queues: Mutex::default(),
+        };
         let channel = bus.channel().await?;
         drop(channel);
         Ok(bus)
@@ -117,19 +128,40 @@ impl AmqpBus {
 
     async fn open(&self) -> Result<(Connection, Channel), BusError> {
         let props = ConnectionProperties::default().with_connection_name("acv-bus".into());
-        let connection = Connection::connect(&self.config.amqp_url, props).await.map_err(conn_err)?;
+        let connection = Connection::connect(&self.config.amqp_url, props)
+            .await
+            .map_err(conn_err)?;
         let channel = connection.create_channel().await.map_err(conn_err)?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(conn_err)?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         channel
-            .exchange_declare(s(&self.inbox_exchange()), ExchangeKind::Direct, durable, FieldTable::default())
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(conn_err)?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                s(&self.inbox_exchange()),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
             .await
             .map_err(topo_err)?;
         channel
-            .exchange_declare(s(&self.broadcast_exchange()), ExchangeKind::Fanout, durable, FieldTable::default())
+            .exchange_declare(
+                s(&self.broadcast_exchange()),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
             .await
             .map_err(topo_err)?;
-        let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
+        let durable_q = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
             .queue_declare(s(&self.dead_letter_queue()), durable_q, FieldTable::default())
             .await
@@ -150,7 +182,11 @@ impl AmqpBus {
             tracing::warn!("RabbitMQ publisher connection lost; reconnecting.");
         }
         let (connection, channel) = self.open().await?;
-        *link = Some(Link { _connection: connection, channel: channel.clone(), declared: HashSet::new() });
+        *link = Some(Link {
+            _connection: connection,
+            channel: channel.clone(),
+            declared: HashSet::new(),
+        });
         Ok(channel)
     }
 
@@ -163,7 +199,14 @@ impl AmqpBus {
                 return Ok(queue);
             }
         }
-        declare_inbox_queue(channel, &queue, &self.inbox_exchange(), &token, self.queue_args(inbox)).await?;
+        declare_inbox_queue(
+            channel,
+            &queue,
+            &self.inbox_exchange(),
+            &token,
+            self.queue_args(inbox),
+        )
+        .await?;
         self.queues.lock().await.insert(queue.clone());
         if let Some(l) = self.link.lock().await.as_mut() {
             l.declared.insert(token);
@@ -174,17 +217,32 @@ impl AmqpBus {
     async fn publish_once(&self, to: &Address, payload: &[u8], id: Option<&str>) -> Result<(), BusError> {
         let channel = self.channel().await?;
         let (exchange, key, props) = if matches!(to, Address::Broadcast) {
-            (self.broadcast_exchange(), String::new(), BasicProperties::default())
+            (
+                self.broadcast_exchange(),
+                String::new(),
+                BasicProperties::default(),
+            )
         } else {
             self.declare_inbox(&channel, to).await?;
-            (self.inbox_exchange(), to.inbox_token(), BasicProperties::default().with_delivery_mode(2))
+            (
+                self.inbox_exchange(),
+                to.inbox_token(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
         };
         let props = match id {
             Some(id) => props.with_message_id(s(id)),
             None => props,
         };
-        let opts = BasicPublishOptions { mandatory: !matches!(to, Address::Broadcast), ..Default::default() };
-        let publish_err = |e: lapin::Error| BusError::Publish { transport: T, to: to.to_string(), message: e.to_string() };
+        let opts = BasicPublishOptions {
+            mandatory: !matches!(to, Address::Broadcast),
+            ..Default::default()
+        };
+        let publish_err = |e: lapin::Error| BusError::Publish {
+            transport: T,
+            to: to.to_string(),
+            message: e.to_string(),
+        };
         let confirm = channel
             .basic_publish(s(&exchange), s(&key), opts, payload, props)
             .await
@@ -198,13 +256,20 @@ impl AmqpBus {
                 to: to.to_string(),
                 message: format!("unroutable, returned by broker: {:?}", returned.reply_text),
             }),
-            Confirmation::Nack(_) => {
-                Err(BusError::Publish { transport: T, to: to.to_string(), message: "broker nacked".into() })
-            }
+            Confirmation::Nack(_) => Err(BusError::Publish {
+                transport: T,
+                to: to.to_string(),
+                message: "broker nacked".into(),
+            }),
         }
     }
 
-    async fn publish_with_retry(&self, to: &Address, payload: &[u8], id: Option<&str>) -> Result<(), BusError> {
+    async fn publish_with_retry(
+        &self,
+        to: &Address,
+        payload: &[u8],
+        id: Option<&str>,
+    ) -> Result<(), BusError> {
         let mut attempt = 0;
         loop {
             match self.publish_once(to, payload, id).await {
@@ -232,10 +297,22 @@ async fn declare_inbox_queue(
     token: &str,
     args: FieldTable,
 ) -> Result<(), BusError> {
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(s(queue), durable, args).await.map_err(topo_err)?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .queue_bind(s(queue), s(exchange), s(token), QueueBindOptions::default(), FieldTable::default())
+        .queue_declare(s(queue), durable, args)
+        .await
+        .map_err(topo_err)?;
+    channel
+        .queue_bind(
+            s(queue),
+            s(exchange),
+            s(token),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(topo_err)
 }
@@ -247,7 +324,8 @@ impl Bus for AmqpBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.publish_with_retry(&envelope.to, &envelope.encode(), Some(&envelope.id)).await?;
+        self.publish_with_retry(&envelope.to, &envelope.encode(), Some(&envelope.id))
+            .await?;
         count(CounterName::BusPublished, &[("transport", "amqp")], 1);
         Ok(())
     }
@@ -260,7 +338,10 @@ impl Bus for AmqpBus {
         let (tx, rx) = mpsc::channel(usize::from(PREFETCH));
         let cancel = CancellationToken::new();
         if !matches!(inbox, Address::Broadcast) {
-            self.queues.lock().await.insert(self.queue_name(&inbox.inbox_token()));
+            self.queues
+                .lock()
+                .await
+                .insert(self.queue_name(&inbox.inbox_token()));
         }
         let consumer = Consumer {
             url: self.config.amqp_url.clone(),
@@ -305,7 +386,11 @@ impl Bus for AmqpBus {
                 reason: header("x-acv-reason"),
                 payload: msg.delivery.data.clone(),
             };
-            msg.delivery.acker.ack(BasicAckOptions::default()).await.map_err(conn_err)?;
+            msg.delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(conn_err)?;
             out.push(letter);
         }
         Ok(out)
@@ -316,10 +401,16 @@ impl Bus for AmqpBus {
         let mut queues: Vec<String> = self.queues.lock().await.drain().collect();
         queues.push(self.dead_letter_queue());
         for q in queues {
-            channel.queue_delete(s(&q), QueueDeleteOptions::default()).await.map_err(topo_err)?;
+            channel
+                .queue_delete(s(&q), QueueDeleteOptions::default())
+                .await
+                .map_err(topo_err)?;
         }
         for x in [self.inbox_exchange(), self.broadcast_exchange()] {
-            channel.exchange_delete(s(&x), ExchangeDeleteOptions::default()).await.map_err(topo_err)?;
+            channel
+                .exchange_delete(s(&x), ExchangeDeleteOptions::default())
+                .await
+                .map_err(topo_err)?;
         }
         Ok(())
     }
@@ -345,47 +436,105 @@ struct Active {
 
 impl Consumer {
     async fn start(&self) -> Result<Active, BusError> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await.map_err(conn_err)?;
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(conn_err)?;
         let channel = connection.create_channel().await.map_err(conn_err)?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(conn_err)?;
-        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(conn_err)?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(conn_err)?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .map_err(conn_err)?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         let queue = if matches!(self.inbox, Address::Broadcast) {
             channel
-                .exchange_declare(s(&self.broadcast_exchange), ExchangeKind::Fanout, durable, FieldTable::default())
+                .exchange_declare(
+                    s(&self.broadcast_exchange),
+                    ExchangeKind::Fanout,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(topo_err)?;
-            let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-            let q = channel.queue_declare(s(""), opts, FieldTable::default()).await.map_err(topo_err)?;
+            let opts = QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            };
+            let q = channel
+                .queue_declare(s(""), opts, FieldTable::default())
+                .await
+                .map_err(topo_err)?;
             let name = q.name().to_string();
             channel
-                .queue_bind(s(&name), s(&self.broadcast_exchange), s(""), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    s(&name),
+                    s(&self.broadcast_exchange),
+                    s(""),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(topo_err)?;
             name
         } else {
             channel
-                .exchange_declare(s(&self.inbox_exchange), ExchangeKind::Direct, durable, FieldTable::default())
+                .exchange_declare(
+                    s(&self.inbox_exchange),
+                    ExchangeKind::Direct,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(topo_err)?;
-            let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
+            let durable_q = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
             channel
                 .queue_declare(s(&self.dead_letter_queue), durable_q, FieldTable::default())
                 .await
                 .map_err(topo_err)?;
             let token = self.inbox.inbox_token();
-            declare_inbox_queue(&channel, &self.queue, &self.inbox_exchange, &token, self.args.clone()).await?;
+            declare_inbox_queue(
+                &channel,
+                &self.queue,
+                &self.inbox_exchange,
+                &token,
+                self.args.clone(),
+            )
+            .await?;
             self.queue.clone()
         };
         let tag = format!("acv-{}", uuid::Uuid::new_v4().simple());
         let consumer = channel
-            .basic_consume(s(&queue), s(&tag), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                s(&queue),
+                s(&tag),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(topo_err)?;
-        Ok(Active { connection, channel, consumer })
+        Ok(Active {
+            connection,
+            channel,
+            consumer,
+        })
     }
 
-    async fn run(self, first: Active, tx: mpsc::Sender<Result<RawDelivery, BusError>>, cancel: CancellationToken) {
+    async fn run(
+        self,
+        first: Active,
+        tx: mpsc::Sender<Result<RawDelivery, BusError>>,
+        cancel: CancellationToken,
+    ) {
         let mut active = Some(first);
         let mut attempt = 0u32;
         loop {
@@ -413,11 +562,11 @@ impl Consumer {
                 let next = tokio::select! {
                     _ = cancel.cancelled() => {
                         // Closing the connection makes the broker requeue everything we did not ack.
-                        let _ = a.connection.close(200, s("subscription dropped")).await;
+                        close_quietly(&a.connection).await;
                         return;
                     }
                     _ = tx.closed() => {
-                        let _ = a.connection.close(200, s("subscription dropped")).await;
+                        close_quietly(&a.connection).await;
                         return;
                     }
                     next = a.consumer.next() => next,
@@ -436,7 +585,7 @@ impl Consumer {
                             acker: Box::new(acker),
                         };
                         if tx.send(Ok(raw)).await.is_err() {
-                            let _ = a.connection.close(200, s("subscription dropped")).await;
+                            close_quietly(&a.connection).await;
                             return;
                         }
                     }
@@ -454,6 +603,13 @@ impl Consumer {
     }
 }
 
+/// Closes a consumer connection; the broker requeues what it did not ack. A failure only means it is gone already.
+async fn close_quietly(connection: &Connection) {
+    if let Err(error) = connection.close(200, s("subscription dropped")).await {
+        tracing::debug!(%error, "Consumer connection already closed.");
+    }
+}
+
 // === impl AmqpAcker ===
 
 #[async_trait]
@@ -463,27 +619,47 @@ impl Acker for AmqpAcker {
             .ack(BasicAckOptions::default())
             .await
             .map(drop)
-            .map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+            .map_err(|e| BusError::Ack {
+                transport: T,
+                message: e.to_string(),
+            })
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BusError> {
         self.acker
-            .nack(BasicNackOptions { requeue: true, multiple: false })
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
             .await
             .map(drop)
-            .map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+            .map_err(|e| BusError::Ack {
+                transport: T,
+                message: e.to_string(),
+            })
     }
 
     async fn dead_letter(self: Box<Self>, payload: Vec<u8>, reason: String) -> Result<(), BusError> {
         let mut headers = FieldTable::default();
         headers.insert(s("x-acv-reason"), AMQPValue::LongString(reason.into()));
         headers.insert(s("x-acv-inbox"), AMQPValue::LongString(self.inbox.clone().into()));
-        let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-        let publish_err =
-            |e: lapin::Error| BusError::Publish { transport: T, to: self.dead_letter_queue.clone(), message: e.to_string() };
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let publish_err = |e: lapin::Error| BusError::Publish {
+            transport: T,
+            to: self.dead_letter_queue.clone(),
+            message: e.to_string(),
+        };
         let confirm = self
             .channel
-            .basic_publish(s(""), s(&self.dead_letter_queue), BasicPublishOptions::default(), &payload, props)
+            .basic_publish(
+                s(""),
+                s(&self.dead_letter_queue),
+                BasicPublishOptions::default(),
+                &payload,
+                props,
+            )
             .await
             .map_err(publish_err)?
             .await

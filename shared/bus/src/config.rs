@@ -84,7 +84,9 @@ impl FromStr for Transport {
             "memory" | "mem" => Ok(Transport::Memory),
             "amqp" | "rabbitmq" => Ok(Transport::Amqp),
             "nats" | "jetstream" => Ok(Transport::Nats),
-            other => Err(format!("unknown bus transport {other:?}: expected memory, amqp or nats")),
+            other => Err(format!(
+                "unknown bus transport {other:?}: expected memory, amqp or nats"
+            )),
         }
     }
 }
@@ -115,13 +117,26 @@ impl BusConfig {
         let nats_url = env.get(ENV_NATS_URL).unwrap_or(d.nats_url);
         let namespace = p
             .parse_with(env, ENV_BUS_NAMESPACE, |s| {
-                let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if ok { Ok(s.to_owned()) } else { Err("use lowercase letters, digits and '-'".into()) }
+                let ok = !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if ok {
+                    Ok(s.to_owned())
+                } else {
+                    Err("use lowercase letters, digits and '-'".into())
+                }
             })
             .unwrap_or(d.namespace);
         let ack_wait = p.duration_or(env, ENV_BUS_ACK_WAIT, d.ack_wait);
         p.finish()?;
-        Ok(Self { transport, amqp_url, nats_url, namespace, ack_wait, ..d })
+        Ok(Self {
+            transport,
+            amqp_url,
+            nats_url,
+            namespace,
+            ack_wait,
+            ..d
+        })
     }
 
     /// The same config with another transport.
@@ -148,15 +163,25 @@ mod tests {
 
     #[test]
     fn reads_env_and_reports_bad_keys() {
-        let env: HashMap<&str, &str> =
-            [(ENV_BUS, "nats"), (ENV_BUS_NAMESPACE, "team-a"), (ENV_BUS_ACK_WAIT, "2s")].into_iter().collect();
+        let env: HashMap<&str, &str> = [
+            (ENV_BUS, "nats"),
+            (ENV_BUS_NAMESPACE, "team-a"),
+            (ENV_BUS_ACK_WAIT, "2s"),
+        ]
+        .into_iter()
+        .collect();
         let c = BusConfig::from_env(&env).unwrap();
         assert_eq!(c.transport, Transport::Nats);
         assert_eq!(c.namespace, "team-a");
         assert_eq!(c.ack_wait, Duration::from_secs(2));
 
-        let env: HashMap<&str, &str> = [(ENV_BUS, "kafka"), (ENV_BUS_NAMESPACE, "Bad.NS")].into_iter().collect();
+        let env: HashMap<&str, &str> = [(ENV_BUS, "kafka"), (ENV_BUS_NAMESPACE, "Bad.NS")]
+            .into_iter()
+            .collect();
         let err = BusConfig::from_env(&env).unwrap_err().to_string();
-        assert!(err.contains("ACV_BUS=") && err.contains("ACV_BUS_NAMESPACE="), "{err}");
+        assert!(
+            err.contains("ACV_BUS=") && err.contains("ACV_BUS_NAMESPACE="),
+            "{err}"
+        );
     }
 }

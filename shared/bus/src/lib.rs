@@ -191,7 +191,13 @@ impl Subscription {
         rx: mpsc::Receiver<Result<RawDelivery, BusError>>,
         cancel: CancellationToken,
     ) -> Self {
-        Self { rx, seen: Arc::default(), transport, inbox, _guard: cancel.drop_guard() }
+        Self {
+            rx,
+            seen: Arc::default(),
+            transport,
+            inbox,
+            _guard: cancel.drop_guard(),
+        }
     }
 
     /// The next valid, not yet handled message. Malformed payloads are dead-lettered and duplicates of acknowledged
@@ -208,23 +214,39 @@ impl Subscription {
                     let reason = error.to_string();
                     tracing::warn!(inbox = %self.inbox, transport = %self.transport, %reason,
                         bytes = raw.payload.len(), "Rejected malformed payload to the dead-letter queue.");
-                    count(CounterName::BusDeadLettered, &[("transport", self.transport.as_str())], 1);
+                    count(
+                        CounterName::BusDeadLettered,
+                        &[("transport", self.transport.as_str())],
+                        1,
+                    );
                     if let Err(error) = raw.acker.dead_letter(raw.payload, reason).await {
                         tracing::error!(%error, "Dead-lettering failed; the broker will redeliver the payload.");
                     }
                     continue;
                 }
             };
-            let duplicate = self.seen.lock().map(|s| s.contains(&envelope.id)).unwrap_or(false);
+            let duplicate = self
+                .seen
+                .lock()
+                .map(|s| s.contains(&envelope.id))
+                .unwrap_or(false);
             if duplicate {
                 tracing::info!(id = %envelope.id, inbox = %self.inbox, "Dropped duplicate delivery.");
-                count(CounterName::BusDuplicates, &[("transport", self.transport.as_str())], 1);
+                count(
+                    CounterName::BusDuplicates,
+                    &[("transport", self.transport.as_str())],
+                    1,
+                );
                 if let Err(error) = raw.acker.ack().await {
                     tracing::warn!(%error, "Ack of duplicate failed.");
                 }
                 continue;
             }
-            count(CounterName::BusDelivered, &[("transport", self.transport.as_str())], 1);
+            count(
+                CounterName::BusDelivered,
+                &[("transport", self.transport.as_str())],
+                1,
+            );
             return Some(Ok(Delivery {
                 envelope,
                 redelivered: raw.redelivered,

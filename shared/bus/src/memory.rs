@@ -68,12 +68,21 @@ impl MemoryBus {
     /// An empty bus.
     pub fn new() -> Self {
         let (broadcast, _) = broadcast::channel(1024);
-        Self { shared: Arc::new(Shared { state: Mutex::default(), broadcast }) }
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                broadcast,
+            }),
+        }
     }
 
     /// Messages waiting (not delivered) in an inbox.
     pub fn queued(&self, inbox: &Address) -> usize {
-        self.shared.lock().queues.get(&inbox.inbox_token()).map_or(0, |q| q.ready.len())
+        self.shared
+            .lock()
+            .queues
+            .get(&inbox.inbox_token())
+            .map_or(0, |q| q.ready.len())
     }
 }
 
@@ -111,10 +120,19 @@ impl Bus for MemoryBus {
     async fn publish_raw(&self, to: &Address, payload: Vec<u8>) -> Result<(), BusError> {
         if matches!(to, Address::Broadcast) {
             // No subscribers is fine for a broadcast: nobody is listening.
-            let _ = self.shared.broadcast.send(payload);
+            if self.shared.broadcast.send(payload).is_err() {
+                tracing::trace!("Broadcast with no subscribers.");
+            }
             return Ok(());
         }
-        self.shared.enqueue(&to.inbox_token(), Msg { payload, redelivered: false }, false);
+        self.shared.enqueue(
+            &to.inbox_token(),
+            Msg {
+                payload,
+                redelivered: false,
+            },
+            false,
+        );
         Ok(())
     }
 
@@ -123,7 +141,12 @@ impl Bus for MemoryBus {
         let cancel = CancellationToken::new();
         let token = inbox.inbox_token();
         if matches!(inbox, Address::Broadcast) {
-            tokio::spawn(broadcast_loop(self.shared.broadcast.subscribe(), tx, cancel.clone(), self.shared.clone()));
+            tokio::spawn(broadcast_loop(
+                self.shared.broadcast.subscribe(),
+                tx,
+                cancel.clone(),
+                self.shared.clone(),
+            ));
         } else {
             tokio::spawn(queue_loop(self.shared.clone(), token.clone(), tx, cancel.clone()));
         }
@@ -158,10 +181,21 @@ async fn queue_loop(
             _ = cancel.cancelled() => break,
             permit = tx.reserve() => match permit { Ok(p) => p, Err(_) => break },
         };
-        let notify = shared.lock().queues.entry(inbox.clone()).or_default().notify.clone();
+        let notify = shared
+            .lock()
+            .queues
+            .entry(inbox.clone())
+            .or_default()
+            .notify
+            .clone();
         let msg = loop {
             let notified = notify.notified();
-            if let Some(msg) = shared.lock().queues.get_mut(&inbox).and_then(|q| q.ready.pop_front()) {
+            if let Some(msg) = shared
+                .lock()
+                .queues
+                .get_mut(&inbox)
+                .and_then(|q| q.ready.pop_front())
+            {
                 break Some(msg);
             }
             tokio::select! {
@@ -171,12 +205,28 @@ async fn queue_loop(
         };
         let Some(msg) = msg else { break };
         next_tag += 1;
-        unacked.lock().unwrap_or_else(|p| p.into_inner()).insert(next_tag, msg.clone());
-        let acker = MemAcker { shared: shared.clone(), inbox: inbox.clone(), tag: next_tag, unacked: unacked.clone() };
-        permit.send(Ok(RawDelivery { payload: msg.payload, redelivered: msg.redelivered, acker: Box::new(acker) }));
+        unacked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(next_tag, msg.clone());
+        let acker = MemAcker {
+            shared: shared.clone(),
+            inbox: inbox.clone(),
+            tag: next_tag,
+            unacked: unacked.clone(),
+        };
+        permit.send(Ok(RawDelivery {
+            payload: msg.payload,
+            redelivered: msg.redelivered,
+            acker: Box::new(acker),
+        }));
     }
     // The consumer went away: like a broker, give every unacknowledged message back, marked redelivered, in order.
-    let mut pending: Vec<(u64, Msg)> = unacked.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+    let mut pending: Vec<(u64, Msg)> = unacked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
     pending.sort_by_key(|(tag, _)| std::cmp::Reverse(*tag));
     for (_, mut msg) in pending {
         msg.redelivered = true;
@@ -202,8 +252,21 @@ async fn broadcast_loop(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
         };
-        let acker = MemAcker { shared: shared.clone(), inbox: "broadcast".into(), tag: 0, unacked: Arc::default() };
-        if tx.send(Ok(RawDelivery { payload, redelivered: false, acker: Box::new(acker) })).await.is_err() {
+        let acker = MemAcker {
+            shared: shared.clone(),
+            inbox: "broadcast".into(),
+            tag: 0,
+            unacked: Arc::default(),
+        };
+        if tx
+            .send(Ok(RawDelivery {
+                payload,
+                redelivered: false,
+                acker: Box::new(acker),
+            }))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -213,7 +276,10 @@ async fn broadcast_loop(
 
 impl MemAcker {
     fn take(&self) -> Option<Msg> {
-        self.unacked.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.tag)
+        self.unacked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.tag)
     }
 }
 
@@ -234,7 +300,11 @@ impl Acker for MemAcker {
 
     async fn dead_letter(self: Box<Self>, payload: Vec<u8>, reason: String) -> Result<(), BusError> {
         self.take();
-        self.shared.lock().dead.push_back(DeadLetter { inbox: self.inbox.clone(), reason, payload });
+        self.shared.lock().dead.push_back(DeadLetter {
+            inbox: self.inbox.clone(),
+            reason,
+            payload,
+        });
         Ok(())
     }
 }

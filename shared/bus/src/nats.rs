@@ -6,6 +6,7 @@
 //!   `ack_wait` from the config: an unacked message is redelivered after it).
 //! - stream `NS_DEAD` on `ns.dead.>` for payloads that did not decode, with headers `x-acv-reason`, `x-acv-inbox`.
 //! - broadcasts on the core subject `ns.broadcast` (no persistence, as heartbeats need none).
+//!
 //! Publishes set `Nats-Msg-Id` to the envelope id, so JetStream also drops publisher retries server-side, and wait
 //! for the stream's ack. async-nats reconnects by itself; consumers re-create their message stream after errors.
 
@@ -49,11 +50,17 @@ struct NatsAcker {
 }
 
 fn conn_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Connection { transport: T, message: e.to_string() }
+    BusError::Connection {
+        transport: T,
+        message: e.to_string(),
+    }
 }
 
 fn topo_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Topology { transport: T, message: e.to_string() }
+    BusError::Topology {
+        transport: T,
+        message: e.to_string(),
+    }
 }
 
 // === impl NatsBus ===
@@ -129,21 +136,33 @@ impl NatsBus {
             message: e.to_string(),
         };
         if matches!(to, Address::Broadcast) {
-            self.client.publish(subject, payload.into()).await.map_err(|e| publish_err(&e))?;
+            self.client
+                .publish(subject, payload.into())
+                .await
+                .map_err(|e| publish_err(&e))?;
             return self.client.flush().await.map_err(|e| publish_err(&e));
         }
         let mut headers = HeaderMap::new();
         if let Some(id) = id {
             headers.insert("Nats-Msg-Id", id);
         }
-        let ack = self.js.publish_with_headers(subject, headers, payload.into()).await.map_err(|e| publish_err(&e))?;
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| publish_err(&e))?;
         ack.await.map_err(|e| publish_err(&e))?;
         Ok(())
     }
 
     /// Retries while the client reconnects. Retrying is safe: with `Nats-Msg-Id` set, JetStream stores a message
     /// once even if an earlier attempt did reach it.
-    async fn publish_with_retry(&self, to: &Address, payload: Vec<u8>, id: Option<&str>) -> Result<(), BusError> {
+    async fn publish_with_retry(
+        &self,
+        to: &Address,
+        payload: Vec<u8>,
+        id: Option<&str>,
+    ) -> Result<(), BusError> {
         let mut attempt = 0;
         loop {
             match self.publish_bytes(to, payload.clone(), id).await {
@@ -157,7 +176,6 @@ impl NatsBus {
             }
         }
     }
-
 }
 
 #[async_trait]
@@ -167,7 +185,8 @@ impl Bus for NatsBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.publish_with_retry(&envelope.to, envelope.encode(), Some(&envelope.id)).await?;
+        self.publish_with_retry(&envelope.to, envelope.encode(), Some(&envelope.id))
+            .await?;
         count(CounterName::BusPublished, &[("transport", "nats")], 1);
         Ok(())
     }
@@ -181,7 +200,11 @@ impl Bus for NatsBus {
         let cancel = CancellationToken::new();
         let token = inbox.inbox_token();
         if matches!(inbox, Address::Broadcast) {
-            let sub = self.client.subscribe(self.subject(inbox)).await.map_err(conn_err)?;
+            let sub = self
+                .client
+                .subscribe(self.subject(inbox))
+                .await
+                .map_err(conn_err)?;
             // Make sure the server registered the subscription before the caller publishes.
             self.client.flush().await.map_err(conn_err)?;
             tokio::spawn(broadcast_loop(sub, tx, cancel.clone()));
@@ -244,7 +267,11 @@ impl Bus for NatsBus {
         while let Some(msg) = batch.next().await {
             let msg = msg.map_err(conn_err)?;
             let header = |name: &str| {
-                msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()).unwrap_or_default()
+                msg.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
             };
             out.push(DeadLetter {
                 inbox: header("x-acv-inbox"),
@@ -299,7 +326,15 @@ impl ConsumerCtx {
                         dead_subject: self.dead_subject.clone(),
                         inbox: self.inbox.clone(),
                     };
-                    if tx.send(Ok(RawDelivery { payload, redelivered, acker: Box::new(acker) })).await.is_err() {
+                    if tx
+                        .send(Ok(RawDelivery {
+                            payload,
+                            redelivered,
+                            acker: Box::new(acker),
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -317,7 +352,9 @@ impl ConsumerCtx {
                     }
                     match self.consumer.messages().await {
                         Ok(m) => messages = m,
-                        Err(error) => tracing::warn!(%error, inbox = %self.inbox, "NATS consumer restart failed."),
+                        Err(error) => {
+                            tracing::warn!(%error, inbox = %self.inbox, "NATS consumer restart failed.")
+                        }
                     }
                 }
             }
@@ -336,12 +373,18 @@ async fn broadcast_loop(
             _ = cancel.cancelled() => break,
             msg = sub.next() => match msg { Some(m) => m, None => break },
         };
-        let raw = RawDelivery { payload: msg.payload.to_vec(), redelivered: false, acker: Box::new(NoAck) };
+        let raw = RawDelivery {
+            payload: msg.payload.to_vec(),
+            redelivered: false,
+            acker: Box::new(NoAck),
+        };
         if tx.send(Ok(raw)).await.is_err() {
             break;
         }
     }
-    let _ = sub.unsubscribe().await;
+    if let Err(error) = sub.unsubscribe().await {
+        tracing::debug!(%error, "Broadcast unsubscribe failed; the connection is probably gone.");
+    }
 }
 
 /// Core NATS broadcasts have nothing to acknowledge.
@@ -367,22 +410,31 @@ impl Acker for NoAck {
 impl Acker for NatsAcker {
     async fn ack(self: Box<Self>) -> Result<(), BusError> {
         // Double ack: wait until the server confirms, so a crash right after `ack` returns cannot redeliver.
-        self.message.double_ack().await.map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+        self.message.double_ack().await.map_err(|e| BusError::Ack {
+            transport: T,
+            message: e.to_string(),
+        })
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BusError> {
         self.message
             .ack_with(jetstream::AckKind::Nak(None))
             .await
-            .map_err(|e| BusError::Ack { transport: T, message: e.to_string() })
+            .map_err(|e| BusError::Ack {
+                transport: T,
+                message: e.to_string(),
+            })
     }
 
     async fn dead_letter(self: Box<Self>, payload: Vec<u8>, reason: String) -> Result<(), BusError> {
         let mut headers = HeaderMap::new();
         headers.insert("x-acv-reason", reason.as_str());
         headers.insert("x-acv-inbox", self.inbox.as_str());
-        let publish_err =
-            |e: &dyn std::fmt::Display| BusError::Publish { transport: T, to: self.dead_subject.clone(), message: e.to_string() };
+        let publish_err = |e: &dyn std::fmt::Display| BusError::Publish {
+            transport: T,
+            to: self.dead_subject.clone(),
+            message: e.to_string(),
+        };
         let ack = self
             .js
             .publish_with_headers(self.dead_subject.clone(), headers, payload.into())

@@ -29,7 +29,10 @@ async fn survives_connection_cut(t: Transport, broker_port: u16) {
     let after = task("after the cut");
     bus.publish(&after).await.expect("publish reconnects");
     let d = next(&mut sub).await;
-    assert_eq!(d.envelope.id, after.id, "consumer reconnected and got the message");
+    assert_eq!(
+        d.envelope.id, after.id,
+        "consumer reconnected and got the message"
+    );
     d.ack().await.unwrap();
     drop(sub);
     bus.delete_namespace().await.unwrap();

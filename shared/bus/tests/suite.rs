@@ -80,7 +80,9 @@ async fn duplicates_dropped_by_envelope_id(bus: Arc<dyn Bus>) {
 async fn malformed_payload_dead_lettered(bus: Arc<dyn Bus>) {
     let inbox = Address::Component(catalogue());
     let mut sub = bus.subscribe(&inbox).await.unwrap();
-    bus.publish_raw(&inbox, b"{\"this is\": not an envelope".to_vec()).await.unwrap();
+    bus.publish_raw(&inbox, b"{\"this is\": not an envelope".to_vec())
+        .await
+        .unwrap();
     let mut future = task("after garbage");
     future.v = 99;
     bus.publish_raw(&inbox, future.encode()).await.unwrap();
@@ -102,8 +104,15 @@ async fn malformed_payload_dead_lettered(bus: Arc<dyn Bus>) {
     assert_eq!(dead[0].payload, b"{\"this is\": not an envelope");
     assert!(dead[0].reason.contains("malformed"), "{}", dead[0].reason);
     assert_eq!(dead[0].inbox, "component.catalogue");
-    assert!(dead[1].reason.contains("unsupported protocol version 99"), "{}", dead[1].reason);
-    assert!(bus.take_dead_letters(10).await.unwrap().is_empty(), "taken letters are gone");
+    assert!(
+        dead[1].reason.contains("unsupported protocol version 99"),
+        "{}",
+        dead[1].reason
+    );
+    assert!(
+        bus.take_dead_letters(10).await.unwrap().is_empty(),
+        "taken letters are gone"
+    );
 }
 
 async fn broadcast_reaches_every_subscriber(bus: Arc<dyn Bus>) {
@@ -114,7 +123,11 @@ async fn broadcast_reaches_every_subscriber(bus: Arc<dyn Bus>) {
         Address::Component(catalogue()),
         Address::Broadcast,
         acv_core::now_ms(),
-        Body::Heartbeat(Heartbeat { component: catalogue(), seq: 1, healthy: Some(true) }),
+        Body::Heartbeat(Heartbeat {
+            component: catalogue(),
+            seq: 1,
+            healthy: Some(true),
+        }),
     );
     bus.publish(&hb).await.unwrap();
     for sub in [&mut a, &mut b] {
@@ -137,7 +150,10 @@ async fn inboxes_are_separate(bus: Arc<dyn Bus>) {
 }
 
 /// Runs a case on a fresh namespace of `transport`, then deletes the namespace from the broker.
-async fn run<F: std::future::Future<Output = ()>>(transport: acv_bus::Transport, case: impl FnOnce(Arc<dyn Bus>) -> F) {
+async fn run<F: std::future::Future<Output = ()>>(
+    transport: acv_bus::Transport,
+    case: impl FnOnce(Arc<dyn Bus>) -> F,
+) {
     let bus = bus(transport).await;
     case(bus.clone()).await;
     bus.delete_namespace().await.unwrap();

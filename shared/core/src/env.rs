@@ -59,7 +59,9 @@ impl Strings for HashMap<String, String> {
 
 impl Strings for HashMap<&str, &str> {
     fn get(&self, key: &str) -> Option<String> {
-        HashMap::get(self, key).filter(|v| !v.is_empty()).map(|v| (*v).to_owned())
+        HashMap::get(self, key)
+            .filter(|v| !v.is_empty())
+            .map(|v| (*v).to_owned())
     }
 }
 
@@ -72,7 +74,8 @@ impl Parser {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        self.parse_with(env, key, |s| s.parse::<T>().map_err(|e| e.to_string())).unwrap_or(default)
+        self.parse_with(env, key, |s| s.parse::<T>().map_err(|e| e.to_string()))
+            .unwrap_or(default)
     }
 
     /// Parses `key` with `f` when set.
@@ -87,7 +90,11 @@ impl Parser {
             Ok(v) => Some(v),
             Err(reason) => {
                 tracing::error!(key, value = %value, %reason, "Invalid configuration value.");
-                self.bad.push(BadKey { key: key.to_owned(), value, reason });
+                self.bad.push(BadKey {
+                    key: key.to_owned(),
+                    value,
+                    reason,
+                });
                 None
             }
         }
@@ -100,7 +107,11 @@ impl Parser {
 
     /// Finishes: `Ok(())` if every key parsed.
     pub fn finish(self) -> Result<(), EnvError> {
-        if self.bad.is_empty() { Ok(()) } else { Err(EnvError::Invalid(self.bad)) }
+        if self.bad.is_empty() {
+            Ok(())
+        } else {
+            Err(EnvError::Invalid(self.bad))
+        }
     }
 }
 
@@ -111,13 +122,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (use e.g. 500ms, 5s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (use e.g. 500ms, 5s, 2m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("unknown duration unit {unit:?} in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
@@ -128,15 +145,24 @@ mod tests {
 
     #[test]
     fn parses_and_collects_all_errors() {
-        let env: HashMap<&str, &str> =
-            [("A", "12"), ("B", "x"), ("C", "5s"), ("D", "3 parsecs"), ("E", "")].into_iter().collect();
+        let env: HashMap<&str, &str> = [
+            ("A", "12"),
+            ("B", "x"),
+            ("C", "5s"),
+            ("D", "3 parsecs"),
+            ("E", ""),
+        ]
+        .into_iter()
+        .collect();
         let mut p = Parser::default();
         assert_eq!(p.parse_or::<u32>(&env, "A", 1), 12);
         assert_eq!(p.parse_or::<u32>(&env, "B", 1), 1);
         assert_eq!(p.duration_or(&env, "C", Duration::ZERO), Duration::from_secs(5));
         assert_eq!(p.duration_or(&env, "D", Duration::ZERO), Duration::ZERO);
         assert_eq!(p.parse_or::<u32>(&env, "E", 9), 9, "empty counts as unset");
-        let Err(EnvError::Invalid(bad)) = p.finish() else { panic!("expected errors") };
+        let Err(EnvError::Invalid(bad)) = p.finish() else {
+            panic!("expected errors")
+        };
         assert_eq!(bad.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), ["B", "D"]);
     }
 

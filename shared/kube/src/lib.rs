@@ -35,7 +35,7 @@ pub use cluster::KubeCluster;
 /// end up enabled and rustls then refuses to guess. Idempotent and cheap; [`KubeCluster::connect`] calls it.
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::crypto::ring::default_provider().install_default().ok();
 }
 pub use error::KubeError;
 pub use quantity::QuantityError;

@@ -14,7 +14,9 @@ pub enum NameError {
     #[error("component name {0:?} is longer than 63 characters")]
     TooLong(String),
     /// The name has a character outside `[a-z0-9-]` or starts/ends with `-`.
-    #[error("component name {0:?} must be lowercase letters, digits and '-', not starting or ending with '-'")]
+    #[error(
+        "component name {0:?} must be lowercase letters, digits and '-', not starting or ending with '-'"
+    )]
     BadCharacter(String),
 }
 
@@ -37,7 +39,9 @@ impl ComponentName {
         if name.len() > 63 {
             return Err(NameError::TooLong(name));
         }
-        let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok_chars || name.starts_with('-') || name.ends_with('-') {
             return Err(NameError::BadCharacter(name));
         }
@@ -96,9 +100,15 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         assert_eq!(ComponentName::new(""), Err(NameError::Empty));
-        assert!(matches!(ComponentName::new("a".repeat(64)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            ComponentName::new("a".repeat(64)),
+            Err(NameError::TooLong(_))
+        ));
         for bad in ["Catalogue", "-x", "x-", "a.b", "a b", "a/b", "é"] {
-            assert!(matches!(ComponentName::new(bad), Err(NameError::BadCharacter(_))), "{bad}");
+            assert!(
+                matches!(ComponentName::new(bad), Err(NameError::BadCharacter(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -44,7 +44,9 @@ impl std::str::FromStr for SafetyMode {
             "observe" => Ok(SafetyMode::Observe),
             "approve" => Ok(SafetyMode::Approve),
             "autonomous" => Ok(SafetyMode::Autonomous),
-            other => Err(format!("unknown safety mode {other:?} (expected observe, approve or autonomous)")),
+            other => Err(format!(
+                "unknown safety mode {other:?} (expected observe, approve or autonomous)"
+            )),
         }
     }
 }
@@ -59,6 +61,11 @@ mod tests {
             assert_eq!(m.as_str().parse::<SafetyMode>().unwrap(), m);
             assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
         }
-        assert!("yolo".parse::<SafetyMode>().unwrap_err().contains("unknown safety mode"));
+        assert!(
+            "yolo"
+                .parse::<SafetyMode>()
+                .unwrap_err()
+                .contains("unknown safety mode")
+        );
     }
 }

@@ -82,7 +82,10 @@ impl Objective {
 
     /// Checks a value, returning the violation if it is not met.
     pub fn check(&self, value: Option<f64>) -> Option<Violation> {
-        (!self.is_met_by(value)).then(|| Violation { objective: self.clone(), measured: value })
+        (!self.is_met_by(value)).then(|| Violation {
+            objective: self.clone(),
+            measured: value,
+        })
     }
 }
 
@@ -90,7 +93,12 @@ impl Objective {
 
 impl Default for SloPolicy {
     fn default() -> Self {
-        Self { p99_ms: 200.0, cpu_percent: 50.0, memory_percent: 50.0, ready_percent: 100.0 }
+        Self {
+            p99_ms: 200.0,
+            cpu_percent: 50.0,
+            memory_percent: 50.0,
+            ready_percent: 100.0,
+        }
     }
 }
 
@@ -106,7 +114,11 @@ impl SloPolicy {
         vec![
             obj(SloMetric::ReadyPercent, Comparison::AtLeast, self.ready_percent),
             obj(SloMetric::CpuPercentOfLimit, Comparison::Below, self.cpu_percent),
-            obj(SloMetric::MemoryPercentOfLimit, Comparison::Below, self.memory_percent),
+            obj(
+                SloMetric::MemoryPercentOfLimit,
+                Comparison::Below,
+                self.memory_percent,
+            ),
             obj(SloMetric::P99LatencyMs, Comparison::Below, self.p99_ms),
         ]
     }

@@ -35,8 +35,12 @@ pub async fn bind(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send), TelemetryError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| TelemetryError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| TelemetryError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| TelemetryError::Bind { addr, source })?;
     tracing::info!(addr = %local, "Admin server listening.");
     Ok((local, serve(listener, Arc::new(state), shutdown)))
 }
@@ -78,7 +82,11 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/ready" if state.readiness.is_ready() => text(StatusCode::OK, "ready\n".into()),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
         "/metrics" => {
-            let body = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+            let body = state
+                .metrics
+                .as_ref()
+                .map(PrometheusHandle::render)
+                .unwrap_or_default();
             let mut resp = text(StatusCode::OK, body);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -106,13 +114,20 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            crate::metrics::count(crate::metrics::CounterName::BusPublished, &[("transport", "memory")], 3);
+            crate::metrics::count(
+                crate::metrics::CounterName::BusPublished,
+                &[("transport", "memory")],
+                3,
+            );
         });
         let readiness = Readiness::default();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AdminState { readiness: readiness.clone(), metrics: Some(handle) };
+        let state = AdminState {
+            readiness: readiness.clone(),
+            metrics: Some(handle),
+        };
         let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), state, async {
-            let _ = rx.await;
+            rx.await.ok();
         })
         .await
         .unwrap();
@@ -124,9 +139,16 @@ mod tests {
         readiness.set(true);
         assert_eq!(get("/ready").await.unwrap().status(), 200);
         let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("acv_bus_published_total{transport=\"memory\"} 3"), "{metrics}");
+        assert!(
+            metrics.contains("acv_bus_published_total{transport=\"memory\"} 3"),
+            "{metrics}"
+        );
         assert_eq!(get("/nope").await.unwrap().status(), 404);
-        let post = reqwest::Client::new().post(format!("{base}/live")).send().await.unwrap();
+        let post = reqwest::Client::new()
+            .post(format!("{base}/live"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(post.status(), 405);
         tx.send(()).unwrap();
         task.await.unwrap();

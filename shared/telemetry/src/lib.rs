@@ -46,8 +46,12 @@ pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
     };
     result.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
 }

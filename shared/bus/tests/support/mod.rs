@@ -30,7 +30,9 @@ pub fn config(transport: Transport) -> BusConfig {
 }
 
 pub async fn bus(transport: Transport) -> Arc<dyn Bus> {
-    acv_bus::connect(&config(transport)).await.unwrap_or_else(|e| panic!("{transport} broker must be up: {e}"))
+    acv_bus::connect(&config(transport))
+        .await
+        .unwrap_or_else(|e| panic!("{transport} broker must be up: {e}"))
 }
 
 pub fn catalogue() -> ComponentName {
@@ -84,7 +86,9 @@ impl Proxy {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut cut_rx = cut_tx.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}

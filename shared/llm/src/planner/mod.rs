@@ -342,20 +342,21 @@ pub fn check_objectives(
 /// that served no requests in the window are not judged (an idle service has no latency to be too high), while
 /// every other missing value still counts as broken. Goals judged by the manager use the strict
 /// [`check_objectives`].
-pub fn check_health(
-    objectives: &[Objective],
-    measured: &[(ComponentName, Measurement)],
-) -> Vec<Violation> {
+pub fn check_health(objectives: &[Objective], measured: &[(ComponentName, Measurement)]) -> Vec<Violation> {
     let idle = |c: &ComponentName| {
-        measured.iter().find(|(m, _)| m == c).and_then(|(_, m)| m.metrics.as_ref()).is_some_and(|x| {
-            x.request_rate.unwrap_or(0.0) <= 0.0 && x.p99_ms.is_none()
-        })
+        measured
+            .iter()
+            .find(|(m, _)| m == c)
+            .and_then(|(_, m)| m.metrics.as_ref())
+            .is_some_and(|x| x.request_rate.unwrap_or(0.0) <= 0.0 && x.p99_ms.is_none())
     };
     check_objectives(objectives, measured)
         .into_iter()
         .filter(|v| {
-            let traffic_metric =
-                matches!(v.objective.metric, SloMetric::P99LatencyMs | SloMetric::ErrorRatePercent);
+            let traffic_metric = matches!(
+                v.objective.metric,
+                SloMetric::P99LatencyMs | SloMetric::ErrorRatePercent
+            );
             !(traffic_metric && v.measured.is_none() && idle(&v.objective.component))
         })
         .collect()

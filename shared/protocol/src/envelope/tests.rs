@@ -1,7 +1,7 @@
 use super::*;
 use crate::{
-    Comparison, Evidence, Goal, Mechanism, Objective, ReportStatus, SloMetric, StepOutcome, StepRecord, TaskSpec,
-    Violation,
+    Comparison, Evidence, Goal, Mechanism, Objective, ReportStatus, SloMetric, StepOutcome, StepRecord,
+    TaskSpec, Violation,
 };
 
 fn name(s: &str) -> ComponentName {
@@ -13,7 +13,9 @@ fn samples() -> Vec<Envelope> {
     let task = Body::Task(TaskBody {
         task_id: "t-1".into(),
         component: cat.clone(),
-        spec: TaskSpec::Imperative { text: "Scale to 3 replicas".into() },
+        spec: TaskSpec::Imperative {
+            text: "Scale to 3 replicas".into(),
+        },
         mechanism: Mechanism::Solo,
     });
     let objective = Objective {
@@ -26,7 +28,10 @@ fn samples() -> Vec<Envelope> {
         task_id: "t-2".into(),
         component: cat.clone(),
         spec: TaskSpec::Declarative {
-            goal: Goal { text: "P99 under 300 ms".into(), objectives: vec![objective.clone()] },
+            goal: Goal {
+                text: "P99 under 300 ms".into(),
+                objectives: vec![objective.clone()],
+            },
         },
         mechanism: Mechanism::ManagerLed,
     });
@@ -35,7 +40,10 @@ fn samples() -> Vec<Envelope> {
         component: cat.clone(),
         status: ReportStatus::Response,
         message: "scaled".into(),
-        evidence: vec![Evidence { name: "ready".into(), value: serde_json::json!(3) }],
+        evidence: vec![Evidence {
+            name: "ready".into(),
+            value: serde_json::json!(3),
+        }],
         steps: vec![StepRecord {
             index: 1,
             description: "scale".into(),
@@ -47,9 +55,16 @@ fn samples() -> Vec<Envelope> {
     let issue = Body::Issue(IssueBody {
         component: cat.clone(),
         message: "slow".into(),
-        violations: vec![Violation { objective, measured: Some(512.5) }],
+        violations: vec![Violation {
+            objective,
+            measured: Some(512.5),
+        }],
     });
-    let hb = Body::Heartbeat(Heartbeat { component: cat.clone(), seq: 7, healthy: Some(true) });
+    let hb = Body::Heartbeat(Heartbeat {
+        component: cat.clone(),
+        seq: 7,
+        healthy: Some(true),
+    });
     let reg = Body::Register(Registration {
         component: cat.clone(),
         peer_url: Some("https://127.0.0.1:9443".into()),
@@ -99,7 +114,14 @@ fn wire_shape_is_stable() {
 
 #[test]
 fn garbage_is_a_typed_error() {
-    for garbage in [&b""[..], b"not json", b"{}", b"[1,2]", b"{\"v\":1}", &[0xff, 0xfe, 0x00]] {
+    for garbage in [
+        &b""[..],
+        b"not json",
+        b"{}",
+        b"[1,2]",
+        b"{\"v\":1}",
+        &[0xff, 0xfe, 0x00],
+    ] {
         let err = Envelope::decode(garbage).unwrap_err();
         assert!(matches!(err, DecodeError::Malformed(_)), "{garbage:?} -> {err}");
     }
@@ -124,7 +146,10 @@ fn future_version_is_rejected_with_its_number() {
     json["v"] = 2.into();
     json["something_new"] = true.into();
     let err = Envelope::decode(&serde_json::to_vec(&json).unwrap()).unwrap_err();
-    assert!(matches!(err, DecodeError::UnsupportedVersion { found: 2 }), "{err}");
+    assert!(
+        matches!(err, DecodeError::UnsupportedVersion { found: 2 }),
+        "{err}"
+    );
 }
 
 #[test]
