@@ -136,36 +136,13 @@ impl AmqpBus {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(conn_err)?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .exchange_declare(
-                s(&self.inbox_exchange()),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(topo_err)?;
-        channel
-            .exchange_declare(
-                s(&self.broadcast_exchange()),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(topo_err)?;
-        let durable_q = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(s(&self.dead_letter_queue()), durable_q, FieldTable::default())
-            .await
-            .map_err(topo_err)?;
+        declare_shared(
+            &channel,
+            &self.inbox_exchange(),
+            &self.broadcast_exchange(),
+            &self.dead_letter_queue(),
+        )
+        .await?;
         Ok((connection, channel))
     }
 
@@ -288,6 +265,38 @@ impl AmqpBus {
 
 fn is_permanent(e: &BusError) -> bool {
     matches!(e, BusError::Publish { message, .. } if message.contains("unroutable"))
+}
+
+/// Declares what every publisher and consumer of a namespace relies on: the inbox and broadcast exchanges and the
+/// dead-letter queue. Declarations are idempotent, so each connection makes them once.
+async fn declare_shared(
+    channel: &Channel,
+    inbox_exchange: &str,
+    broadcast_exchange: &str,
+    dead_letter_queue: &str,
+) -> Result<(), BusError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for (exchange, kind) in [
+        (inbox_exchange, ExchangeKind::Direct),
+        (broadcast_exchange, ExchangeKind::Fanout),
+    ] {
+        channel
+            .exchange_declare(s(exchange), kind, durable, FieldTable::default())
+            .await
+            .map_err(topo_err)?;
+    }
+    let durable_q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(s(dead_letter_queue), durable_q, FieldTable::default())
+        .await
+        .map_err(topo_err)?;
+    Ok(())
 }
 
 async fn declare_inbox_queue(
@@ -448,20 +457,14 @@ impl Consumer {
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await
             .map_err(conn_err)?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        declare_shared(
+            &channel,
+            &self.inbox_exchange,
+            &self.broadcast_exchange,
+            &self.dead_letter_queue,
+        )
+        .await?;
         let queue = if matches!(self.inbox, Address::Broadcast) {
-            channel
-                .exchange_declare(
-                    s(&self.broadcast_exchange),
-                    ExchangeKind::Fanout,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(topo_err)?;
             let opts = QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,
@@ -484,23 +487,6 @@ impl Consumer {
                 .map_err(topo_err)?;
             name
         } else {
-            channel
-                .exchange_declare(
-                    s(&self.inbox_exchange),
-                    ExchangeKind::Direct,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(topo_err)?;
-            let durable_q = QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            channel
-                .queue_declare(s(&self.dead_letter_queue), durable_q, FieldTable::default())
-                .await
-                .map_err(topo_err)?;
             let token = self.inbox.inbox_token();
             declare_inbox_queue(
                 &channel,
