@@ -64,17 +64,11 @@ struct AmqpAcker {
 }
 
 fn conn_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Connection {
-        transport: T,
-        message: e.to_string(),
-    }
+    BusError::connection(T, e)
 }
 
 fn topo_err(e: impl std::fmt::Display) -> BusError {
-    BusError::Topology {
-        transport: T,
-        message: e.to_string(),
-    }
+    BusError::topology(T, e)
 }
 
 fn s(v: &str) -> ShortString {

@@ -82,6 +82,20 @@ pub enum BusError {
 }
 
 impl BusError {
+    pub(crate) fn connection(transport: Transport, e: impl std::fmt::Display) -> Self {
+        BusError::Connection {
+            transport,
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn topology(transport: Transport, e: impl std::fmt::Display) -> Self {
+        BusError::Topology {
+            transport,
+            message: e.to_string(),
+        }
+    }
+
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
