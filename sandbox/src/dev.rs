@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::{SandboxConfig, SandboxError};
+use crate::{Sandbox, SandboxConfig, SandboxError};
 
 /// Env var naming a prebuilt guest component to use instead of this checkout's `sandbox/guest/build/acv-guest.wasm`.
 pub const ENV_GUEST: &str = "ACV_SANDBOX_GUEST";
@@ -72,4 +72,18 @@ pub fn ensure_guest() -> Result<PathBuf, SandboxError> {
 pub fn checkout_config() -> Result<SandboxConfig, SandboxError> {
     let cache = std::env::var_os(ENV_CACHE_DIR).map_or_else(checkout_cache_dir, PathBuf::from);
     Ok(SandboxConfig::new(ensure_guest()?).with_cache_dir(cache))
+}
+
+/// One [`Sandbox`] per process for this checkout's guest ([`checkout_config`]), created on first use: tests and
+/// benches share it instead of each loading the component again. Clones share the engine and the loaded component.
+pub fn shared_sandbox() -> Result<Sandbox, SandboxError> {
+    static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            checkout_config()
+                .and_then(Sandbox::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(SandboxError::Shared)
 }

@@ -22,6 +22,10 @@ pub enum SandboxError {
     /// The guest component could not be built (componentize-py missing or failing).
     #[error("cannot build the guest component: {0}")]
     BuildGuest(String),
+    /// The process-wide sandbox of [`dev::shared_sandbox`](crate::dev::shared_sandbox) could not be created; the
+    /// message is the original error's.
+    #[error("the shared sandbox could not be created: {0}")]
+    Shared(String),
     /// The engine configuration was rejected by wasmtime (or the compiled-code cache could not be set up).
     #[error("invalid engine configuration: {0}")]
     Engine(String),
@@ -56,6 +60,7 @@ impl SandboxError {
         match self {
             SandboxError::ReadComponent { .. } => "read_component",
             SandboxError::BuildGuest(_) => "build_guest",
+            SandboxError::Shared(_) => "shared",
             SandboxError::Engine(_) => "engine",
             SandboxError::Compile { .. } => "compile",
             SandboxError::Link(_) => "link",

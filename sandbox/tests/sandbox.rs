@@ -1,7 +1,7 @@
 //! Paired tests (limit obeyed / limit violated) against the real guest component. The guest is built by
 //! `make -C sandbox/guest` when missing (needs componentize-py); a build failure fails the tests, never skips them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use acv_protocol::{ComponentName, ReportStatus};
@@ -9,14 +9,7 @@ use acv_sandbox::fake::FakeCluster;
 use acv_sandbox::{CallOutcome, HostCall, Limits, RunOutcome, SafetyMode, Sandbox, Verdict};
 
 fn sandbox() -> Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX
-        .get_or_init(|| {
-            let config =
-                acv_sandbox::dev::checkout_config().unwrap_or_else(|e| panic!("guest component: {e}"));
-            Sandbox::new(config).unwrap_or_else(|e| panic!("sandbox: {e}"))
-        })
-        .clone()
+    acv_sandbox::dev::shared_sandbox().unwrap_or_else(|e| panic!("sandbox: {e}"))
 }
 
 fn own() -> ComponentName {

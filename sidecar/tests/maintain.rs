@@ -10,7 +10,7 @@ use acv_protocol::{
     Address, Body, ComponentName, Envelope, Mechanism, ReplicaState, ReportBody, ReportStatus, SloPolicy,
     TaskBody, TaskSpec,
 };
-use acv_sandbox::{Limits, SafetyMode, Sandbox};
+use acv_sandbox::{Limits, SafetyMode};
 use acv_sidecar::{
     Agent,
     caps::{ClusterCaps, NoPeers},
@@ -60,7 +60,7 @@ async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
     let runtime = LocalRuntime::start(spec).await.unwrap();
     runtime.wait_all_ready(Duration::from_secs(30)).await.unwrap();
     let cluster: Arc<dyn Cluster> = Arc::new(runtime.cluster("catalogue").unwrap());
-    let sandbox = Arc::new(Sandbox::new(acv_sandbox::dev::checkout_config().unwrap()).unwrap());
+    let sandbox = Arc::new(acv_sandbox::dev::shared_sandbox().unwrap());
     let handler = PlanningHandler {
         planner: Arc::new(acv_llm::RulesPlanner::new()),
         sandbox,

@@ -2,7 +2,7 @@
 //! `FakeCluster` capability set: every dataset L1 task, and playbooks driven end to end through `drive`.
 //! The guest component is built by `make -C sandbox/guest` when missing (needs componentize-py).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use acv_llm::{
     FinalReport, MaintainerContext, PlannedStep, RulesPlanner, drive,
@@ -18,14 +18,7 @@ use acv_sandbox::{
 };
 
 fn sandbox() -> Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX
-        .get_or_init(|| {
-            let config =
-                acv_sandbox::dev::checkout_config().unwrap_or_else(|e| panic!("guest component: {e}"));
-            Sandbox::new(config).unwrap_or_else(|e| panic!("sandbox: {e}"))
-        })
-        .clone()
+    acv_sandbox::dev::shared_sandbox().unwrap_or_else(|e| panic!("sandbox: {e}"))
 }
 
 fn catalogue() -> ComponentName {
