@@ -130,6 +130,19 @@ impl RunState {
         }
     }
 
+    /// Records a call the sandbox refused and builds the error the program receives.
+    fn refuse(&mut self, name: &str, args: Value, reason: String, started: Instant) -> WitHostError {
+        self.record(
+            name,
+            args,
+            CallOutcome::Refused {
+                reason: reason.clone(),
+            },
+            started,
+        );
+        to_wit(&HostError::new(HostErrorKind::Refused, reason))
+    }
+
     /// The single path every host call takes. `parse` validates the raw arguments into a [`HostCall`].
     async fn dispatch(
         &mut self,
@@ -154,15 +167,7 @@ impl RunState {
             return Ok(Err(to_wit(&err)));
         }
         if let Err(reason) = self.scope(name, &component) {
-            self.record(
-                name,
-                args,
-                CallOutcome::Refused {
-                    reason: reason.clone(),
-                },
-                started,
-            );
-            return Ok(Err(to_wit(&HostError::new(HostErrorKind::Refused, reason))));
+            return Ok(Err(self.refuse(name, args, reason, started)));
         }
         let call = match parse(&self.own) {
             Ok(call) => call,
@@ -178,15 +183,7 @@ impl RunState {
                     let reason = format!(
                         "{name} changes the cluster and this run is in observe mode (read-only); nothing was changed"
                     );
-                    self.record(
-                        name,
-                        args,
-                        CallOutcome::Refused {
-                            reason: reason.clone(),
-                        },
-                        started,
-                    );
-                    return Ok(Err(to_wit(&HostError::new(HostErrorKind::Refused, reason))));
+                    return Ok(Err(self.refuse(name, args, reason, started)));
                 }
                 SafetyMode::Approve => {
                     let seq = self.record(name, args, CallOutcome::PendingApproval, started);
