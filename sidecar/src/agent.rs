@@ -145,7 +145,7 @@ impl Agent {
         let described: Vec<String> = check
             .violations
             .iter()
-            .map(acv_llm::planner::describe_violation)
+            .map(acv_protocol::describe_violation)
             .collect();
         tracing::warn!(component = %self.component, violations = ?described, "SLO violation detected.");
         let issue = Envelope::new(
@@ -173,7 +173,7 @@ impl Agent {
             let still: Vec<String> = after
                 .violations
                 .iter()
-                .map(acv_llm::planner::describe_violation)
+                .map(acv_protocol::describe_violation)
                 .collect();
             report.message = format!(
                 "{} — but the re-check still fails: {}",

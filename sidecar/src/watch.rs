@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use acv_cluster::Cluster;
-use acv_llm::{Measurement, planner::check_health};
+use acv_protocol::{Measurement, check_health};
 use acv_protocol::{SloPolicy, Violation};
 
 /// One health check's result.

@@ -1,11 +1,11 @@
 //! System prompts and message builders for the LLM planner, in our own words. The answers are JSON objects that
 //! [`crate::planner::llm`] validates; the shapes are spelled out here so prompt and validator stay together.
 
-use acv_protocol::{ComponentName, Goal, StepRecord, TaskSpec};
-
-use crate::planner::{
-    MaintainerContext, Measurement, SafetyMode, Trigger, describe_objective, describe_violation,
+use acv_protocol::{
+    ComponentName, Goal, Measurement, StepRecord, TaskSpec, describe_objective, describe_violation,
 };
+
+use crate::planner::{MaintainerContext, SafetyMode, Trigger};
 
 /// Appends formatted text to a `String` (which cannot fail, unlike `write!`).
 macro_rules! put {

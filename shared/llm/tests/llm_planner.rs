@@ -6,12 +6,13 @@ mod support;
 use std::time::Duration;
 
 use acv_llm::{
-    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, Measurement, PlanError, PlannedStep,
+    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, PlanError, PlannedStep,
     Planner, drive,
     session::{Executor, StepResult},
     testserver::{Reply, ScriptedServer},
 };
 use acv_protocol::{
+    Measurement,
     Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, StepOutcome,
     TaskSpec,
 };

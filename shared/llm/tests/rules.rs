@@ -4,10 +4,11 @@
 mod support;
 
 use acv_llm::{
-    MaintainerContext, Measurement, Planner, RulesPlanner, SafetyMode, drive,
+    MaintainerContext, Planner, RulesPlanner, SafetyMode, drive,
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
+    Measurement,
     Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, SloPolicy,
     StepOutcome, StepRecord, TaskSpec, Violation,
 };

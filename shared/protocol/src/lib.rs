@@ -7,7 +7,7 @@
 //! - [`task`]: task and goal bodies (imperative text, declarative SLO objectives).
 //! - [`report`]: reports (RESPONSE / ISSUE), evidence and the steps an agent took.
 //! - [`safety`]: the safety modes (observe, approve, autonomous).
-//! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation.
+//! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation, and their evaluation.
 //! - [`names`]: validated component names.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,5 +25,8 @@ pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOC
 pub use names::{ComponentName, NameError};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
 pub use safety::SafetyMode;
-pub use slo::{Comparison, Objective, SloMetric, SloPolicy, Violation};
+pub use slo::{
+    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives, describe_objective,
+    describe_violation, measured_value, metric_name,
+};
 pub use task::{Goal, Mechanism, TaskBody, TaskSpec};

@@ -4,12 +4,13 @@
 //! It is stateless between turns: each turn's conversation is rebuilt from the [`MaintainerContext`] (system prompt,
 //! task, observation, every step with its output), so a repeated turn is a cache hit when a cache seed is set.
 
-use acv_protocol::{Comparison, ComponentName, Goal, Objective, ReportStatus, SloMetric, TaskSpec};
+use acv_protocol::{
+    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, TaskSpec, check_objectives,
+};
 use serde::Deserialize;
 
 use super::{
-    FinalReport, Judgement, MaintainerContext, Measurement, Plan, PlanError, PlannedStep, Planner, Subtask,
-    check_objectives,
+    FinalReport, Judgement, MaintainerContext, Plan, PlanError, PlannedStep, Planner, Subtask,
 };
 use crate::{
     client::{ChatClient, ChatMessage, ChatRequest, UsageTotals},

@@ -14,7 +14,7 @@
 //! [`Planner::judge`] decides from measured [`MetricsSnapshot`]s whether the goal is reached.
 
 use acv_protocol::{
-    ComponentName, ComponentStatus, Goal, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision,
+    ComponentName, ComponentStatus, Goal, Measurement, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision,
     SloMetric, SloPolicy, StepRecord, TaskSpec, Violation,
 };
 use serde::{Deserialize, Serialize};
@@ -127,15 +127,6 @@ pub struct Subtask {
     pub component: ComponentName,
     /// What to ask (declarative with the component's objectives, or imperative text).
     pub spec: TaskSpec,
-}
-
-/// The manager's view of one component at judging time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    /// Metrics window.
-    pub metrics: Option<MetricsSnapshot>,
-    /// Status (for readiness objectives).
-    pub status: Option<ComponentStatus>,
 }
 
 /// The verdict on a goal.
@@ -287,112 +278,6 @@ pub fn parse_observation(output: &str) -> Option<Observation> {
         .rev()
         .find_map(|l| l.trim().strip_prefix(OBSERVATION_MARKER))
         .and_then(|json| serde_json::from_str(json).ok())
-}
-
-/// The value of `metric` in a measurement, in the metric's unit.
-pub fn measured_value(metric: SloMetric, m: &Measurement) -> Option<f64> {
-    match metric {
-        SloMetric::P99LatencyMs => m.metrics.as_ref().and_then(|x| x.p99_ms),
-        SloMetric::CpuPercentOfLimit => m.metrics.as_ref().and_then(|x| x.cpu_percent_of_limit),
-        SloMetric::MemoryPercentOfLimit => m.metrics.as_ref().and_then(|x| x.memory_percent_of_limit),
-        SloMetric::ErrorRatePercent => m.metrics.as_ref().and_then(|x| x.error_rate_percent),
-        // Every pod counts, not just the desired number: during a stalled rollout the Deployment may report all
-        // desired replicas ready while a surge pod crash-loops, and the paper's SLO is "all pods READY".
-        SloMetric::ReadyPercent => m.status.as_ref().map(|s| {
-            let pods = u32::try_from(s.replicas.len())
-                .unwrap_or(u32::MAX)
-                .max(s.desired_replicas);
-            let ready = if s.replicas.is_empty() {
-                s.ready_replicas
-            } else {
-                let n = s
-                    .replicas
-                    .iter()
-                    .filter(|r| r.state == acv_protocol::ReplicaState::Ready)
-                    .count();
-                u32::try_from(n).unwrap_or(u32::MAX)
-            };
-            if pods == 0 {
-                0.0
-            } else {
-                f64::from(ready.min(pods)) * 100.0 / f64::from(pods)
-            }
-        }),
-    }
-}
-
-/// Checks every objective against the measurements; objectives of unmeasured components count as broken.
-pub fn check_objectives(
-    objectives: &[Objective],
-    measured: &[(ComponentName, Measurement)],
-) -> Vec<Violation> {
-    objectives
-        .iter()
-        .filter_map(|o| {
-            let value = measured
-                .iter()
-                .find(|(c, _)| c == &o.component)
-                .and_then(|(_, m)| measured_value(o.metric, m));
-            o.check(value)
-        })
-        .collect()
-}
-
-/// Like [`check_objectives`], for a component's own health check: latency and error-rate objectives of a component
-/// that served no requests in the window are not judged (an idle service has no latency to be too high), while
-/// every other missing value still counts as broken. Goals judged by the manager use the strict
-/// [`check_objectives`].
-pub fn check_health(objectives: &[Objective], measured: &[(ComponentName, Measurement)]) -> Vec<Violation> {
-    let idle = |c: &ComponentName| {
-        measured
-            .iter()
-            .find(|(m, _)| m == c)
-            .and_then(|(_, m)| m.metrics.as_ref())
-            .is_some_and(|x| x.request_rate.unwrap_or(0.0) <= 0.0 && x.p99_ms.is_none())
-    };
-    check_objectives(objectives, measured)
-        .into_iter()
-        .filter(|v| {
-            let traffic_metric = matches!(
-                v.objective.metric,
-                SloMetric::P99LatencyMs | SloMetric::ErrorRatePercent
-            );
-            !(traffic_metric && v.measured.is_none() && idle(&v.objective.component))
-        })
-        .collect()
-}
-
-/// `p99_latency_ms of catalogue below 300`.
-pub fn describe_objective(o: &Objective) -> String {
-    let cmp = match o.comparison {
-        acv_protocol::Comparison::Below => "below",
-        acv_protocol::Comparison::AtLeast => "at least",
-    };
-    format!(
-        "{} of {} {cmp} {}",
-        metric_name(o.metric),
-        o.component,
-        o.threshold
-    )
-}
-
-/// The snake_case wire name of a metric.
-pub fn metric_name(m: SloMetric) -> &'static str {
-    match m {
-        SloMetric::P99LatencyMs => "p99_latency_ms",
-        SloMetric::CpuPercentOfLimit => "cpu_percent_of_limit",
-        SloMetric::MemoryPercentOfLimit => "memory_percent_of_limit",
-        SloMetric::ReadyPercent => "ready_percent",
-        SloMetric::ErrorRatePercent => "error_rate_percent",
-    }
-}
-
-/// `p99_latency_ms of catalogue below 300: measured 412.5`.
-pub fn describe_violation(v: &Violation) -> String {
-    match v.measured {
-        Some(x) => format!("{}: measured {x:.1}", describe_objective(&v.objective)),
-        None => format!("{}: not measured", describe_objective(&v.objective)),
-    }
 }
 
 #[cfg(test)]

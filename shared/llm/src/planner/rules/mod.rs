@@ -15,13 +15,14 @@
 //! Manager rules split a goal over the components it names and judge it from measurements.
 
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Objective, ReportStatus, SloMetric, StepOutcome, StepRecord, TaskSpec,
-    Violation,
+    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, StepOutcome, StepRecord,
+    TaskSpec, Violation, check_health, check_objectives, describe_objective, describe_violation, measured_value,
+    metric_name,
 };
 
 use super::{
-    FinalReport, Judgement, MaintainerContext, Measurement, Observation, Plan, PlanError, PlannedStep,
-    Planner, SafetyMode, Subtask, Trigger, check_objectives, describe_objective, describe_violation,
+    FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner, SafetyMode,
+    Subtask, Trigger,
 };
 use crate::client::UsageTotals;
 
@@ -324,7 +325,7 @@ impl RulesPlanner {
                 status: obs.status.clone(),
             },
         )];
-        let mut broken = super::check_health(objectives, &measured);
+        let mut broken = check_health(objectives, &measured);
         broken.sort_by_key(|v| priority(v.objective.metric));
         let taken: Vec<&str> = ctx
             .steps
@@ -337,16 +338,16 @@ impl RulesPlanner {
         let facts = objectives
             .iter()
             .map(|o| {
-                let v = super::measured_value(o.metric, &measured[0].1);
+                let v = measured_value(o.metric, &measured[0].1);
                 match v {
                     Some(x) => format!(
                         "{} {x:.1} (objective {})",
-                        super::metric_name(o.metric),
+                        metric_name(o.metric),
                         threshold_text(o)
                     ),
                     None => format!(
                         "{} not measured (objective {})",
-                        super::metric_name(o.metric),
+                        metric_name(o.metric),
                         threshold_text(o)
                     ),
                 }
@@ -586,7 +587,7 @@ impl RulesPlanner {
                 let v = measured
                     .iter()
                     .find(|(c, _)| c == &o.component)
-                    .and_then(|(_, m)| super::measured_value(o.metric, m));
+                    .and_then(|(_, m)| measured_value(o.metric, m));
                 match v {
                     Some(x) => format!("{}: {x:.1}", describe_objective(o)),
                     None => format!("{}: not measured", describe_objective(o)),
