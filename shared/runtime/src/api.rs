@@ -1,6 +1,6 @@
 //! The local runtime's control API: JSON over HTTP on loopback, so that processes other than the one running the
 //! runtime (sidecars, `acvctl`, scripts) reach it, the way they would reach the Kubernetes API server.
-//! [`RemoteCluster`](crate::remote::RemoteCluster) is its client.
+//! [`RemoteCluster`](acv_cluster::RemoteCluster) is its client.
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
@@ -37,8 +37,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, LocalRuntime};
-use crate::{Cluster, ClusterError};
+use acv_cluster::{Cluster, ClusterError, Fault};
+
+use crate::LocalRuntime;
 
 const MAX_BODY: usize = 64 * 1024;
 
