@@ -25,6 +25,7 @@ use std::convert::Infallible;
 use std::sync::Weak;
 use std::time::Duration;
 
+use acv_cluster::{Cluster, ClusterError, Fault};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -36,8 +37,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-use acv_cluster::{Cluster, ClusterError, Fault};
 
 use crate::LocalRuntime;
 

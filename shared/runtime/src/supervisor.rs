@@ -120,8 +120,7 @@ pub(crate) struct Stressor {
     pub pid: u32,
 }
 
-/// One measurement of a service.
-
+/// A replica to health-check.
 struct ProbeTarget {
     pid: u32,
     addr: SocketAddr,
