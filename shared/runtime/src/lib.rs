@@ -1,6 +1,7 @@
 //! The local runtime: every service of a [`RuntimeSpec`] runs as N replica processes on 127.0.0.1 behind a
 //! round-robin front on the service's stable port. [`LocalRuntime`] is the control handle for the whole set
-//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`](acv_cluster::Cluster) view of one service.
+//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`](acv_cluster::Cluster) view of one
+//! service.
 //! Agents do not link this crate: they reach a runtime in another process through its control API ([`api`]) with
 //! [`acv_cluster::RemoteCluster`].
 //!
@@ -15,7 +16,8 @@
 //!
 //! # Layout
 //! - [`spec`]: the runtime file.
-//! - [`api`]: the control API (JSON over HTTP) other processes use through [`RemoteCluster`](acv_cluster::RemoteCluster).
+//! - [`api`]: the control API (JSON over HTTP) other processes use through
+//!   [`RemoteCluster`](acv_cluster::RemoteCluster).
 //! - [`front`]: the round-robin HTTP front, with its request histogram.
 //! - `supervisor`: pods, backoff, probes, routing, status; `rollout`: revisions and pod replacement;
 //!   `faults`: pod failure, CPU/memory stressors, added latency; `sampling`: the sampler and metrics windows.
@@ -63,7 +65,8 @@ pub struct LocalRuntime {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// One replica as the control handle sees it (for tests and experiments, beyond what [`Cluster`] shows).
+/// One replica as the control handle sees it (for tests and experiments, beyond what
+/// [`Cluster`](acv_cluster::Cluster) shows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaInfo {
     /// `NAME-N`.
