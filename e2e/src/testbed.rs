@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use acv_cluster::{ClusterError, RuntimeSpec};
+use acv_cluster::ClusterError;
+use acv_runtime::RuntimeSpec;
 
 /// The shop's runtime file (`e2e/shop.yaml`), compiled in.
 pub const SHOP_YAML: &str = include_str!("../shop.yaml");

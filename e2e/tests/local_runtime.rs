@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use acv_cluster::local::Strategy;
-use acv_cluster::prom::HistogramSet;
-use acv_cluster::{Cluster, ClusterError, Fault, LocalRuntime, RuntimeSpec};
+use acv_cluster::{Cluster, ClusterError, Fault};
 use acv_protocol::ReplicaState;
+use acv_runtime::prom::HistogramSet;
+use acv_runtime::{LocalRuntime, RuntimeSpec, Strategy};
 use common::{eventually, get, kill9, shop_spec, shutdown_and_check_no_leaks, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +69,7 @@ async fn killed_replica_is_restarted() {
     assert_eq!(new.restarts, 1);
     let s = cat.status().await.unwrap();
     assert_eq!((s.ready_replicas, s.replicas[0].restarts), (1, 1));
-    assert!(!acv_cluster::procfs::is_alive(old));
+    assert!(!acv_runtime::procfs::is_alive(old));
     let logs = cat.logs(50).await.unwrap();
     assert!(
         logs.iter()

@@ -60,7 +60,7 @@ async fn cpu_burner_raises_cpu_and_memory_hog_raises_memory() {
     })
     .await;
     eventually(10, "stressor reaped", || async {
-        (!acv_cluster::procfs::is_alive(stressor)).then_some(())
+        (!acv_runtime::procfs::is_alive(stressor)).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;

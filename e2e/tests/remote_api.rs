@@ -86,7 +86,7 @@ async fn remote_cluster_matches_the_local_one() {
     rt.shutdown().await;
     assert!(cat.status().await.is_err(), "the API is gone with the runtime");
     for pid in pids {
-        assert!(!acv_cluster::procfs::is_alive(pid), "pid {pid} survived");
+        assert!(!acv_runtime::procfs::is_alive(pid), "pid {pid} survived");
     }
 }
 
@@ -96,7 +96,7 @@ fn children_of(parent: u32) -> Vec<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if acv_cluster::procfs::parent_pid(pid) == Some(parent) {
+        if acv_runtime::procfs::parent_pid(pid) == Some(parent) {
             out.push(pid);
         }
     }
@@ -170,7 +170,7 @@ async fn acv_local_serves_the_shop_and_stops_its_children() {
     assert!(status.success(), "{status}");
     eventually(5, "children gone", || async {
         kids.iter()
-            .all(|p| !acv_cluster::procfs::is_alive(*p))
+            .all(|p| !acv_runtime::procfs::is_alive(*p))
             .then_some(())
     })
     .await;

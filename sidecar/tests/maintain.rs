@@ -5,11 +5,12 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use acv_bus::{Bus, memory::MemoryBus};
-use acv_cluster::{Cluster, LocalRuntime};
+use acv_cluster::Cluster;
 use acv_protocol::{
     Address, Body, ComponentName, Envelope, Mechanism, ReplicaState, ReportBody, ReportStatus, SloPolicy,
     TaskBody, TaskSpec,
 };
+use acv_runtime::LocalRuntime;
 use acv_sandbox::{Limits, SafetyMode};
 use acv_sidecar::{
     Agent,

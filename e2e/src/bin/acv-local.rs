@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acv_cluster::LocalRuntime;
+use acv_runtime::LocalRuntime;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 

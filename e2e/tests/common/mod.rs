@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use acv_cluster::{LocalRuntime, RuntimeSpec};
+use acv_runtime::{LocalRuntime, RuntimeSpec};
 
 /// The shop spec with only `services` kept, every port 0 and test timings.
 pub fn shop_spec(services: &[&str]) -> RuntimeSpec {

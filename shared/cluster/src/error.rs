@@ -148,7 +148,8 @@ impl ClusterError {
             .unwrap_or("backend")
     }
 
-    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+    /// An [`ClusterError::InvalidArgument`] for `what`.
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
         ClusterError::InvalidArgument {
             what,
             reason: reason.into(),

@@ -1,29 +1,24 @@
-//! Cluster backends scoped to one component: the [`Cluster`] trait the sandbox host API calls, and the embedded
-//! [`local`] runtime that runs services as processes on loopback (the default when there is no Kubernetes).
+//! The [`Cluster`] trait scoped to one component, which the sandbox host API calls, and [`RemoteCluster`], its client
+//! for a local runtime in another process: what an agent links. The local runtime itself (supervisor, fronts,
+//! faults, control-API server) is the `acv-runtime` crate; the Kubernetes backend is `acv-kube`.
 //!
 //! # Layout
 //! - [`Cluster`]: status, metrics, logs, scale, restart, set image/env/resources, rollback, history of one component.
 //! - [`error`]: [`ClusterError`], typed and classified by [`ClusterError::kind`].
 //! - [`validate`]: input checks every backend applies the same way (replicas, env keys, limits, windows).
-//! - [`prom`]: a Prometheus text exposition parser and histogram sets.
-//! - [`window`]: windows over two scrapes: request rate, quantiles from histogram buckets, error rate.
-//! - [`procfs`]: CPU time and resident memory of a process from `/proc`.
-//! - [`local`]: the local runtime (runtime file, supervisor, round-robin front, sampler, faults, control API).
+//! - [`fault`]: [`Fault`], the faults a local runtime injects, as its control API carries them.
 //! - [`remote`]: [`RemoteCluster`], the `Cluster` of a local runtime in another process, over its control API.
 #![forbid(unsafe_code)]
 
 use acv_protocol::{ComponentName, ComponentStatus, MetricsSnapshot, Revision};
 
 pub mod error;
-pub mod local;
-pub mod procfs;
-pub mod prom;
+pub mod fault;
 pub mod remote;
 pub mod validate;
-pub mod window;
 
 pub use error::ClusterError;
-pub use local::{Fault, FaultId, LocalCluster, LocalRuntime, ReplicaInfo, RuntimeSpec};
+pub use fault::{Fault, FaultId};
 pub use remote::RemoteCluster;
 
 /// A cluster backend scoped to one component (a Deployment, or a local service).

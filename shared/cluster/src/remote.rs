@@ -1,5 +1,5 @@
 //! [`RemoteCluster`]: the [`Cluster`] of one component of a local runtime running in another process, over the
-//! runtime's control API ([`local::api`](crate::local::api)). A sidecar process uses it to reach the runtime that
+//! runtime's control API (`acv_runtime::api`). A sidecar process uses it to reach the runtime that
 //! `acv-local` runs, the way it would use the Kubernetes API server.
 
 use std::net::SocketAddr;
@@ -14,8 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::local::{Fault, FaultId};
-use crate::{Cluster, ClusterError, validate};
+use crate::{Cluster, ClusterError, Fault, FaultId, validate};
 
 const MAX_ANSWER: usize = 16 << 20;
 

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::model::{self, revision_of};
 use crate::prometheus::Prometheus;
-use crate::promql::{self, ContainerSelector, RequestSelector};
-use crate::{KubeError, KubeOptions, patch};
+use crate::promql::{self, ContainerSelector, RequestScope, RequestSelector};
+use crate::{KubeError, KubeOptions, RequestMatch, patch};
 
 /// The Kubernetes backend scoped to one component: one Deployment (named like the component unless
 /// [`KubeOptions::deployment`] says otherwise) in one namespace.
@@ -273,10 +273,19 @@ impl KubeCluster {
             .service_value
             .as_deref()
             .unwrap_or(self.component.as_str());
+        let scope = match self.options.request_match {
+            RequestMatch::Label => RequestScope::Label {
+                label: &self.options.service_label,
+                value: service,
+            },
+            RequestMatch::Pods => RequestScope::Pods {
+                namespace: &self.namespace,
+                deployment: &self.deployment,
+            },
+        };
         let rsel = RequestSelector {
             metric: &self.options.latency_metric,
-            service_label: &self.options.service_label,
-            service,
+            scope,
             status_label: &self.options.status_label,
         };
         let queries = [
@@ -297,6 +306,8 @@ impl KubeCluster {
         .await?;
         let (cpu_cores, memory_bytes) = first;
         let ((rate, p50), (p99, errors)) = second;
+        let to_secs = |v: Option<f64>| v.map(|v| v * self.options.latency_unit.millis() / 1000.0);
+        let (p50, p99) = (to_secs(p50), to_secs(p99));
         Ok(snapshot(
             self.component.clone(),
             window_secs,

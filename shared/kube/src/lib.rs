@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`KubeCluster`]: the `Cluster` implementation (status, scale, restart, set image/env/resources, history,
 //!   rollback, logs, metrics).
-//! - [`KubeOptions`]: deployment/container names, replica cap, Prometheus URL and Sock Shop metric names; read from
-//!   env with [`KubeOptions::from_env`].
+//! - [`KubeOptions`]: deployment/container names, replica cap, Prometheus URL and the request histogram's name,
+//!   labels and unit (Sock Shop's by default); read from env with [`KubeOptions::from_env`].
 //! - [`error`]: [`KubeError`] and its mapping onto [`acv_cluster::ClusterError`].
 //! - [`model`]: pure conversions from Deployments, ReplicaSets and Pods to the acv wire types.
 //! - [`patch`]: the patch bodies (`kubectl scale`, `rollout restart`, `set image`, `rollout undo`, …).
@@ -63,6 +63,12 @@ pub const ENV_SERVICE_LABEL: &str = "ACV_KUBE_SERVICE_LABEL";
 pub const ENV_SERVICE_VALUE: &str = "ACV_KUBE_SERVICE_VALUE";
 /// Label holding the HTTP status code (`ACV_KUBE_STATUS_LABEL`, default `status_code`).
 pub const ENV_STATUS_LABEL: &str = "ACV_KUBE_STATUS_LABEL";
+/// How the component's series of the request histogram are found (`ACV_KUBE_REQUEST_MATCH`: `label`, the default,
+/// by [`ENV_SERVICE_LABEL`]; or `pods`, by the `namespace` and `pod` labels of the Deployment's pods, for services
+/// that do not name themselves in their metrics).
+pub const ENV_REQUEST_MATCH: &str = "ACV_KUBE_REQUEST_MATCH";
+/// Unit of the request histogram's buckets (`ACV_KUBE_LATENCY_UNIT`: `seconds`, the default, or `milliseconds`).
+pub const ENV_LATENCY_UNIT: &str = "ACV_KUBE_LATENCY_UNIT";
 /// Field manager recorded on every patch (`ACV_KUBE_FIELD_MANAGER`, default `acv-sidecar`).
 pub const ENV_FIELD_MANAGER: &str = "ACV_KUBE_FIELD_MANAGER";
 
@@ -90,8 +96,44 @@ pub struct KubeOptions {
     pub service_value: Option<String>,
     /// Label holding the HTTP status code.
     pub status_label: String,
+    /// How the component's series of the request histogram are found.
+    pub request_match: RequestMatch,
+    /// Unit of the request histogram's buckets.
+    pub latency_unit: LatencyUnit,
     /// Field manager recorded on patches.
     pub field_manager: String,
+}
+
+/// How the component's series of the request histogram are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestMatch {
+    /// By a label naming the service ([`KubeOptions::service_label`] = [`KubeOptions::service_value`]).
+    #[default]
+    Label,
+    /// By the Deployment's pods (`namespace` and `pod` labels added by Prometheus' Kubernetes pod discovery).
+    Pods,
+}
+
+/// Unit of a latency histogram's bucket bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatencyUnit {
+    /// Seconds (the Prometheus convention, Sock Shop).
+    #[default]
+    Seconds,
+    /// Milliseconds (e.g. OpenTelemetry's older `http.server.duration`).
+    Milliseconds,
+}
+
+// === impl LatencyUnit ===
+
+impl LatencyUnit {
+    /// Milliseconds per unit.
+    pub fn millis(self) -> f64 {
+        match self {
+            LatencyUnit::Seconds => 1000.0,
+            LatencyUnit::Milliseconds => 1.0,
+        }
+    }
 }
 
 // === impl KubeOptions ===
@@ -108,6 +150,8 @@ impl Default for KubeOptions {
             service_label: "name".into(),
             service_value: None,
             status_label: "status_code".into(),
+            request_match: RequestMatch::Label,
+            latency_unit: LatencyUnit::Seconds,
             field_manager: "acv-sidecar".into(),
         }
     }
@@ -155,6 +199,20 @@ impl KubeOptions {
             status_label: p
                 .parse_with(env, ENV_STATUS_LABEL, label)
                 .unwrap_or(d.status_label),
+            request_match: p
+                .parse_with(env, ENV_REQUEST_MATCH, |s| match s {
+                    "label" => Ok(RequestMatch::Label),
+                    "pods" => Ok(RequestMatch::Pods),
+                    _ => Err("must be `label` or `pods`".to_owned()),
+                })
+                .unwrap_or(d.request_match),
+            latency_unit: p
+                .parse_with(env, ENV_LATENCY_UNIT, |s| match s {
+                    "seconds" | "s" => Ok(LatencyUnit::Seconds),
+                    "milliseconds" | "ms" => Ok(LatencyUnit::Milliseconds),
+                    _ => Err("must be `seconds` or `milliseconds`".to_owned()),
+                })
+                .unwrap_or(d.latency_unit),
             field_manager: p
                 .parse_with(env, ENV_FIELD_MANAGER, |s| Ok(s.to_owned()))
                 .unwrap_or(d.field_manager),
@@ -181,6 +239,9 @@ mod tests {
             (ENV_PROMETHEUS_URL, "http://prometheus.monitoring:9090"),
             (ENV_SERVICE_LABEL, "service"),
             (ENV_PROMETHEUS_TIMEOUT, "2s"),
+            (ENV_LATENCY_METRIC, "http_server_duration_milliseconds"),
+            (ENV_LATENCY_UNIT, "ms"),
+            (ENV_REQUEST_MATCH, "pods"),
         ]);
         let o = KubeOptions::from_env(&env).unwrap();
         assert_eq!(o.deployment.as_deref(), Some("carts-v2"));
@@ -191,15 +252,20 @@ mod tests {
         );
         assert_eq!(o.service_label, "service");
         assert_eq!(o.prometheus_timeout, Duration::from_secs(2));
+        assert_eq!(o.latency_metric, "http_server_duration_milliseconds");
+        assert_eq!(o.latency_unit, LatencyUnit::Milliseconds);
+        assert_eq!(o.request_match, RequestMatch::Pods);
 
         let env = HashMap::from([
             (ENV_MAX_REPLICAS, "0"),
             (ENV_PROMETHEUS_URL, "nope"),
             (ENV_SERVICE_LABEL, "bad-label"),
+            (ENV_LATENCY_UNIT, "minutes"),
+            (ENV_REQUEST_MATCH, "everything"),
         ]);
         match KubeOptions::from_env(&env) {
-            Err(EnvError::Invalid(bad)) => assert_eq!(bad.len(), 3, "{bad:?}"),
-            other => panic!("expected 3 bad keys, got {other:?}"),
+            Err(EnvError::Invalid(bad)) => assert_eq!(bad.len(), 5, "{bad:?}"),
+            other => panic!("expected 5 bad keys, got {other:?}"),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! PromQL builders for one Deployment's metrics: pure functions, so every query is unit-tested as text.
 //!
 //! Container metrics come from cAdvisor (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`)
-//! and are matched by namespace, container and a pod-name regex for the Deployment's pods. Request metrics use the
-//! Sock Shop histogram (`request_duration_seconds_bucket` / `_count` with a `status_code` label), selected by a
-//! configurable label (`name` as in the Sock Shop dashboards, or `service`).
+//! and are matched by namespace, container and a pod-name regex for the Deployment's pods. Request metrics use a
+//! latency histogram whose name and labels are configured per component (default: Sock Shop's
+//! `request_duration_seconds_bucket` / `_count` with a `status_code` label), selected either by a label naming the
+//! service (`name` as in the Sock Shop dashboards, or `service`) or by the Deployment's pods (the `namespace` and
+//! `pod` labels Prometheus' Kubernetes pod discovery adds), for services that do not label their own metrics.
 
 /// What the container queries select on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +23,29 @@ pub struct ContainerSelector<'a> {
 pub struct RequestSelector<'a> {
     /// Histogram base name without `_bucket`/`_count` (Sock Shop: `request_duration_seconds`).
     pub metric: &'a str,
-    /// The label naming the service (Sock Shop dashboards: `name`; the services themselves set `service`).
-    pub service_label: &'a str,
-    /// Its value (normally the component name).
-    pub service: &'a str,
+    /// Which series of that histogram are the component's.
+    pub scope: RequestScope<'a>,
     /// The label holding the HTTP status code (Sock Shop: `status_code`).
     pub status_label: &'a str,
+}
+
+/// Which series of the request histogram belong to the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestScope<'a> {
+    /// A label naming the service (Sock Shop dashboards: `name`; the services themselves set `service`).
+    Label {
+        /// The label.
+        label: &'a str,
+        /// Its value (normally the component name).
+        value: &'a str,
+    },
+    /// The Deployment's pods, by the `namespace` and `pod` labels of Prometheus' Kubernetes pod discovery.
+    Pods {
+        /// Namespace of the Deployment.
+        namespace: &'a str,
+        /// The Deployment's name.
+        deployment: &'a str,
+    },
 }
 
 /// Quotes a PromQL string literal (backslash and double quote escaped).
@@ -108,7 +127,17 @@ pub fn memory_bytes_per_pod(sel: &ContainerSelector<'_>, window_secs: f64) -> St
 }
 
 fn request_matchers(sel: &RequestSelector<'_>) -> String {
-    format!("{}={}", sel.service_label, quote(sel.service))
+    match sel.scope {
+        RequestScope::Label { label, value } => format!("{label}={}", quote(value)),
+        RequestScope::Pods {
+            namespace,
+            deployment,
+        } => format!(
+            "namespace={},pod=~{}",
+            quote(namespace),
+            quote(&pod_regex(deployment))
+        ),
+    }
 }
 
 /// The `q` quantile (0..1) of request latency in seconds.
@@ -153,8 +182,10 @@ mod tests {
     };
     const R: RequestSelector<'static> = RequestSelector {
         metric: "request_duration_seconds",
-        service_label: "name",
-        service: "carts",
+        scope: RequestScope::Label {
+            label: "name",
+            value: "carts",
+        },
         status_label: "status_code",
     };
 
@@ -189,10 +220,33 @@ mod tests {
             r#"sum(rate(request_duration_seconds_count{name="carts",status_code=~"5.."}[60s])) or vector(0)"#
         );
         let svc = RequestSelector {
-            service_label: "service",
+            scope: RequestScope::Label {
+                label: "service",
+                value: "carts",
+            },
             ..R
         };
         assert!(request_rate(&svc, 60.0).contains(r#"{service="carts"}"#));
+    }
+
+    #[test]
+    fn request_queries_of_another_histogram_by_pod() {
+        let sel = RequestSelector {
+            metric: "http_server_requests_seconds",
+            scope: RequestScope::Pods {
+                namespace: "shop",
+                deployment: "web",
+            },
+            status_label: "status",
+        };
+        assert_eq!(
+            latency_quantile(&sel, 0.99, 30.0),
+            r#"histogram_quantile(0.99, sum by (le) (rate(http_server_requests_seconds_bucket{namespace="shop",pod=~"web-[a-z0-9]+-[a-z0-9]+"}[30s])))"#
+        );
+        assert_eq!(
+            error_rate(&sel, 30.0),
+            r#"sum(rate(http_server_requests_seconds_count{namespace="shop",pod=~"web-[a-z0-9]+-[a-z0-9]+",status=~"5.."}[30s])) or vector(0)"#
+        );
     }
 
     #[test]

@@ -620,9 +620,17 @@ async fn metrics_with(
     prom: &FakePrometheus,
     deployment: serde_json::Value,
 ) -> Result<MetricsSnapshot, ClusterError> {
+    metrics_with_options(prom, deployment, KubeOptions::default()).await
+}
+
+async fn metrics_with_options(
+    prom: &FakePrometheus,
+    deployment: serde_json::Value,
+    options: KubeOptions,
+) -> Result<MetricsSnapshot, ClusterError> {
     let options = KubeOptions {
         prometheus_url: Some(prom.url.clone()),
-        ..KubeOptions::default()
+        ..options
     };
     let (cluster, mut verifier) = testcontext(options);
     let server = tokio::spawn(async move {
@@ -670,6 +678,46 @@ async fn metrics_come_from_promql_against_the_limits() {
         queries
             .iter()
             .any(|q| q.contains(r#"request_duration_seconds_bucket{name="carts"}"#))
+    );
+}
+
+#[tokio::test]
+async fn metrics_of_another_histogram_in_milliseconds_by_pod() {
+    fn answers(q: &str) -> (u16, serde_json::Value) {
+        if q.contains("request_duration_seconds") || q.contains("name=") {
+            return (
+                400,
+                json!({"status": "error", "errorType": "bad_data", "error": "Sock Shop names used"}),
+            );
+        }
+        if q.starts_with("histogram_quantile(0.5,") {
+            return vector("20");
+        }
+        if q.starts_with("histogram_quantile(0.99,") {
+            return vector("150");
+        }
+        shop_answers(q)
+    }
+    let prom = fake_prometheus(answers).await;
+    let options = KubeOptions {
+        latency_metric: "http_server_duration_milliseconds".into(),
+        status_label: "http_status_code".into(),
+        latency_unit: crate::LatencyUnit::Milliseconds,
+        request_match: crate::RequestMatch::Pods,
+        ..KubeOptions::default()
+    };
+    let m = metrics_with_options(&prom, fixtures::deployment(3, IMAGE, 2, 2), options)
+        .await
+        .unwrap();
+    assert_eq!((m.p50_ms, m.p99_ms), (Some(20.0), Some(150.0)));
+    assert_eq!((m.request_rate, m.error_rate_percent), (Some(10.0), Some(5.0)));
+    let queries = prom.queries.lock().unwrap().clone();
+    let bucket =
+        r#"http_server_duration_milliseconds_bucket{namespace="sock-shop",pod=~"carts-[a-z0-9]+-[a-z0-9]+"}"#;
+    assert!(queries.iter().any(|q| q.contains(bucket)), "{queries:?}");
+    assert!(
+        queries.iter().any(|q| q.contains(r#"http_status_code=~"5..""#)),
+        "{queries:?}"
     );
 }
 

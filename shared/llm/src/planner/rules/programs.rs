@@ -191,11 +191,13 @@ for key, label, unit in wanted:
             label, v, st["limits"]["memory_mib"], v * st["limits"]["memory_mib"] / 100.0))
     else:
         found.append("%s %.1f %s" % (label, v, unit))
+span = m["window_secs"]
+span = ("%.0f" % span) if span >= 10 else ("%.1f" % span)
 if missing and not found:
-    acv.report("ISSUE", "No data for %s of %s over the last %d s (is it receiving traffic?)." % (
-        ", ".join(missing), acv.component(), m["window_secs"]))
+    acv.report("ISSUE", "No data for %s of %s over the last %s s (is it receiving traffic?)." % (
+        ", ".join(missing), acv.component(), span))
 else:
-    msg = "%s over the last %d s: %s." % (acv.component(), m["window_secs"], "; ".join(found))
+    msg = "%s over the last %s s: %s." % (acv.component(), span, "; ".join(found))
     if missing:
         msg += " No data for: %s." % ", ".join(missing)
     acv.report("RESPONSE", msg)

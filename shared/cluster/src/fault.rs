@@ -1,7 +1,6 @@
-//! Faults the local runtime can inject, mirroring the Chaos Mesh experiments of the paper: pod failure, CPU and
-//! memory stress attributed to the service, and added latency. Rising traffic is the load generator's job.
-
-use std::time::Duration;
+//! Faults a local runtime can inject, as its control API carries them (the runtime applies them; see `acv-runtime`),
+//! mirroring the Chaos Mesh experiments of the paper: pod failure, CPU and memory stress attributed to the service,
+//! and added latency. Rising traffic is the load generator's job.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,13 +35,6 @@ pub enum Fault {
 /// Identifies an injected fault, to clear it early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FaultId(pub u64);
-
-#[derive(Debug, Clone)]
-pub(crate) struct ActiveFault {
-    pub id: FaultId,
-    pub fault: Fault,
-    pub until: Option<tokio::time::Instant>,
-}
 
 // === impl Fault ===
 
@@ -82,31 +74,27 @@ impl Fault {
     pub fn is_stress(&self) -> bool {
         matches!(self, Fault::CpuStress { .. } | Fault::MemoryStress { .. })
     }
+}
 
-    /// Arguments appended to the stressor command.
-    pub(crate) fn stressor_args(&self) -> Vec<String> {
-        match *self {
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_and_bounds() {
+        let f: Fault =
+            serde_json::from_str(r#"{"kind":"cpu_stress","workers":2,"load_percent":50}"#).unwrap();
+        assert_eq!(
+            f,
             Fault::CpuStress {
-                workers,
-                load_percent,
-            } => {
-                vec![
-                    "--cpu-workers".into(),
-                    workers.to_string(),
-                    "--cpu-load".into(),
-                    load_percent.to_string(),
-                ]
+                workers: 2,
+                load_percent: 50
             }
-            Fault::MemoryStress { mib } => vec!["--mem-mib".into(), mib.to_string()],
-            _ => Vec::new(),
-        }
-    }
-
-    /// Added latency of this fault.
-    pub(crate) fn latency(&self) -> Duration {
-        match *self {
-            Fault::Latency { ms } => Duration::from_millis(ms),
-            _ => Duration::ZERO,
-        }
+        );
+        assert!(f.validate().is_ok() && f.is_stress());
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"latency","ms":5,"x":1}"#).is_err());
+        assert!(Fault::Latency { ms: 0 }.validate().is_err());
+        assert!(Fault::MemoryStress { mib: 5000 }.validate().is_err());
+        assert!(!Fault::PodFailure.is_stress());
     }
 }

@@ -1,6 +1,6 @@
 //! The local runtime's control API: JSON over HTTP on loopback, so that processes other than the one running the
 //! runtime (sidecars, `acvctl`, scripts) reach it, the way they would reach the Kubernetes API server.
-//! [`RemoteCluster`](crate::remote::RemoteCluster) is its client.
+//! [`RemoteCluster`](acv_cluster::RemoteCluster) is its client.
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
@@ -25,6 +25,7 @@ use std::convert::Infallible;
 use std::sync::Weak;
 use std::time::Duration;
 
+use acv_cluster::{Cluster, ClusterError, Fault};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,8 +38,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, LocalRuntime};
-use crate::{Cluster, ClusterError};
+use crate::LocalRuntime;
 
 const MAX_BODY: usize = 64 * 1024;
 

@@ -1,5 +1,6 @@
-//! The supervisor of one service: replica slots, spawning with backoff, health probes, revisions, faults, and the
-//! CPU/memory/metrics sampler. All state sits behind one std mutex that is never held across an await.
+//! The supervisor of one service: replica slots, spawning with backoff, health probes, readiness routing and
+//! status. Roll-outs are in [`rollout`](crate::rollout), faults in [`faults`](crate::faults), the sampler in
+//! [`sampling`](crate::sampling). All state sits behind one std mutex that is never held across an await.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -8,27 +9,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use acv_cluster::{Fault, FaultId};
 use acv_protocol::{ComponentName, ComponentStatus, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
 use bytes::Bytes;
+use futures::future::join_all;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{ActiveFault, Fault, FaultId};
-use super::front::FrontState;
-use super::spec::{ServiceSpec, Settings, Strategy, expand};
-use crate::ClusterError;
-use crate::prom::HistogramSet;
-use crate::window::REQUEST_DURATION;
+use crate::faults::ActiveFault;
+use crate::front::FrontState;
+use crate::logs::{Logs, pump};
+use crate::sampling::Sample;
+use crate::spec::{ServiceSpec, Settings, expand};
 
 /// Largest `/metrics` body read from a replica.
 const MAX_SCRAPE_BYTES: usize = 4 << 20;
-/// Longest log line kept.
-const MAX_LOG_LINE: usize = 4096;
 
 /// Runtime-wide state shared by every service.
 pub(crate) struct Shared {
@@ -121,63 +120,10 @@ pub(crate) struct Stressor {
     pub pid: u32,
 }
 
-/// Log lines of a service (all replicas and supervisor events), bounded.
-pub(crate) struct Logs {
-    lines: Mutex<VecDeque<String>>,
-    cap: usize,
-}
-
-/// One measurement of a service.
-pub(crate) struct Sample {
-    pub at: Instant,
-    /// CPU seconds by pid (replicas and their stressors).
-    pub cpu: BTreeMap<u32, f64>,
-    /// Resident bytes per running replica (with its stressors).
-    pub rss: Vec<u64>,
-    /// The request histogram scraped from each replica, by replica pid.
-    pub hist: BTreeMap<u32, HistogramSet>,
-    pub limits: ResourceLimits,
-}
-
+/// A replica to health-check.
 struct ProbeTarget {
     pid: u32,
     addr: SocketAddr,
-}
-
-// === impl Logs ===
-
-impl Logs {
-    pub fn new(cap: usize) -> Self {
-        Logs {
-            lines: Mutex::new(VecDeque::new()),
-            cap,
-        }
-    }
-
-    pub fn push(&self, line: String) {
-        let mut line = line;
-        if line.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-        }
-        let mut lines = lock(&self.lines);
-        if lines.len() >= self.cap {
-            lines.pop_front();
-        }
-        lines.push_back(line);
-    }
-
-    pub fn tail(&self, n: usize) -> Vec<String> {
-        let lines = lock(&self.lines);
-        lines
-            .iter()
-            .skip(lines.len().saturating_sub(n))
-            .cloned()
-            .collect()
-    }
 }
 
 /// Locks a mutex, recovering from poisoning: the state stays usable even if a task panicked while holding it.
@@ -188,7 +134,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // === impl Slot ===
 
 impl Slot {
-    fn new(index: u32, template: Template, surge: bool) -> Self {
+    pub(crate) fn new(index: u32, template: Template, surge: bool) -> Self {
         Slot {
             index,
             surge,
@@ -210,7 +156,7 @@ impl Slot {
         }
     }
 
-    fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.proc.as_ref().is_some_and(|p| p.ready)
     }
 }
@@ -269,13 +215,7 @@ impl Service {
             wake: Notify::new(),
             logs: Arc::new(Logs::new(shared.settings.log_lines)),
             // An empty sample at creation, before any replica runs, so every later window has a baseline.
-            samples: Mutex::new(VecDeque::from([Arc::new(Sample {
-                at: Instant::now(),
-                cpu: BTreeMap::new(),
-                rss: Vec::new(),
-                hist: BTreeMap::new(),
-                limits: spec.limits,
-            })])),
+            samples: Mutex::new(VecDeque::from([Arc::new(Sample::empty(spec.limits))])),
             spec,
             shared,
         }
@@ -299,18 +239,6 @@ impl Service {
         }
     }
 
-    /// Samples every sample interval until shutdown.
-    pub async fn run_sampler(self: Arc<Self>) {
-        let interval = Duration::from_millis(self.shared.settings.sample_interval_ms);
-        loop {
-            tokio::select! {
-                _ = self.shared.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            self.sample().await;
-        }
-    }
-
     /// One reconcile pass: reap, scale, replace outdated replicas, spawn, probe, route.
     pub async fn reconcile(&self) {
         if self.shared.stopped.load(Ordering::SeqCst) {
@@ -325,7 +253,7 @@ impl Service {
         let probes = targets
             .iter()
             .map(|t| probe(&self.shared.http, t.addr, &self.spec.health_path, timeout));
-        let results = futures_join_all(probes).await;
+        let results = join_all(probes).await;
         let mut st = lock(&self.state);
         for (t, ok) in targets.iter().zip(results) {
             let Some(slot) = st
@@ -377,14 +305,7 @@ impl Service {
 
     fn reconcile_locked(&self, st: &mut ServiceState) -> Vec<ProbeTarget> {
         let now = Instant::now();
-        // Faults that ran out.
-        let before = st.faults.len();
-        st.faults.retain(|f| f.until.is_none_or(|u| u > now));
-        if st.faults.len() != before {
-            self.event(format!("{} fault(s) expired", before - st.faults.len()));
-        }
-        let latency = st.faults.iter().map(|f| f.fault.latency()).sum();
-        self.front.set_extra_latency(latency);
+        self.expire_faults(st, now);
         let pod_failure = st.pod_failure();
 
         // Reap replicas that exited.
@@ -424,64 +345,7 @@ impl Service {
         }
 
         // Roll out the current template, ordinal by ordinal.
-        let rolling = self.shared.settings.strategy == Strategy::RollingUpdate;
-        for index in 0..desired {
-            let has_current = st
-                .slots
-                .iter()
-                .any(|s| s.index == index && s.template == template);
-            let current_ready = st
-                .slots
-                .iter()
-                .any(|s| s.index == index && s.template == template && s.is_ready());
-            let old_ready = st
-                .slots
-                .iter()
-                .any(|s| s.index == index && s.template != template && s.is_ready());
-            let surging = st
-                .slots
-                .iter()
-                .filter(|s| s.surge && s.template == template && !s.is_ready())
-                .count();
-            // Old pods go when the new one is ready, when none of them serves anyway, or at once with Recreate.
-            // Old pods that are not ready never protect anything: they go as soon as a new pod exists. A surge pod
-            // of an older template (a rollout overtaken by another) goes at once.
-            let drop_old = |s: &Slot| {
-                s.index == index
-                    && s.template != template
-                    && (!rolling || s.surge || current_ready || !old_ready || (has_current && !s.is_ready()))
-            };
-            let mut gone = extract(&mut st.slots, drop_old);
-            let replaced = !gone.is_empty();
-            for slot in &mut gone {
-                self.kill_slot(slot, "replaced by the new template");
-            }
-            if replaced
-                && let Some(s) = st
-                    .slots
-                    .iter_mut()
-                    .find(|s| s.index == index && s.template == template)
-            {
-                s.surge = false;
-            }
-            let old_left = st
-                .slots
-                .iter()
-                .any(|s| s.index == index && s.template != template);
-            if !st
-                .slots
-                .iter()
-                .any(|s| s.index == index && s.template == template)
-            {
-                if !old_left {
-                    st.slots.push(Slot::new(index, template.clone(), false));
-                } else if surging == 0 {
-                    // maxSurge 1: one new pod at a time next to a serving old one.
-                    st.slots.push(Slot::new(index, template.clone(), true));
-                }
-            }
-        }
-        st.slots.sort_by_key(|s| (s.index, s.surge));
+        self.roll_out(st, &template);
 
         // Pod failure: nothing runs, nothing restarts.
         if pod_failure {
@@ -520,49 +384,7 @@ impl Service {
         }
 
         // Stressors follow the active stress faults.
-        let stress: Vec<ActiveFault> = st
-            .faults
-            .iter()
-            .filter(|f| f.fault.is_stress())
-            .cloned()
-            .collect();
-        let mut slots = std::mem::take(&mut st.slots);
-        for slot in &mut slots {
-            let mut keep = Vec::new();
-            for mut s in std::mem::take(&mut slot.stressors) {
-                let exited = !matches!(s.child.try_wait(), Ok(None));
-                if exited || slot.proc.is_none() || !stress.iter().any(|f| f.id == s.fault) {
-                    self.kill_now(
-                        s.child,
-                        s.pid,
-                        &format!("stressor of {} stopped", slot.name(&self.name)),
-                    );
-                } else {
-                    keep.push(s);
-                }
-            }
-            slot.stressors = keep;
-            if slot.proc.is_none() {
-                continue;
-            }
-            for f in &stress {
-                if slot.stressors.iter().any(|s| s.fault == f.id) {
-                    continue;
-                }
-                match self.spawn_stressor(&slot.name(&self.name), &f.fault) {
-                    Ok((child, pid)) => slot.stressors.push(Stressor {
-                        fault: f.id,
-                        child,
-                        pid,
-                    }),
-                    Err(e) => self.event(format!(
-                        "stressor for {} could not start: {e}",
-                        slot.name(&self.name)
-                    )),
-                }
-            }
-        }
-        st.slots = slots;
+        self.reconcile_stressors(st);
 
         self.route(st);
         st.slots
@@ -576,7 +398,7 @@ impl Service {
             .collect()
     }
 
-    fn kill_slot(&self, slot: &mut Slot, why: &str) {
+    pub(crate) fn kill_slot(&self, slot: &mut Slot, why: &str) {
         let name = slot.name(&self.name);
         if let Some(p) = slot.proc.take() {
             self.kill(p.child, p.pid, &format!("{name} {why}"));
@@ -659,22 +481,7 @@ impl Service {
         })
     }
 
-    fn spawn_stressor(&self, replica: &str, fault: &Fault) -> Result<(Child, u32), String> {
-        let argv = self
-            .shared
-            .stressor
-            .as_ref()
-            .ok_or("no stressor command in the runtime file")?;
-        let (program, args) = argv.split_first().ok_or("empty stressor command")?;
-        let mut cmd = Command::new(program);
-        cmd.args(args).args(fault.stressor_args());
-        let label = format!("{replica}/stress");
-        let (child, pid) = self.spawn(cmd, &label)?;
-        self.event(format!("started stressor for {replica} (pid {pid}): {fault:?}"));
-        Ok((child, pid))
-    }
-
-    fn spawn(&self, mut cmd: Command, label: &str) -> Result<(Child, u32), String> {
+    pub(crate) fn spawn(&self, mut cmd: Command, label: &str) -> Result<(Child, u32), String> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -729,176 +536,6 @@ impl Service {
         }
     }
 
-    /// Records a new revision if the template changed; returns the current revision either way.
-    pub fn new_revision(&self, cause: String, change: impl FnOnce(&mut Revision)) -> Revision {
-        let rev = {
-            let mut st = lock(&self.state);
-            let mut next = st.current().clone();
-            change(&mut next);
-            let cur = st.current();
-            if next.image == cur.image && next.env == cur.env && next.limits == cur.limits {
-                return cur.clone();
-            }
-            next.revision = cur.revision + 1;
-            next.created_at_ms = acv_core::now_ms();
-            next.cause = cause;
-            st.revisions.push(next.clone());
-            if st.revisions.len() > 100 {
-                st.revisions.remove(0);
-            }
-            next
-        };
-        self.event(format!(
-            "revision {} ({}): version {}",
-            rev.revision, rev.cause, rev.image
-        ));
-        self.wake.notify_one();
-        rev
-    }
-
-    /// Samples CPU, memory and `/metrics` of every replica, enforces the memory limit, stores the sample.
-    pub async fn sample(&self) -> Arc<Sample> {
-        struct Target {
-            pid: u32,
-            addr: SocketAddr,
-            stressors: Vec<u32>,
-        }
-        let (targets, limits) = {
-            let st = lock(&self.state);
-            let targets: Vec<Target> = st
-                .slots
-                .iter()
-                .filter_map(|s| {
-                    let p = s.proc.as_ref()?;
-                    Some(Target {
-                        pid: p.pid,
-                        addr: p.addr,
-                        stressors: s.stressors.iter().map(|s| s.pid).collect(),
-                    })
-                })
-                .collect();
-            (targets, st.current().limits)
-        };
-        let mut cpu = BTreeMap::new();
-        let mut rss = Vec::new();
-        let mut over_limit = Vec::new();
-        for t in &targets {
-            let mut bytes = 0;
-            for pid in std::iter::once(t.pid).chain(t.stressors.iter().copied()) {
-                if let Some(u) = crate::procfs::usage(pid) {
-                    cpu.insert(pid, u.cpu_secs);
-                    bytes += u.rss_bytes;
-                }
-            }
-            rss.push(bytes);
-            if bytes > u64::from(limits.memory_mib) << 20 {
-                over_limit.push((t.pid, bytes));
-            }
-        }
-        let mut hist = BTreeMap::new();
-        if let Some(path) = &self.spec.metrics_path {
-            let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
-            let scrapes = targets
-                .iter()
-                .map(|t| scrape(&self.shared.http, t.addr, path, timeout));
-            for (t, h) in targets.iter().zip(futures_join_all(scrapes).await) {
-                if let Some(h) = h {
-                    hist.insert(t.pid, h);
-                }
-            }
-        }
-        if self.shared.settings.enforce_memory_limit && !over_limit.is_empty() {
-            let st = &mut *lock(&self.state);
-            for (pid, bytes) in over_limit {
-                if let Some(p) = st
-                    .slots
-                    .iter_mut()
-                    .filter_map(|s| s.proc.as_mut())
-                    .find(|p| p.pid == pid)
-                {
-                    p.child.start_kill().ok();
-                    self.event(format!(
-                        "pid {pid} OOMKilled: {} MiB resident over the {} MiB limit",
-                        bytes >> 20,
-                        limits.memory_mib
-                    ));
-                }
-            }
-        }
-        let sample = Arc::new(Sample {
-            at: Instant::now(),
-            cpu,
-            rss,
-            hist,
-            limits,
-        });
-        let retention = Duration::from_secs(self.shared.settings.retention_secs);
-        let mut samples = lock(&self.samples);
-        while samples
-            .front()
-            .is_some_and(|s| sample.at.duration_since(s.at) > retention)
-        {
-            samples.pop_front();
-        }
-        samples.push_back(Arc::clone(&sample));
-        sample
-    }
-
-    /// The newest sample taken at least `window` before `latest`, else the oldest one before it.
-    pub fn baseline(&self, latest: &Sample, window: Duration) -> Option<Arc<Sample>> {
-        let samples = lock(&self.samples);
-        let older = samples.iter().filter(|s| s.at < latest.at);
-        let mut best = None;
-        for s in older {
-            if latest.at.duration_since(s.at) >= window {
-                best = Some(Arc::clone(s));
-            } else {
-                return best.or_else(|| Some(Arc::clone(s)));
-            }
-        }
-        best
-    }
-
-    /// Injects a fault; it ends after `duration` if given.
-    pub fn inject(&self, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
-        fault.validate()?;
-        if fault.is_stress() && self.shared.stressor.is_none() {
-            return Err(ClusterError::invalid(
-                "fault",
-                "the runtime file declares no stressor command",
-            ));
-        }
-        let id = {
-            let mut st = lock(&self.state);
-            let id = FaultId(st.next_fault_id);
-            st.next_fault_id += 1;
-            st.faults.push(ActiveFault {
-                id,
-                fault,
-                until: duration.map(|d| Instant::now() + d),
-            });
-            id
-        };
-        self.event(format!("fault {} injected: {fault:?} for {duration:?}", id.0));
-        self.wake.notify_one();
-        Ok(id)
-    }
-
-    /// Clears faults matching `which` (all if `None`); returns how many were cleared.
-    pub fn clear_faults(&self, which: Option<FaultId>) -> usize {
-        let n = {
-            let mut st = lock(&self.state);
-            let before = st.faults.len();
-            st.faults.retain(|f| which.is_some_and(|id| id != f.id));
-            before - st.faults.len()
-        };
-        if n > 0 {
-            self.event(format!("{n} fault(s) cleared"));
-            self.wake.notify_one();
-        }
-        n
-    }
-
     /// Kills every process of this service and returns the children to wait for.
     pub fn kill_all(&self) -> Vec<Child> {
         let mut st = lock(&self.state);
@@ -918,7 +555,7 @@ impl Service {
 }
 
 /// Removes and returns the items matching `pred`, keeping the order of the rest.
-fn extract<T>(items: &mut Vec<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
+pub(crate) fn extract<T>(items: &mut Vec<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
     let (out, keep) = std::mem::take(items).into_iter().partition(|x| pred(x));
     *items = keep;
     out
@@ -948,19 +585,12 @@ pub(crate) fn reap_terminating(shared: &Shared) {
     });
 }
 
-async fn pump(reader: impl AsyncRead + Unpin, logs: Arc<Logs>, label: String) {
-    let mut lines = BufReader::new(reader).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        logs.push(format!("[{label}] {line}"));
-    }
-}
-
 /// Binds an ephemeral port on loopback and releases it for a child to take.
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn get(
+pub(crate) async fn get(
     http: &Client<HttpConnector, Empty<Bytes>>,
     addr: SocketAddr,
     path: &str,
@@ -989,45 +619,4 @@ async fn probe(
     get(http, addr, path, timeout)
         .await
         .is_some_and(|(s, _)| s.is_success())
-}
-
-async fn scrape(
-    http: &Client<HttpConnector, Empty<Bytes>>,
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-) -> Option<HistogramSet> {
-    let (status, body) = get(http, addr, path, timeout).await?;
-    if !status.is_success() {
-        return None;
-    }
-    let text = std::str::from_utf8(&body).ok()?;
-    HistogramSet::parse(text, REQUEST_DURATION).ok()
-}
-
-/// Awaits futures concurrently on the current task, in order (a small `join_all` without the futures crate).
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in set.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }

@@ -1,21 +1,30 @@
 //! The local runtime: every service of a [`RuntimeSpec`] runs as N replica processes on 127.0.0.1 behind a
 //! round-robin front on the service's stable port. [`LocalRuntime`] is the control handle for the whole set
-//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`] view of one service.
+//! (start, faults, ports, shutdown); [`LocalCluster`] is the [`Cluster`](acv_cluster::Cluster) view of one
+//! service.
+//! Agents do not link this crate: they reach a runtime in another process through its control API ([`api`]) with
+//! [`acv_cluster::RemoteCluster`].
 //!
 //! What it does, in Kubernetes terms: replicas are pods (`NAME-N`), restarted with exponential backoff after a
 //! crash (`CrashLoopBackOff` while waiting); every image/env/limits change is a revision and its pods replace the
 //! old ones (rolling update one pod at a time, or Recreate; see [`Strategy`]); `rollback` re-applies the previous
-//! revision; a `/health` probe decides readiness and the
-//! front only routes to ready replicas. CPU and memory come from `/proc` and are reported against the declared
-//! limits. Memory limits are enforced (a replica over its limit is killed, like an OOM kill); CPU limits are only
-//! reported (a replica may use more than 100 % of its limit, and the metrics say so).
+//! revision; a `/health` probe decides readiness and the front only routes to ready replicas. CPU and memory come
+//! from `/proc` and are reported against the declared limits. Memory limits are enforced (a replica over its limit
+//! is killed, like an OOM kill); CPU limits are only reported (a replica may use more than 100 % of its limit, and
+//! the metrics say so). Request rate, latency and errors come from the service's own `request_duration_seconds`
+//! histogram when it exports one, else from the front, which times every request it forwards.
 //!
 //! # Layout
 //! - [`spec`]: the runtime file.
-//! - [`api`]: the control API (JSON over HTTP) other processes use through [`RemoteCluster`](crate::RemoteCluster).
-//! - [`front`]: the round-robin HTTP front.
-//! - [`faults`]: pod failure, CPU/memory stress, added latency.
-//! - `supervisor`: pods, rollouts, backoff, probes, revisions, sampler.
+//! - [`api`]: the control API (JSON over HTTP) other processes use through
+//!   [`RemoteCluster`](acv_cluster::RemoteCluster).
+//! - [`front`]: the round-robin HTTP front, with its request histogram.
+//! - `supervisor`: pods, backoff, probes, routing, status; `rollout`: revisions and pod replacement;
+//!   `faults`: pod failure, CPU/memory stressors, added latency; `sampling`: the sampler and metrics windows.
+//! - [`prom`]: a Prometheus text exposition parser and histogram sets.
+//! - [`window`]: windows over two scrapes: request rate, quantiles from histogram buckets, error rate.
+//! - [`procfs`]: CPU time and resident memory of a process from `/proc`.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,23 +32,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use acv_protocol::{ComponentName, ComponentStatus, MetricsSnapshot, ReplicaState, Revision};
+use acv_cluster::ClusterError;
+use acv_protocol::{ComponentName, ComponentStatus};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::window::{cpu_percent_of_limit, stats};
-use crate::{Cluster, ClusterError, validate};
 use supervisor::{Service, Shared, lock};
 
 pub mod api;
-pub mod faults;
+mod cluster;
+mod faults;
 pub mod front;
+mod logs;
+pub mod procfs;
+pub mod prom;
+mod rollout;
+mod sampling;
 pub mod spec;
 mod supervisor;
+pub mod window;
 
-pub use faults::{Fault, FaultId};
+pub use acv_cluster::{Fault, FaultId};
+pub use cluster::{LocalCluster, is_crashlooping};
 pub use spec::{RuntimeSpec, ServiceSpec, Settings, Strategy};
 
 /// The running set of services. Dropping it kills every child; [`LocalRuntime::shutdown`] also waits for them.
@@ -49,13 +65,8 @@ pub struct LocalRuntime {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// The [`Cluster`] view of one local service.
-#[derive(Clone)]
-pub struct LocalCluster {
-    service: Arc<Service>,
-}
-
-/// One replica as the control handle sees it (for tests and experiments, beyond what [`Cluster`] shows).
+/// One replica as the control handle sees it (for tests and experiments, beyond what
+/// [`Cluster`](acv_cluster::Cluster) shows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaInfo {
     /// `NAME-N`.
@@ -152,11 +163,9 @@ impl LocalRuntime {
             .ok_or_else(|| ClusterError::UnknownComponent(name.to_owned()))
     }
 
-    /// The [`Cluster`] handle scoped to service `name`.
+    /// The [`Cluster`](acv_cluster::Cluster) handle scoped to service `name`.
     pub fn cluster(&self, name: &str) -> Result<LocalCluster, ClusterError> {
-        Ok(LocalCluster {
-            service: Arc::clone(self.service(name)?),
-        })
+        Ok(LocalCluster::new(Arc::clone(self.service(name)?)))
     }
 
     /// The service names.
@@ -343,168 +352,4 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-// === impl LocalCluster ===
-
-impl LocalCluster {
-    fn live(&self) -> Result<&Service, ClusterError> {
-        if self.service.shared.stopped.load(Ordering::SeqCst) {
-            return Err(ClusterError::Stopped);
-        }
-        Ok(&self.service)
-    }
-
-    /// The front address of this service.
-    pub fn addr(&self) -> SocketAddr {
-        self.service.addr
-    }
-}
-
-#[async_trait::async_trait]
-impl Cluster for LocalCluster {
-    fn component(&self) -> &ComponentName {
-        &self.service.name
-    }
-
-    async fn status(&self) -> Result<ComponentStatus, ClusterError> {
-        Ok(self.live()?.status())
-    }
-
-    async fn metrics(&self, window_secs: f64) -> Result<MetricsSnapshot, ClusterError> {
-        let window = validate::window(window_secs)?;
-        let svc = self.live()?;
-        let mut latest = svc.sample().await;
-        let mut base = svc.baseline(&latest, Duration::from_secs_f64(window));
-        if base.is_none() {
-            // No history yet (just started): measure over one sample interval.
-            let wait = Duration::from_millis(svc.shared.settings.sample_interval_ms)
-                .min(Duration::from_secs_f64(window));
-            tokio::time::sleep(wait).await;
-            base = Some(latest);
-            latest = svc.sample().await;
-        }
-        let base = base.ok_or_else(|| ClusterError::Backend("no baseline sample".into()))?;
-        let span = latest.at.duration_since(base.at).as_secs_f64();
-        let cpu_secs: f64 = latest
-            .cpu
-            .iter()
-            .map(|(pid, now)| match base.cpu.get(pid) {
-                Some(before) if before <= now => now - before,
-                _ => *now,
-            })
-            .sum();
-        let replicas = latest.rss.len();
-        let limits = latest.limits;
-        let memory = (replicas > 0).then(|| {
-            #[allow(clippy::cast_precision_loss)]
-            let avg = latest.rss.iter().sum::<u64>() as f64 / replicas as f64;
-            100.0 * avg / (f64::from(limits.memory_mib) * 1024.0 * 1024.0)
-        });
-        let mut added = crate::prom::HistogramSet::default();
-        for (pid, h) in &latest.hist {
-            added.add(&h.delta(base.hist.get(pid)));
-        }
-        let has_metrics = svc.spec.metrics_path.is_some() && !latest.hist.is_empty();
-        let w = stats(&added, span);
-        Ok(MetricsSnapshot {
-            component: svc.name.clone(),
-            window_secs: span,
-            cpu_percent_of_limit: cpu_percent_of_limit(cpu_secs, span, replicas, limits.cpu_millis),
-            memory_percent_of_limit: memory,
-            request_rate: if has_metrics { w.request_rate } else { None },
-            p50_ms: w.p50_ms,
-            p99_ms: w.p99_ms,
-            error_rate_percent: w.error_rate_percent,
-        })
-    }
-
-    async fn logs(&self, tail: i64) -> Result<Vec<String>, ClusterError> {
-        let n = validate::tail(tail)?;
-        Ok(self.live()?.logs.tail(n))
-    }
-
-    async fn scale(&self, replicas: i64) -> Result<ComponentStatus, ClusterError> {
-        let svc = self.live()?;
-        let n = validate::replicas(replicas, svc.shared.settings.max_replicas)?;
-        let before = {
-            let mut st = lock(&svc.state);
-            std::mem::replace(&mut st.desired, n)
-        };
-        if before != n {
-            svc.event(format!("scaled from {before} to {n} replicas"));
-        }
-        svc.reconcile().await;
-        Ok(svc.status())
-    }
-
-    async fn restart(&self) -> Result<(), ClusterError> {
-        let svc = self.live()?;
-        lock(&svc.state).restart_nonce += 1;
-        svc.event("restart of every replica requested".into());
-        svc.wake.notify_one();
-        Ok(())
-    }
-
-    async fn set_image(&self, image: &str) -> Result<Revision, ClusterError> {
-        validate::image(image)?;
-        let svc = self.live()?;
-        if !svc.spec.versions.is_empty() && !svc.spec.versions.contains_key(image) {
-            return Err(ClusterError::UnknownVersion {
-                version: image.to_owned(),
-                known: svc.spec.versions.keys().cloned().collect(),
-            });
-        }
-        Ok(svc.new_revision(format!("set_image {image}"), |r| r.image = image.to_owned()))
-    }
-
-    async fn set_env(&self, key: &str, value: &str) -> Result<Revision, ClusterError> {
-        validate::env_var(key, value)?;
-        let svc = self.live()?;
-        Ok(svc.new_revision(format!("set_env {key}"), |r| {
-            r.env.insert(key.to_owned(), value.to_owned());
-        }))
-    }
-
-    async fn set_resources(&self, cpu_millis: i64, memory_mib: i64) -> Result<Revision, ClusterError> {
-        let limits = validate::resources(cpu_millis, memory_mib)?;
-        let svc = self.live()?;
-        Ok(svc.new_revision(
-            format!("set_resources cpu={cpu_millis}m memory={memory_mib}Mi"),
-            |r| r.limits = limits,
-        ))
-    }
-
-    async fn rollback(&self) -> Result<Revision, ClusterError> {
-        let svc = self.live()?;
-        let previous = {
-            let st = lock(&svc.state);
-            let n = st.revisions.len();
-            if n < 2 {
-                return Err(ClusterError::NoPreviousRevision {
-                    current: st.current().revision,
-                });
-            }
-            st.revisions[n - 2].clone()
-        };
-        Ok(
-            svc.new_revision(format!("rollback to revision {}", previous.revision), |r| {
-                r.image = previous.image.clone();
-                r.env = previous.env.clone();
-                r.limits = previous.limits;
-            }),
-        )
-    }
-
-    async fn history(&self) -> Result<Vec<Revision>, ClusterError> {
-        Ok(lock(&self.live()?.state).revisions.clone())
-    }
-}
-
-/// Whether a status shows a crash (any replica in `CrashLoopBackOff`).
-pub fn is_crashlooping(status: &ComponentStatus) -> bool {
-    status
-        .replicas
-        .iter()
-        .any(|r| r.state == ReplicaState::CrashLoopBackOff)
 }

@@ -22,7 +22,7 @@ use std::path::Path;
 use acv_protocol::{ComponentName, ResourceLimits};
 use serde::Deserialize;
 
-use crate::ClusterError;
+use acv_cluster::{ClusterError, validate};
 
 /// Placeholders filled when a replica is spawned, not when the file is loaded.
 pub const SPAWN_VARS: [&str; 3] = ["PORT", "REPLICA", "VERSION"];
@@ -233,7 +233,7 @@ impl RuntimeSpec {
                     "service {n}: health_path and metrics_path must start with '/'"
                 ));
             }
-            crate::validate::image(&svc.version)
+            validate::image(&svc.version)
                 .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             if !svc.versions.is_empty() && !svc.versions.contains_key(&svc.version) {
                 return bad(format!(
@@ -241,11 +241,11 @@ impl RuntimeSpec {
                     svc.version
                 ));
             }
-            crate::validate::resources(i64::from(svc.limits.cpu_millis), i64::from(svc.limits.memory_mib))
+            validate::resources(i64::from(svc.limits.cpu_millis), i64::from(svc.limits.memory_mib))
                 .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             let all_env = svc.env.iter().chain(svc.versions.values().flatten());
             for (k, v) in all_env {
-                crate::validate::env_var(k, v)
+                validate::env_var(k, v)
                     .map_err(|e| ClusterError::RuntimeFile(format!("service {n}: {e}")))?;
             }
         }
