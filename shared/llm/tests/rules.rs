@@ -4,7 +4,7 @@
 mod support;
 
 use acv_llm::{
-    MaintainerContext, Planner, RulesPlanner, SafetyMode, drive,
+    MaintainerContext, Planner, RulesPlanner, SafetyMode, StepPurpose, TaskStep, drive,
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
@@ -352,13 +352,13 @@ async fn l1_edge_cases() {
 #[tokio::test]
 async fn a_failed_step_ends_with_an_issue() {
     let mut ctx = task("Scale replicas to 3 for your microservice component.");
-    ctx.steps.push(StepRecord {
+    ctx.steps.push(TaskStep::from(StepRecord {
         index: 1,
-        description: "[rules:task] scale catalogue to 3 replicas".into(),
+        description: "scale catalogue to 3 replicas".into(),
         program: "import acv\nacv.scale(3)".into(),
         outcome: StepOutcome::Error,
         output: "Traceback...\nacv.HostError: quota: no room for 3 replicas".into(),
-    });
+    }));
     ctx.turn = 2;
     let plan = RulesPlanner::new().next(&ctx).await.unwrap();
     let rep = plan.report.unwrap();
@@ -609,7 +609,7 @@ async fn p99_over_target_scales_out_stepwise_and_verifies() {
     let observes = out
         .steps
         .iter()
-        .filter(|s| s.description.starts_with("[rules:observe]"))
+        .filter(|s| s.description.starts_with("observe status"))
         .count();
     assert_eq!(
         observes, 4,
@@ -774,7 +774,7 @@ async fn manager_splits_the_paper_goals() {
     let sub = &s[1];
     let ctx = MaintainerContext::for_task(sub.component.clone(), "sub", sub.spec.clone());
     let plan = p.next(&ctx).await.unwrap();
-    assert!(plan.steps[0].description.starts_with("[rules:observe]"));
+    assert_eq!(plan.steps[0].purpose, Some(StepPurpose::Observe));
     // Errors and fallbacks.
     let e = p
         .decompose(&goal("Make everything faster"), &comps, &[])
