@@ -151,9 +151,8 @@ re!(
 );
 re!(
     SET_CAPS_TO,
-    r#"\b(?:set|change|update|switch|flip|make)\s+(?:the\s+)?[`'"]?([A-Z][A-Z0-9]*_[A-Z0-9_]+|[A-Z]{2,}[A-Z0-9]*)[`'"]?\s+(?:to|=)\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s,;]+)"#
+    r#"\b(?i:set|change|update|switch|flip|make)\s+(?:(?i:the)\s+)?[`'"]?([A-Z][A-Z0-9]*_[A-Z0-9_]+|[A-Z]{2,}[A-Z0-9]*)[`'"]?\s+(?:to|=)\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s,;]+)"#
 );
-re!(ENV_WORD, r"\b(environment|env|variable|var)\b");
 // --- image ---
 re!(IMAGE, r"\b(image|version|tag|release|build)\b|\bv?\d+\.\d+");
 re!(

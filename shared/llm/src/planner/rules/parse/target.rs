@@ -42,7 +42,9 @@ const FILLER: &[&str] = &[
     "endpoint", "endpoints", "port", "node", "nodes", "namespace", "use", "have", "has", "run", "handle", "serve",
     "take", "get", "got", "consume", "look", "looks", "seem", "seems", "behave", "hour", "hours", "day", "days",
     "week", "moment", "bit", "production", "prod", "staging", "kubernetes", "k8s", "dashboard", "yaml", "file",
-    "manifest", "whole", "both", "other", "others", "requests", "users", "customers", "load",
+    "manifest", "whole", "both", "other", "others", "requests", "users", "customers", "load", "using", "handling",
+    "getting", "doing", "serving", "processing", "working", "taking", "consuming", "performing", "behaving",
+    "responding", "going", "looking", "receiving", "seeing", "having", "logging", "everyone", "anyone", "someone",
 ];
 
 static OWN_HINTS: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -67,7 +69,6 @@ fn is_name_word(w: &str) -> bool {
     !FILLER.contains(&w)
         && !VOCABULARY.contains(&w)
         && !(w.ends_with('s') && VOCABULARY.contains(&&w[..w.len() - 1]))
-        && !w.ends_with("ing")
         && !w.ends_with("ly")
 }
 
