@@ -290,7 +290,7 @@ fn intent_of(t: &str, fixed: &str) -> Intent {
     if !targets.is_empty() && !question && !m(&SET_ENV, t) {
         return Intent::Reach(targets);
     }
-    if m(&ROLLBACK, n) {
+    if m(&ROLLBACK, n) && !question {
         if let Some(c) = caps(&ROLLBACK_MANY, n) {
             return cannot(format!(
                 "I roll back one revision at a time (not {} {}); name the version to go back further",
