@@ -11,7 +11,7 @@ use acv_protocol::{Comparison, ComponentName, ReportStatus, SloMetric, TaskSpec}
 enum Expect {
     Is(Intent),
     /// A "Cannot do this" with the list of what the planner can do.
-    CannotDo,
+    Cannot,
     /// Refused: names another component.
     NotMine(&'static [&'static str]),
 }
@@ -69,8 +69,8 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "scale out", Is(ScaleBy(1))),
         (c, "increase the number of replicas by 1", Is(ScaleBy(1))),
         (c, "We need a couple more pods", Is(ScaleBy(2))),
-        (c, "double the replicas", CannotDo),
-        (c, "scale it", CannotDo),
+        (c, "double the replicas", Cannot),
+        (c, "scale it", Cannot),
         // --- restart
         (c, "restart the service", Is(Restart)),
         (c, "Please reboot all pods of catalogue now.", Is(Restart)),
@@ -103,8 +103,8 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "increase the cpu limit by 50%", Is(cpu(Times(1.5)))),
         (c, "set memory to 512MB", Is(mem(To(488)))),
         (c, "cpu limit 750 millicores please", Is(cpu(To(750)))),
-        (c, "set the memory limit to 512", CannotDo),
-        (c, "raise the memory limit", CannotDo),
+        (c, "set the memory limit to 512", Cannot),
+        (c, "raise the memory limit", Cannot),
         // --- image / version
         (c, "upgrade to 0.3.6", Is(SetImage("0.3.6".into()))),
         (c, "Deploy version 0.3.7 of catalogue", Is(SetImage("0.3.7".into()))),
@@ -121,7 +121,7 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "go back to 0.3.5", Is(RollbackTo("0.3.5".into()))),
         (c, "downgrade to v0.3.4", Is(RollbackTo("0.3.4".into()))),
         (c, "rollbak please", Is(Rollback)),
-        (c, "roll back two versions", CannotDo),
+        (c, "roll back two versions", Cannot),
         // --- create / start
         (c, "start the service", Is(Create)),
         (c, "spin up the deployment", Is(Create)),
@@ -151,13 +151,13 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "bring latency down to half a second", Is(reach(SloMetric::P99LatencyMs, 500.0))),
         (c, "reduce the latency", Is(Improve(vec![SloMetric::P99LatencyMs]))),
         (c, "make it faster", Is(Improve(vec![SloMetric::P99LatencyMs]))),
-        (c, "keep memory under 300Mi", CannotDo),
+        (c, "keep memory under 300Mi", Cannot),
         // --- what it cannot do
-        (c, "set up autoscaling between 2 and 6 replicas", CannotDo),
-        (c, "delete the deployment", CannotDo),
-        (c, "stop the service", CannotDo),
-        (c, "write a haiku about latency", CannotDo),
-        (c, "open a shell in the pod", CannotDo),
+        (c, "set up autoscaling between 2 and 6 replicas", Cannot),
+        (c, "delete the deployment", Cannot),
+        (c, "stop the service", Cannot),
+        (c, "write a haiku about latency", Cannot),
+        (c, "open a shell in the pod", Cannot),
         // --- another component named: refused, whatever the phrasing
         (c, "scale front-end to 5", NotMine(&["front-end"])),
         (c, "Restart the orders service", NotMine(&["orders"])),
@@ -185,14 +185,14 @@ fn every_phrasing_parses_to_its_intent() {
         let got = parse_task(text, &own);
         let ok = match (want, &got) {
             (Is(w), g) => w == g,
-            (CannotDo, Intent::CannotDo(why)) => why.contains("I can:"),
+            (Cannot, Intent::CannotDo(why)) => why.contains("I can:"),
             (NotMine(names), Intent::NotMine { named }) => named == names,
             _ => false,
         };
         if !ok {
             let want = match want {
                 Is(w) => format!("{w:?}"),
-                CannotDo => "CannotDo(.. I can: ..)".into(),
+                Cannot => "CannotDo(.. I can: ..)".into(),
                 NotMine(n) => format!("NotMine {n:?}"),
             };
             failures.push(format!("{text:?}: want {want}, got {got:?}"));

@@ -333,11 +333,11 @@ fn intent_of(t: &str, fixed: &str) -> Intent {
     if m(&STOP, n) {
         return cannot("I stop a component only by scaling it: say \"scale to 0\" if that is what you mean");
     }
-    if m(&CREATE, n) {
-        return Intent::Create;
-    }
     if m(&STATUS_Q, n) {
         return Intent::Status;
+    }
+    if m(&CREATE, n) {
+        return Intent::Create;
     }
     let metrics = report_metrics(n);
     let judging = m(&JUDGE, n);

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use acv_protocol::ComponentName;
 use regex::Regex;
 
-use super::words::VOCABULARY;
+use super::words::is_known;
 
 /// Written forms of a component name: as is, hyphens as spaces, hyphens dropped (lowercase).
 pub fn name_variants(c: &ComponentName) -> Vec<String> {
@@ -67,9 +67,9 @@ static POSSESSIVE: LazyLock<Option<Regex>> =
 
 fn is_name_word(w: &str) -> bool {
     !FILLER.contains(&w)
-        && !VOCABULARY.contains(&w)
-        && !(w.ends_with('s') && VOCABULARY.contains(&&w[..w.len() - 1]))
+        && !is_known(w)
         && !w.ends_with("ly")
+        && !(w.starts_with('v') && w[1..].starts_with(|c: char| c.is_ascii_digit())) // a version: v0.3.4
 }
 
 /// Components other than `own` that the (normalised, lowercase) task names where its object stands, or empty when

@@ -168,14 +168,22 @@ fn followed_by_of(rest: &str) -> bool {
     rest.trim_start().to_ascii_lowercase().starts_with("of ")
 }
 
+/// Whether `w` (lowercase) is a vocabulary word or one inflected ("deployed", "scales", "restarting").
+pub(super) fn is_known(w: &str) -> bool {
+    VOCABULARY.iter().any(|v| {
+        w.strip_prefix(v)
+            .is_some_and(|rest| ["", "s", "es", "d", "ed", "ing", "er", "ers"].contains(&rest))
+    })
+}
+
 /// The vocabulary word `w` is a typo of, if it is unambiguously close to exactly one.
 fn correct(w: &str, keep: &[String]) -> Option<&'static str> {
     let lower = w.to_ascii_lowercase();
     if lower.len() < 5 || w.contains('-') || VOCABULARY.contains(&lower.as_str()) || keep.contains(&lower) {
         return None;
     }
-    if lower.ends_with('s') && VOCABULARY.contains(&&lower[..lower.len() - 1]) {
-        return None; // a plural of a known word
+    if is_known(&lower) {
+        return None; // "deployed", "scales", "restarting": a known word, inflected
     }
     let allowed = if lower.len() >= 8 { 2 } else { 1 };
     let mut best: Option<(&'static str, usize)> = None;
@@ -229,5 +237,6 @@ mod tests {
         // Unknown words far from the vocabulary stay as they are, and so do protected ones.
         assert_eq!(n("scale front-end and carts"), "scale front-end and carts");
         assert_eq!(normalize("restore", &["restore".into()]), "restore");
+        assert_eq!(n("which version is deployed"), "which version is deployed", "inflections stay");
     }
 }
