@@ -51,7 +51,11 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
     vec![
         // --- scaling to a count: numbers as words, word orders, politeness, a typo
         (c, "scale catalogue to five replicas", Is(Scale(5))),
-        (c, "Could you please run 4 instances of the catalogue?", Is(Scale(4))),
+        (
+            c,
+            "Could you please run 4 instances of the catalogue?",
+            Is(Scale(4)),
+        ),
         (c, "I want twelve pods.", Is(Scale(12))),
         (c, "Set the replica count to 2 please", Is(Scale(2))),
         (c, "scale down to one replica", Is(Scale(1))),
@@ -79,12 +83,28 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "turn it off and on again", Is(Restart)),
         // --- environment variables
         (c, "set env LOG_LEVEL=debug", Is(env("LOG_LEVEL", "debug"))),
-        (c, "Change the environment variable FEATURE_X to on", Is(env("FEATURE_X", "on"))),
+        (
+            c,
+            "Change the environment variable FEATURE_X to on",
+            Is(env("FEATURE_X", "on")),
+        ),
         (c, "export CACHE_TTL=30", Is(env("CACHE_TTL", "30"))),
         (c, "Set LOGGER_FLAG to false.", Is(env("LOGGER_FLAG", "false"))),
-        (c, "please set the env var mode to \"read only\"", Is(env("mode", "read only"))),
-        (c, "update the enviroment variable timeout_ms as 500", Is(env("timeout_ms", "500"))),
-        (c, "set the environment variable RETRIES to three", Is(env("RETRIES", "three"))),
+        (
+            c,
+            "please set the env var mode to \"read only\"",
+            Is(env("mode", "read only")),
+        ),
+        (
+            c,
+            "update the enviroment variable timeout_ms as 500",
+            Is(env("timeout_ms", "500")),
+        ),
+        (
+            c,
+            "set the environment variable RETRIES to three",
+            Is(env("RETRIES", "three")),
+        ),
         // --- resource limits with units
         (c, "set the memory limit to 256Mi", Is(mem(To(256)))),
         (c, "Give it 1Gi of memory", Is(mem(To(1024)))),
@@ -107,7 +127,11 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "raise the memory limit", Cannot),
         // --- image / version
         (c, "upgrade to 0.3.6", Is(SetImage("0.3.6".into()))),
-        (c, "Deploy version 0.3.7 of catalogue", Is(SetImage("0.3.7".into()))),
+        (
+            c,
+            "Deploy version 0.3.7 of catalogue",
+            Is(SetImage("0.3.7".into())),
+        ),
         (
             c,
             "switch the image to weaveworksdemos/catalogue:0.3.5",
@@ -117,7 +141,11 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         // --- rollback / undo
         (c, "undo the last change", Is(Rollback)),
         (c, "Revert the last deployment, please.", Is(Rollback)),
-        (c, "roll catalogue back to version 0.3.4", Is(RollbackTo("0.3.4".into()))),
+        (
+            c,
+            "roll catalogue back to version 0.3.4",
+            Is(RollbackTo("0.3.4".into())),
+        ),
         (c, "go back to 0.3.5", Is(RollbackTo("0.3.5".into()))),
         (c, "downgrade to v0.3.4", Is(RollbackTo("0.3.4".into()))),
         (c, "rollbak please", Is(Rollback)),
@@ -127,13 +155,33 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "spin up the deployment", Is(Create)),
         // --- metric questions and reports
         (c, "what's the cpu usage right now?", Is(Report(vec![R::Cpu]))),
-        (c, "How much memory is catalogue using?", Is(Report(vec![R::Memory]))),
-        (c, "how many requests per second is it handling?", Is(Report(vec![R::RequestRate]))),
+        (
+            c,
+            "How much memory is catalogue using?",
+            Is(Report(vec![R::Memory])),
+        ),
+        (
+            c,
+            "how many requests per second is it handling?",
+            Is(Report(vec![R::RequestRate])),
+        ),
         (c, "What's your throughput?", Is(Report(vec![R::RequestRate]))),
-        (c, "show me the p99 and error rate", Is(Report(vec![R::P99, R::ErrorRate]))),
+        (
+            c,
+            "show me the p99 and error rate",
+            Is(Report(vec![R::P99, R::ErrorRate])),
+        ),
         (c, "median latency?", Is(Report(vec![R::P50]))),
-        (c, "tell me the request rate of catalogue", Is(Report(vec![R::RequestRate]))),
-        (c, "how much traffic are you getting", Is(Report(vec![R::RequestRate]))),
+        (
+            c,
+            "tell me the request rate of catalogue",
+            Is(Report(vec![R::RequestRate])),
+        ),
+        (
+            c,
+            "how much traffic are you getting",
+            Is(Report(vec![R::RequestRate])),
+        ),
         (c, "report the memroy usage", Is(Report(vec![R::Memory]))),
         // --- deployment status
         (c, "how many replicas are running?", Is(Status)),
@@ -145,11 +193,31 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "how is the service doing", Is(HealthCheck)),
         (c, "is the latency normal?", Is(HealthCheck)),
         // --- objectives to reach, and improving without a figure
-        (c, "get the p99 under 250 ms", Is(reach(SloMetric::P99LatencyMs, 250.0))),
-        (c, "keep memory usage below seventy percent", Is(reach(SloMetric::MemoryPercentOfLimit, 70.0))),
-        (c, "make sure cpu stays under 40%", Is(reach(SloMetric::CpuPercentOfLimit, 40.0))),
-        (c, "bring latency down to half a second", Is(reach(SloMetric::P99LatencyMs, 500.0))),
-        (c, "reduce the latency", Is(Improve(vec![SloMetric::P99LatencyMs]))),
+        (
+            c,
+            "get the p99 under 250 ms",
+            Is(reach(SloMetric::P99LatencyMs, 250.0)),
+        ),
+        (
+            c,
+            "keep memory usage below seventy percent",
+            Is(reach(SloMetric::MemoryPercentOfLimit, 70.0)),
+        ),
+        (
+            c,
+            "make sure cpu stays under 40%",
+            Is(reach(SloMetric::CpuPercentOfLimit, 40.0)),
+        ),
+        (
+            c,
+            "bring latency down to half a second",
+            Is(reach(SloMetric::P99LatencyMs, 500.0)),
+        ),
+        (
+            c,
+            "reduce the latency",
+            Is(Improve(vec![SloMetric::P99LatencyMs])),
+        ),
         (c, "make it faster", Is(Improve(vec![SloMetric::P99LatencyMs]))),
         (c, "keep memory under 300Mi", Cannot),
         // --- what it cannot do
@@ -164,14 +232,26 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "what is the p99 latency of carts?", NotMine(&["carts"])),
         (c, "is front end healthy?", NotMine(&["front end"])),
         (c, "roll payment back to 1.2.0", NotMine(&["payment"])),
-        (c, "set the memory limit of shipping to 1Gi", NotMine(&["shipping"])),
+        (
+            c,
+            "set the memory limit of shipping to 1Gi",
+            NotMine(&["shipping"]),
+        ),
         // --- the own component in its other written forms
         ("front-end", "scale Front End to 3", Is(Scale(3))),
         ("front-end", "restart frontend", Is(Restart)),
-        ("front-end", "What's the P99 latency of front-end?", Is(Report(vec![R::P99]))),
+        (
+            "front-end",
+            "What's the P99 latency of front-end?",
+            Is(Report(vec![R::P99])),
+        ),
         (c, "scale Catalogue to 2", Is(Scale(2))),
         (c, "restart this component", Is(Restart)),
-        (c, "Report the cpu usage of your service", Is(Report(vec![R::Cpu]))),
+        (
+            c,
+            "Report the cpu usage of your service",
+            Is(Report(vec![R::Cpu])),
+        ),
     ]
 }
 
@@ -212,8 +292,14 @@ fn every_phrasing_parses_to_its_intent() {
 fn refusals_are_issues_without_steps() {
     let planner = RulesPlanner::new();
     let cases = [
-        ("scale front-end to 5", "Not mine: this task is for front-end, but I maintain catalogue"),
-        ("delete the deployment", "Cannot do this: the host API cannot delete"),
+        (
+            "scale front-end to 5",
+            "Not mine: this task is for front-end, but I maintain catalogue",
+        ),
+        (
+            "delete the deployment",
+            "Cannot do this: the host API cannot delete",
+        ),
         ("scale to 5000 replicas", "Cannot do this: 5000 replicas"),
         ("set the memory limit to 512", "needs a unit"),
     ];

@@ -269,13 +269,19 @@ async fn latency_playbook_in_the_sandbox_and_observe_mode() {
 async fn new_phrasings_run_in_the_sandbox() {
     type Check = fn(&acv_sandbox::fake::FakeComponent, &str);
     let cases: &[(&str, Check)] = &[
-        ("add two more replicas", |c, _| assert_eq!(c.status.desired_replicas, 4)),
+        ("add two more replicas", |c, _| {
+            assert_eq!(c.status.desired_replicas, 4)
+        }),
         ("set the memory limit to 512Mi", |c, _| {
             assert_eq!(c.status.limits.memory_mib, 512);
             assert_eq!(c.status.limits.cpu_millis, 500, "the CPU limit is kept");
         }),
-        ("limit cpu to 300m", |c, _| assert_eq!(c.status.limits.cpu_millis, 300)),
-        ("double the memory limit", |c, _| assert_eq!(c.status.limits.memory_mib, 512)),
+        ("limit cpu to 300m", |c, _| {
+            assert_eq!(c.status.limits.cpu_millis, 300)
+        }),
+        ("double the memory limit", |c, _| {
+            assert_eq!(c.status.limits.memory_mib, 512)
+        }),
         ("undo the last change", |c, _| {
             assert_eq!(c.status.image, "weaveworksdemos/catalogue:0.3.5")
         }),
@@ -303,8 +309,18 @@ async fn new_phrasings_run_in_the_sandbox() {
             MaintainerContext::for_task(catalogue(), "t", TaskSpec::Imperative { text: (*text).into() });
         let out = drive(&RulesPlanner::new(), ctx, &mut exec).await.unwrap();
         assert_eq!(out.steps.len(), 1, "{text}");
-        assert_eq!(out.steps[0].outcome, StepOutcome::Ok, "{text}: {}", out.steps[0].output);
-        assert_eq!(out.report.status, ReportStatus::Response, "{text}: {}", out.report.message);
+        assert_eq!(
+            out.steps[0].outcome,
+            StepOutcome::Ok,
+            "{text}: {}",
+            out.steps[0].output
+        );
+        assert_eq!(
+            out.report.status,
+            ReportStatus::Response,
+            "{text}: {}",
+            out.report.message
+        );
         check(&caps.component(&catalogue()).unwrap(), &out.report.message);
     }
     // Another component named: refused before anything runs; catalogue is untouched.

@@ -251,7 +251,7 @@ impl MaintainerContext {
         }
         for step in self.steps.iter().rev() {
             if let Some(StepObservation::Read { observation }) = &step.observation {
-                return Some(observation.clone());
+                return Some(observation.as_ref().clone());
             }
             if step_may_mutate(&step.record.program) {
                 // Anything observed before a mutation is stale.

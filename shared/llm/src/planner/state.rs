@@ -52,7 +52,7 @@ pub enum StepObservation {
     /// The last observation line, parsed into protocol types.
     Read {
         /// What it saw.
-        observation: Observation,
+        observation: Box<Observation>,
     },
     /// The step printed an observation line that is not valid.
     Unreadable {
@@ -118,7 +118,9 @@ impl From<StepRecord> for TaskStep {
     fn from(record: StepRecord) -> Self {
         let observation = match read_observation(&record.output) {
             Ok(None) => None,
-            Ok(Some(observation)) => Some(StepObservation::Read { observation }),
+            Ok(Some(observation)) => Some(StepObservation::Read {
+                observation: Box::new(observation),
+            }),
             Err(e) => Some(StepObservation::Unreadable { error: e.0 }),
         };
         Self {

@@ -1,8 +1,8 @@
 //! Manager rules: split a goal over the components it names, and judge it from measurements.
 
 use acv_protocol::{
-    ComponentName, Goal, Measurement, Objective, ReportStatus, TaskSpec, check_objectives, describe_objective,
-    describe_violation, measured_value,
+    ComponentName, Goal, Measurement, Objective, ReportStatus, TaskSpec, check_objectives,
+    describe_objective, describe_violation, measured_value,
 };
 
 use super::{RulesPlanner, parse};

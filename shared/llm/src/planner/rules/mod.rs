@@ -13,7 +13,9 @@
 
 use acv_protocol::{ComponentName, Goal, Measurement, ReportStatus, StepOutcome, TaskSpec};
 
-use super::{Judgement, MaintainerContext, Plan, PlanError, PlannedStep, Planner, StepPurpose, Subtask, Trigger};
+use super::{
+    Judgement, MaintainerContext, Plan, PlanError, PlannedStep, Planner, StepPurpose, Subtask, Trigger,
+};
 use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 

@@ -11,14 +11,12 @@
 //! What was done on earlier turns is the [`PlaybookState`], read from the steps' typed purposes.
 
 use acv_protocol::{
-    Comparison, Goal, Measurement, Objective, ReportStatus, SloMetric, Violation, check_health, describe_violation,
-    measured_value, metric_name,
+    Comparison, Goal, Measurement, Objective, ReportStatus, SloMetric, Violation, check_health,
+    describe_violation, measured_value, metric_name,
 };
 
 use super::{MAX_REPLICAS, MAX_SCALE_STEPS, RulesPlanner, finish, one_step, parse, programs, step};
-use crate::planner::{
-    MaintainerContext, Observation, Plan, Remedy, StepObservation, StepPurpose, TaskStep,
-};
+use crate::planner::{MaintainerContext, Observation, Plan, Remedy, StepObservation, StepPurpose, TaskStep};
 
 /// The playbooks' state between turns: the remedies already run in this task, in order, with their descriptions.
 /// Derived from the typed [`StepPurpose`] of the context's steps, never from their text.
@@ -49,7 +47,11 @@ impl PlaybookState {
     }
 
     fn described(&self) -> String {
-        self.taken.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join("; ")
+        self.taken
+            .iter()
+            .map(|(_, d)| d.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 

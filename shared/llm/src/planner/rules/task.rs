@@ -38,11 +38,7 @@ impl RulesPlanner {
                     "absurd replica count",
                 );
             }
-            Intent::Scale(n) => (
-                format!("scale {c} to {n} replicas"),
-                programs::scale(n),
-                true,
-            ),
+            Intent::Scale(n) => (format!("scale {c} to {n} replicas"), programs::scale(n), true),
             Intent::ScaleBy(d) if d.unsigned_abs() > MAX_REPLICAS * 10 => {
                 return finish(
                     ReportStatus::Issue,
@@ -55,11 +51,7 @@ impl RulesPlanner {
                 programs::scale_relative(d),
                 true,
             ),
-            Intent::Restart => (
-                format!("restart all replicas of {c}"),
-                programs::restart(),
-                true,
-            ),
+            Intent::Restart => (format!("restart all replicas of {c}"), programs::restart(), true),
             Intent::SetEnv { key, value } => (
                 format!("set env {key}={value} on {c}"),
                 programs::set_env(&key, &value),
@@ -89,16 +81,8 @@ impl RulesPlanner {
                 programs::set_image(&v, "Rolled back"),
                 true,
             ),
-            Intent::Rollback => (
-                format!("roll {c} back one revision"),
-                programs::rollback(),
-                true,
-            ),
-            Intent::Create => (
-                format!("make sure {c} is deployed"),
-                programs::create(),
-                true,
-            ),
+            Intent::Rollback => (format!("roll {c} back one revision"), programs::rollback(), true),
+            Intent::Create => (format!("make sure {c} is deployed"), programs::create(), true),
             Intent::Report(metrics) => {
                 let names: Vec<&str> = metrics.iter().map(|m| m.parts().1).collect();
                 (

@@ -170,20 +170,14 @@ re!(
     r"\b(scale|scaling|scaled|replicas?|instances?|pods?|copies|containers?|horizontal(?:ly)?|resize)\b"
 );
 re!(SCALE_VERB, r"\b(scale|scaling|resize)\b");
-re!(
-    MORE_FEWER,
-    r"\b(\d+)\s+(?:more|extra|additional|fewer|less)\b"
-);
+re!(MORE_FEWER, r"\b(\d+)\s+(?:more|extra|additional|fewer|less)\b");
 re!(FEWER, r"\b\d+\s+(?:fewer|less)\b");
 re!(BY_N, r"\bby\s+(\d+)\b");
 re!(
     DIRECTION_DOWN,
     r"\b(?:scale|scaling)\s+(?:\S+\s+)?(?:in|down)\b|\b(decrease|reduce|remove|shrink|lower|cut|fewer|less|drop)\b"
 );
-re!(
-    DIRECTION_UP,
-    r"\b(out|up|increase|add|more|grow|raise)\b"
-);
+re!(DIRECTION_UP, r"\b(out|up|increase|add|more|grow|raise)\b");
 re!(
     TO_N,
     r"(?:\bto|\bat|=|:|\bof)\s*(\d+)(\.\d|\s*(?:%|percent|ms|s|m|mi|gi|cores?|millicores?|seconds?|minutes?)\b)?"
@@ -192,16 +186,16 @@ re!(
     N_REPLICAS,
     r"\b(\d+)\s*(?:replicas?|pods?|instances?|copies|containers?)\b"
 );
-re!(
-    ADD_N,
-    r"\b(?:add|adding|launch|spin up|start)\s+(\d+|an?)\b"
-);
+re!(ADD_N, r"\b(?:add|adding|launch|spin up|start)\s+(\d+|an?)\b");
 re!(
     REMOVE_N,
     r"\b(?:remove|drop|kill|take away|terminate|delete|stop)\s+(\d+|an?)\s+(?:replicas?|pods?|instances?|copies|containers?)\b"
 );
 re!(SCALE_UP, r"\b(?:scale|scaling)\s+(?:it\s+|\S+\s+)?(?:out|up)\b");
-re!(SCALE_DOWN, r"\b(?:scale|scaling)\s+(?:it\s+|\S+\s+)?(?:in|down)\b");
+re!(
+    SCALE_DOWN,
+    r"\b(?:scale|scaling)\s+(?:it\s+|\S+\s+)?(?:in|down)\b"
+);
 re!(MULTIPLY, r"\b(double|triple|halve|twice)\b");
 // --- create ---
 re!(
@@ -380,10 +374,10 @@ fn scaling(n: &str) -> Option<Intent> {
         let s = if m(&FEWER, n) { -1 } else { 1 };
         return Some(relative(s * k));
     }
-    if m(&SCALE_VERB, n) || m(&N_REPLICAS, n) || n.contains("replica") || n.contains("instance") {
-        if let Some(c) = caps(&BY_N, n) {
-            return Some(relative(sign * count(&c[1])?));
-        }
+    if (m(&SCALE_VERB, n) || m(&N_REPLICAS, n) || n.contains("replica") || n.contains("instance"))
+        && let Some(c) = caps(&BY_N, n)
+    {
+        return Some(relative(sign * count(&c[1])?));
     }
     if let Some(c) = caps(&REMOVE_N, n) {
         return Some(relative(-count(&c[1])?));
@@ -435,8 +429,21 @@ fn relative(delta: i64) -> Intent {
 /// An environment assignment in `t`: "environment variable K to V", "set K=V", "set LOG_LEVEL to debug".
 fn env_assignment(t: &str) -> Option<(String, String)> {
     const NOT_ENV: &[&str] = &[
-        "replicas", "replica", "instances", "cpu", "memory", "limit", "limits", "image", "version", "tag", "it",
-        "the", "to", "scale", "pods",
+        "replicas",
+        "replica",
+        "instances",
+        "cpu",
+        "memory",
+        "limit",
+        "limits",
+        "image",
+        "version",
+        "tag",
+        "it",
+        "the",
+        "to",
+        "scale",
+        "pods",
     ];
     let c = caps(&SET_ENV, t)
         .or_else(|| caps(&SET_KV, t))
@@ -447,7 +454,9 @@ fn env_assignment(t: &str) -> Option<(String, String)> {
     }
     let raw = &c[2];
     let value = match raw.chars().next() {
-        Some(q @ ('"' | '\'' | '`')) if raw.len() >= 2 && raw.ends_with(q) => raw[1..raw.len() - 1].to_owned(),
+        Some(q @ ('"' | '\'' | '`')) if raw.len() >= 2 && raw.ends_with(q) => {
+            raw[1..raw.len() - 1].to_owned()
+        }
         _ => raw.trim_end_matches(['.', ',', ';', '!', '?']).to_owned(),
     };
     Some((key, value))

@@ -28,10 +28,7 @@ pub struct Limits {
 
 re!(CPU_WORD, r"\b(cpu|cpus|processor|cores?|millicores?)\b");
 re!(MEM_WORD, r"\b(memory|mem|ram)\b");
-re!(
-    LIMIT_WORD,
-    r"\b(limits?|resources?|allocation|quota|cap)\b"
-);
+re!(LIMIT_WORD, r"\b(limits?|resources?|allocation|quota|cap)\b");
 re!(
     USAGE,
     r"\b(usage|utili[sz]ation|consumption|consumes?|using|uses)\b"
@@ -52,15 +49,9 @@ re!(CLAUSE_SPLIT, r"\band\b|,|;|\bplus\b");
 re!(DOUBLE, r"\b(double|twice|2x)\b");
 re!(TRIPLE, r"\b(triple|3x)\b");
 re!(HALVE, r"\b(halve|half)\b");
-re!(
-    BY_PERCENT,
-    r"\bby\s+(\d+(?:\.\d+)?)\s*(?:%|percent)"
-);
+re!(BY_PERCENT, r"\bby\s+(\d+(?:\.\d+)?)\s*(?:%|percent)");
 re!(TIMES, r"\b(\d+(?:\.\d+)?)\s*(?:x|times)\b");
-re!(
-    DOWN,
-    r"\b(lower|reduce|decrease|cut|shrink|drop|less)\b"
-);
+re!(DOWN, r"\b(lower|reduce|decrease|cut|shrink|drop|less)\b");
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Resource {
@@ -73,9 +64,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Converts one quantity; `Err` says what is wrong with it for a person.
 fn convert(value: f64, unit: &str, res: Resource) -> Result<u32, String> {
     let raw = match (res, unit) {
-        (Resource::Cpu, "m" | "millicore" | "millicores" | "millicpu" | "millicpus" | "milli-core" | "milli-cores") => {
-            value
-        }
+        (
+            Resource::Cpu,
+            "m" | "millicore" | "millicores" | "millicpu" | "millicpus" | "milli-core" | "milli-cores",
+        ) => value,
         (Resource::Cpu, "core" | "cores" | "cpu" | "cpus" | "vcpu" | "vcpus") => value * 1000.0,
         (Resource::Cpu, "") if value < 100.0 => value * 1000.0,
         (Resource::Cpu, "") => {
@@ -184,7 +176,10 @@ pub(super) fn parse_limits(n: &str) -> Result<Option<Limits>, String> {
         let clause = &n[range.clone()];
         let clause_cpu = m(&CPU_WORD, clause);
         let clause_mem = m(&MEM_WORD, clause);
-        let qs: Vec<&(f64, String, usize)> = quantities.iter().filter(|(_, _, at)| range.contains(at)).collect();
+        let qs: Vec<&(f64, String, usize)> = quantities
+            .iter()
+            .filter(|(_, _, at)| range.contains(at))
+            .collect();
         for (v, unit, _) in qs {
             let res = match unit_resource(unit) {
                 Some(r) => r,

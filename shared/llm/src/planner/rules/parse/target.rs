@@ -26,6 +26,7 @@ pub fn name_variants(c: &ComponentName) -> Vec<String> {
 const SELF: &str = "selfcomponent";
 
 /// Words that are never a component name where one could stand.
+#[rustfmt::skip]
 const FILLER: &[&str] = &[
     SELF, "a", "an", "the", "your", "yours", "yourself", "you", "it", "its", "this", "that", "these", "those", "my",
     "our", "own", "me", "us", "all", "every", "each", "everything", "anything", "something", "now", "please", "pls",
@@ -48,8 +49,10 @@ const FILLER: &[&str] = &[
 ];
 
 static OWN_HINTS: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"\b(your|this|the)\s+(own\s+)?(micro)?service(\s+component)?\b|\bthis\s+component\b|\byourself\b")
-        .ok()
+    Regex::new(
+        r"\b(your|this|the)\s+(own\s+)?(micro)?service(\s+component)?\b|\bthis\s+component\b|\byourself\b",
+    )
+    .ok()
 });
 /// Words after which the object of a task stands.
 static SLOTS: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -65,11 +68,14 @@ static PHRASE: LazyLock<Option<Regex>> =
 static POSSESSIVE: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"\b([a-z][a-z0-9_-]*)(?:'s|s')\s").ok());
 
+/// `v0`, `v1`: the start of a version like v0.3.4.
+fn is_version(w: &str) -> bool {
+    w.strip_prefix('v')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 fn is_name_word(w: &str) -> bool {
-    !FILLER.contains(&w)
-        && !is_known(w)
-        && !w.ends_with("ly")
-        && !(w.starts_with('v') && w[1..].starts_with(|c: char| c.is_ascii_digit())) // a version: v0.3.4
+    !FILLER.contains(&w) && !is_known(w) && !w.ends_with("ly") && !is_version(w)
 }
 
 /// Components other than `own` that the (normalised, lowercase) task names where its object stands, or empty when
@@ -151,8 +157,17 @@ mod tests {
         assert!(others("Restart the front end", "front-end").is_empty());
         assert!(others("scale Catalogue to 5", "catalogue").is_empty());
         assert!(others("restart your service", "catalogue").is_empty());
-        assert!(others("Report the cpu usage of your microservice component.", "catalogue").is_empty());
-        assert_eq!(others("what is the p99 latency of orders?", "catalogue"), ["orders"]);
+        assert!(
+            others(
+                "Report the cpu usage of your microservice component.",
+                "catalogue"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            others("what is the p99 latency of orders?", "catalogue"),
+            ["orders"]
+        );
         assert_eq!(others("carts's memory usage", "catalogue"), ["carts"]);
         assert!(others("restart catalogue and carts", "catalogue").is_empty());
         assert!(others("scale out by 2 for now", "catalogue").is_empty());

@@ -9,6 +9,7 @@ use regex::Regex;
 
 /// Words the grammar knows. Typos are corrected towards these, and the component check treats them as never being
 /// a component name.
+#[rustfmt::skip]
 pub(super) const VOCABULARY: &[&str] = &[
     // actions
     "scale", "scaling", "replica", "replicas", "instance", "instances", "restart", "reboot", "rollback", "revert",
@@ -134,8 +135,8 @@ pub(super) fn normalize(text: &str, keep: &[String]) -> String {
                 if !gap.trim().is_empty() {
                     break;
                 }
-                let and_then_number =
-                    next.eq_ignore_ascii_case("and") && words.get(j + 1).is_some_and(|(_, _, n)| is_number_word(n));
+                let and_then_number = next.eq_ignore_ascii_case("and")
+                    && words.get(j + 1).is_some_and(|(_, _, n)| is_number_word(n));
                 if is_number_word(next) || and_then_number {
                     last_end = e;
                     j += 1;
@@ -225,7 +226,11 @@ mod tests {
         assert_eq!(n("a couple of instances"), "2 instances");
         assert_eq!(n("half a second"), "0.5 second");
         assert_eq!(n("restart one of the replicas"), "restart one of the replicas");
-        assert_eq!(n("set env MODE_one=two_x"), "set env MODE_one=two_x", "identifiers stay");
+        assert_eq!(
+            n("set env MODE_one=two_x"),
+            "set env MODE_one=two_x",
+            "identifiers stay"
+        );
     }
 
     #[test]
@@ -237,6 +242,10 @@ mod tests {
         // Unknown words far from the vocabulary stay as they are, and so do protected ones.
         assert_eq!(n("scale front-end and carts"), "scale front-end and carts");
         assert_eq!(normalize("restore", &["restore".into()]), "restore");
-        assert_eq!(n("which version is deployed"), "which version is deployed", "inflections stay");
+        assert_eq!(
+            n("which version is deployed"),
+            "which version is deployed",
+            "inflections stay"
+        );
     }
 }
