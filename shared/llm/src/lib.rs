@@ -24,7 +24,7 @@ pub use client::{ChatClient, ChatMessage, ChatRequest, ChatResponse, LlmError, U
 pub use config::{Backend, ConfigError, LlmConfig, Secret};
 pub use planner::{
     FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner,
-    SafetyMode, Subtask, Trigger, llm::LlmPlanner, rules::RulesPlanner,
+    SafetyMode, StepPurpose, Subtask, TaskStep, Trigger, llm::LlmPlanner, rules::RulesPlanner,
 };
 pub use session::{Executor, StepResult, TaskFailure, TaskOutcome, drive};
 

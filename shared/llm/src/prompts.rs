@@ -138,7 +138,7 @@ pub fn maintainer_user(ctx: &MaintainerContext) -> String {
     } else {
         putln!(s, "\nSteps so far:");
         for st in &ctx.steps {
-            write_step(&mut s, st);
+            write_step(&mut s, &st.record);
         }
     }
     put!(s, "\nThis is turn {} of {}.", ctx.turn, ctx.max_turns);

@@ -5,7 +5,7 @@ use acv_protocol::{ReportStatus, StepOutcome, StepRecord};
 
 use crate::{
     client::UsageTotals,
-    planner::{FinalReport, MaintainerContext, Observation, PlanError, PlannedStep, Planner},
+    planner::{FinalReport, MaintainerContext, Observation, PlanError, PlannedStep, Planner, TaskStep},
 };
 
 /// What running one step produced.
@@ -69,7 +69,7 @@ pub async fn drive(
     let fail = |error, ctx: MaintainerContext, usage| TaskFailure {
         error,
         turns: ctx.turn.saturating_sub(1),
-        steps: ctx.steps,
+        steps: ctx.steps.into_iter().map(StepRecord::from).collect(),
         usage,
     };
     loop {
@@ -96,13 +96,14 @@ pub async fn drive(
             if res.report.is_some() {
                 step_report = res.report.clone();
             }
-            ctx.steps.push(StepRecord {
+            let record = StepRecord {
                 index,
                 description: step.description.clone(),
                 program: step.program.clone(),
                 outcome: res.outcome,
                 output: res.output,
-            });
+            };
+            ctx.steps.push(TaskStep::ran(record, step));
             if res.outcome != StepOutcome::Ok {
                 all_ok = false;
                 break;
@@ -125,7 +126,7 @@ pub async fn drive(
             return Ok(TaskOutcome {
                 report,
                 turns: ctx.turn,
-                steps: ctx.steps,
+                steps: ctx.steps.into_iter().map(StepRecord::from).collect(),
                 usage,
             });
         }

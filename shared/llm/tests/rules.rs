@@ -4,7 +4,9 @@
 mod support;
 
 use acv_llm::{
-    MaintainerContext, Planner, RulesPlanner, SafetyMode, drive,
+    MaintainerContext, Observation, PlannedStep, Planner, RulesPlanner, SafetyMode, StepPurpose, TaskStep,
+    drive,
+    planner::Remedy,
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
@@ -351,18 +353,95 @@ async fn l1_edge_cases() {
 #[tokio::test]
 async fn a_failed_step_ends_with_an_issue() {
     let mut ctx = task("Scale replicas to 3 for your microservice component.");
-    ctx.steps.push(StepRecord {
+    ctx.steps.push(TaskStep::from(StepRecord {
         index: 1,
-        description: "[rules:task] scale catalogue to 3 replicas".into(),
+        description: "scale catalogue to 3 replicas".into(),
         program: "import acv\nacv.scale(3)".into(),
         outcome: StepOutcome::Error,
         output: "Traceback...\nacv.HostError: quota: no room for 3 replicas".into(),
-    });
+    }));
     ctx.turn = 2;
     let plan = RulesPlanner::new().next(&ctx).await.unwrap();
     let rep = plan.report.unwrap();
     assert_eq!(rep.status, ReportStatus::Issue);
     assert!(rep.message.contains("no room for 3 replicas"), "{}", rep.message);
+}
+
+/// The playbooks' memory is the steps' typed purpose: a restart recorded as such counts whatever its description,
+/// and a description that merely looks like an action does not.
+#[test]
+fn playbook_state_comes_from_step_purposes() {
+    let mut state = healthy_state();
+    state["status"]["replicas"][1]["state"] = json!("not_ready");
+    state["status"]["ready_replicas"] = json!(1);
+    let observation = Observation {
+        status: Some(serde_json::from_value(state["status"].clone()).unwrap()),
+        metrics: Some(serde_json::from_value(state["metrics"].clone()).unwrap()),
+        history: vec![serde_json::from_value(state["history"][1].clone()).unwrap()],
+    };
+    let ran = |purpose: Option<StepPurpose>, description: &str| {
+        let planned = PlannedStep {
+            description: description.into(),
+            program: "import acv\nacv.restart()".into(),
+            purpose,
+        };
+        let record = StepRecord {
+            index: 1,
+            description: planned.description.clone(),
+            program: planned.program.clone(),
+            outcome: StepOutcome::Ok,
+            output: String::new(),
+        };
+        TaskStep::ran(record, &planned)
+    };
+    let mut ctx = ctx_for(vec![violation(SloMetric::ReadyPercent, 50.0)], 8);
+    ctx.turn = 2;
+    ctx.observation = Some(observation);
+    ctx.steps.push(ran(
+        Some(StepPurpose::Remedy {
+            remedy: Remedy::Restart,
+        }),
+        "bounced every pod",
+    ));
+    let plan = RulesPlanner::new().plan(&ctx).unwrap();
+    let report = plan.report.expect("the playbook is exhausted");
+    assert_eq!(report.status, ReportStatus::Issue);
+    assert!(
+        report.message.contains("nothing more to try") && report.message.contains("Tried: bounced every pod"),
+        "{}",
+        report.message
+    );
+    // Text alone is not state: the same step without a purpose leaves the restart still to try.
+    ctx.steps = vec![ran(None, "[rules:restart] restart all replicas of catalogue")];
+    let plan = RulesPlanner::new().plan(&ctx).unwrap();
+    assert_eq!(
+        plan.steps[0].purpose,
+        Some(StepPurpose::Remedy {
+            remedy: Remedy::Restart
+        })
+    );
+}
+
+/// An observation line that cannot be read ends the task with an ISSUE naming the step, not an observe loop.
+#[test]
+fn unreadable_observation_is_an_issue() {
+    let mut ctx = ctx_for(vec![violation(SloMetric::P99LatencyMs, 300.0)], 8);
+    ctx.turn = 2;
+    ctx.steps.push(TaskStep::from(StepRecord {
+        index: 1,
+        description: "observe".into(),
+        program: "import acv".into(),
+        outcome: StepOutcome::Ok,
+        output: "ACV_OBSERVATION {\"status\": 42}".into(),
+    }));
+    let plan = RulesPlanner::new().plan(&ctx).unwrap();
+    let report = plan.report.unwrap();
+    assert_eq!(report.status, ReportStatus::Issue);
+    assert!(
+        report.message.contains("Cannot read the observation of step 1"),
+        "{}",
+        report.message
+    );
 }
 
 fn violation(metric: SloMetric, measured: f64) -> Violation {
@@ -608,7 +687,7 @@ async fn p99_over_target_scales_out_stepwise_and_verifies() {
     let observes = out
         .steps
         .iter()
-        .filter(|s| s.description.starts_with("[rules:observe]"))
+        .filter(|s| s.description.starts_with("observe status"))
         .count();
     assert_eq!(
         observes, 4,
@@ -773,7 +852,7 @@ async fn manager_splits_the_paper_goals() {
     let sub = &s[1];
     let ctx = MaintainerContext::for_task(sub.component.clone(), "sub", sub.spec.clone());
     let plan = p.next(&ctx).await.unwrap();
-    assert!(plan.steps[0].description.starts_with("[rules:observe]"));
+    assert_eq!(plan.steps[0].purpose, Some(StepPurpose::Observe));
     // Errors and fallbacks.
     let e = p
         .decompose(&goal("Make everything faster"), &comps, &[])

@@ -263,3 +263,83 @@ async fn latency_playbook_in_the_sandbox_and_observe_mode() {
     );
     assert_eq!(caps.component(&catalogue()).unwrap().status.desired_replicas, 2);
 }
+
+/// Phrasings the dataset does not use, end to end: parsed, planned, run in the sandbox against the fake cluster.
+#[tokio::test]
+async fn new_phrasings_run_in_the_sandbox() {
+    type Check = fn(&acv_sandbox::fake::FakeComponent, &str);
+    let cases: &[(&str, Check)] = &[
+        ("add two more replicas", |c, _| {
+            assert_eq!(c.status.desired_replicas, 4)
+        }),
+        ("set the memory limit to 512Mi", |c, _| {
+            assert_eq!(c.status.limits.memory_mib, 512);
+            assert_eq!(c.status.limits.cpu_millis, 500, "the CPU limit is kept");
+        }),
+        ("limit cpu to 300m", |c, _| {
+            assert_eq!(c.status.limits.cpu_millis, 300)
+        }),
+        ("double the memory limit", |c, _| {
+            assert_eq!(c.status.limits.memory_mib, 512)
+        }),
+        ("undo the last change", |c, _| {
+            assert_eq!(c.status.image, "weaveworksdemos/catalogue:0.3.5")
+        }),
+        ("roll catalogue back to version 0.3.4", |c, _| {
+            assert_eq!(c.status.image, "weaveworksdemos/catalogue:0.3.4")
+        }),
+        ("Restrat the service", |c, _| assert_eq!(c.restarts, 1)),
+        ("how many requests per second is it handling?", |_, msg| {
+            assert!(msg.contains("request rate 120.0 req/s"), "{msg}")
+        }),
+        ("which version is deployed?", |_, msg| {
+            assert!(
+                msg.contains("weaveworksdemos/catalogue:0.3.6 (revision 2): 2/2 replicas ready"),
+                "{msg}"
+            )
+        }),
+    ];
+    for (text, check) in cases {
+        let caps = cluster();
+        let mut exec = SandboxExecutor {
+            caps: caps.clone(),
+            mode: SafetyMode::Autonomous,
+        };
+        let ctx =
+            MaintainerContext::for_task(catalogue(), "t", TaskSpec::Imperative { text: (*text).into() });
+        let out = drive(&RulesPlanner::new(), ctx, &mut exec).await.unwrap();
+        assert_eq!(out.steps.len(), 1, "{text}");
+        assert_eq!(
+            out.steps[0].outcome,
+            StepOutcome::Ok,
+            "{text}: {}",
+            out.steps[0].output
+        );
+        assert_eq!(
+            out.report.status,
+            ReportStatus::Response,
+            "{text}: {}",
+            out.report.message
+        );
+        check(&caps.component(&catalogue()).unwrap(), &out.report.message);
+    }
+    // Another component named: refused before anything runs; catalogue is untouched.
+    let caps = cluster();
+    let mut exec = SandboxExecutor {
+        caps: caps.clone(),
+        mode: SafetyMode::Autonomous,
+    };
+    let ctx = MaintainerContext::for_task(
+        catalogue(),
+        "t",
+        TaskSpec::Imperative {
+            text: "scale front-end to 5".into(),
+        },
+    );
+    let out = drive(&RulesPlanner::new(), ctx, &mut exec).await.unwrap();
+    assert_eq!(out.report.status, ReportStatus::Issue);
+    assert!(out.report.message.contains("front-end"), "{}", out.report.message);
+    assert!(out.steps.is_empty());
+    assert_eq!(caps.component(&catalogue()).unwrap().status.desired_replicas, 2);
+    assert!(caps.calls().is_empty(), "{:?}", caps.calls());
+}

@@ -126,6 +126,7 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
         steps.push(PlannedStep {
             description: s.description.trim().to_owned(),
             program: s.program,
+            purpose: None,
         });
     }
     let report = match wire.report {

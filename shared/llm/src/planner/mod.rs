@@ -15,7 +15,7 @@
 
 use acv_protocol::{
     ComponentName, ComponentStatus, Goal, Measurement, Mechanism, MetricsSnapshot, ReportStatus, Revision,
-    SloPolicy, StepRecord, TaskSpec, Violation,
+    SloPolicy, TaskSpec, Violation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,10 +23,12 @@ use crate::client::{LlmError, UsageTotals};
 
 pub mod llm;
 pub mod rules;
+pub mod state;
 
-/// Prefix of the line a program prints to hand structured observations back to the planner:
-/// `ACV_OBSERVATION {"status": {...}, "metrics": {...}, "history": [...]}`.
-pub const OBSERVATION_MARKER: &str = "ACV_OBSERVATION ";
+pub use state::{
+    OBSERVATION_MARKER, ObservationError, Remedy, StepObservation, StepPurpose, TaskStep, parse_observation,
+    read_observation,
+};
 
 pub use acv_protocol::SafetyMode;
 
@@ -80,9 +82,9 @@ pub struct MaintainerContext {
     /// Observations taken just before this turn (`None`: the planner must observe by itself).
     #[serde(default)]
     pub observation: Option<Observation>,
-    /// Steps run so far for this task, in order.
+    /// Steps run so far for this task, in order, with the typed metadata planners carry between turns.
     #[serde(default)]
-    pub steps: Vec<StepRecord>,
+    pub steps: Vec<TaskStep>,
     /// This turn, 1-based.
     pub turn: u32,
     /// Turns allowed for this task.
@@ -96,6 +98,9 @@ pub struct PlannedStep {
     pub description: String,
     /// Python source using `import acv`.
     pub program: String,
+    /// What the step is for, for the planner's later turns (the rules planner sets it; the LLM planner does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<StepPurpose>,
 }
 
 pub use acv_protocol::FinalReport;
@@ -245,10 +250,10 @@ impl MaintainerContext {
             return Some(o.clone());
         }
         for step in self.steps.iter().rev() {
-            if let Some(obs) = parse_observation(&step.output) {
-                return Some(obs);
+            if let Some(StepObservation::Read { observation }) = &step.observation {
+                return Some(observation.as_ref().clone());
             }
-            if step_may_mutate(&step.program) {
+            if step_may_mutate(&step.record.program) {
                 // Anything observed before a mutation is stale.
                 return None;
             }
@@ -269,15 +274,6 @@ pub fn step_may_mutate(program: &str) -> bool {
     ]
     .iter()
     .any(|c| program.contains(c))
-}
-
-/// Parses the last `ACV_OBSERVATION {...}` line of a program's output.
-pub fn parse_observation(output: &str) -> Option<Observation> {
-    output
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix(OBSERVATION_MARKER))
-        .and_then(|json| serde_json::from_str(json).ok())
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@ use acv_protocol::{ComponentName, StepOutcome, StepRecord, TaskSpec};
 
 use super::*;
 
-fn record(program: &str, output: &str) -> StepRecord {
-    StepRecord {
+fn record(program: &str, output: &str) -> TaskStep {
+    TaskStep::from(StepRecord {
         index: 1,
         description: "d".into(),
         program: program.into(),
         outcome: StepOutcome::Ok,
         output: output.into(),
-    }
+    })
 }
 
 #[test]
@@ -30,6 +30,52 @@ fn observations_go_stale_after_a_mutation() {
         "the caller's observation is fresh by contract"
     );
     assert!(parse_observation("ACV_OBSERVATION {not json").is_none());
+}
+
+#[test]
+fn observations_are_read_once_into_types() {
+    assert_eq!(read_observation("no marker here\n"), Ok(None));
+    assert_eq!(
+        read_observation("ACV_OBSERVATION {\"history\": []}\nACV_OBSERVATION {\"status\": null}\n"),
+        Ok(Some(Observation::default())),
+        "the last line wins"
+    );
+    let bad = read_observation("ACV_OBSERVATION {\"history\": 3}").unwrap_err();
+    assert!(bad.to_string().contains("not a valid observation"), "{bad}");
+    let step = record("import acv", "ACV_OBSERVATION [1, 2]");
+    assert!(
+        matches!(step.observation, Some(StepObservation::Unreadable { .. })),
+        "{:?}",
+        step.observation
+    );
+    let planned = PlannedStep {
+        description: "look".into(),
+        program: "import acv".into(),
+        purpose: Some(StepPurpose::Observe),
+    };
+    let step = TaskStep::ran(record("import acv", "").record, &planned);
+    assert_eq!(step.purpose, Some(StepPurpose::Observe));
+    assert_eq!(step.observation, None);
+}
+
+#[test]
+fn task_steps_serialise_flat_and_read_old_records() {
+    let mut step = record("import acv", "ACV_OBSERVATION {}");
+    step.purpose = Some(StepPurpose::Remedy {
+        remedy: Remedy::ScaleOut,
+    });
+    let json = serde_json::to_value(&step).unwrap();
+    assert_eq!(json["description"], "d");
+    assert_eq!(json["purpose"]["kind"], "remedy");
+    assert_eq!(json["purpose"]["remedy"], "scale_out");
+    assert_eq!(json["observation"]["kind"], "read");
+    let back: TaskStep = serde_json::from_value(json).unwrap();
+    assert_eq!(back, step);
+    // A plain StepRecord (what older contexts hold) reads as a step without metadata.
+    let old = serde_json::json!({"index": 1, "description": "d", "outcome": "ok"});
+    let back: TaskStep = serde_json::from_value(old).unwrap();
+    assert_eq!(back.purpose, None);
+    assert_eq!(back.record.index, 1);
 }
 
 #[test]

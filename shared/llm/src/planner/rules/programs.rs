@@ -3,7 +3,7 @@
 
 use acv_protocol::SloPolicy;
 
-use super::parse::ReportMetric;
+use super::parse::{LimitChange, ReportMetric};
 use crate::planner::OBSERVATION_MARKER;
 
 /// A Python string literal for `s` (JSON string syntax is valid Python).
@@ -118,6 +118,53 @@ else:
 "#,
         wanted = py_str(wanted)
     )
+}
+
+/// A Python expression for a new limit given the current one in `var`.
+fn py_limit(change: Option<LimitChange>, var: &str) -> String {
+    match change {
+        None => var.to_owned(),
+        Some(LimitChange::To(v)) => v.to_string(),
+        Some(LimitChange::Times(f)) => format!("max(1, int(round({var} * {})))", py_f(f)),
+    }
+}
+
+/// Sets the CPU (millicores) and/or memory (MiB) limit, keeping the other, and reports.
+pub fn set_limits(cpu: Option<LimitChange>, memory: Option<LimitChange>) -> String {
+    format!(
+        r#"import acv
+
+limits = acv.status()["limits"]
+cpu_was = limits["cpu_millis"]
+mem_was = limits["memory_mib"]
+cpu = {cpu}
+mem = {mem}
+if cpu == cpu_was and mem == mem_was:
+    acv.report("RESPONSE", "%s already has %d millicores / %d MiB; nothing to change." % (acv.component(), cpu, mem))
+else:
+    rev = acv.set_resources(cpu, mem)
+    acv.report("RESPONSE", "Set the limits of %s from %d millicores / %d MiB to %d millicores / %d MiB (revision %d)." % (
+        acv.component(), cpu_was, mem_was, rev["limits"]["cpu_millis"], rev["limits"]["memory_mib"], rev["revision"]))
+"#,
+        cpu = py_limit(cpu, "cpu_was"),
+        mem = py_limit(memory, "mem_was"),
+    )
+}
+
+/// Reports the deployment's state: replicas, image, revision, limits.
+pub fn report_status() -> String {
+    r#"import acv
+
+st = acv.status()
+states = {}
+for r in st["replicas"]:
+    states[r["state"]] = states.get(r["state"], 0) + 1
+acv.report("RESPONSE", "%s runs %s (revision %d): %d/%d replicas ready (%s); limits %d millicores / %d MiB." % (
+    acv.component(), st["image"], st["revision"], st["ready_replicas"], st["desired_replicas"],
+    ", ".join("%d %s" % (n, s) for s, n in sorted(states.items())) or "no replicas",
+    st["limits"]["cpu_millis"], st["limits"]["memory_mib"]))
+"#
+    .to_owned()
 }
 
 /// Rolls back to the previous revision and reports.
