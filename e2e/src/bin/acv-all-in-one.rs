@@ -21,7 +21,7 @@ use acv_manager::client::{Client, ClientError};
 use acv_protocol::{ComponentName, ReportStatus};
 use acv_sidecar::{SidecarConfig, config::PlannerChoice};
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, ValueEnum};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,13 @@ use clap::{Parser, Subcommand, builder::PossibleValuesParser};
 /// A service reads its port, version and downstream addresses from the environment (the local runtime sets them
 /// from e2e/shop.yaml).
 #[derive(Debug, Parser)]
-#[command(name = "acv-shop", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "acv-shop",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// The shop service to run.
     #[arg(value_parser = PossibleValuesParser::new(shop::SERVICES), required = true)]

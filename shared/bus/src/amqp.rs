@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    outage::Outage,
+    outage::{ConnectionWatch, Outage},
     Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
     config::{BusConfig, CLIENT_INBOX_EXPIRY},
 };
@@ -50,6 +50,8 @@ pub struct AmqpBus {
     queues: Mutex<HashSet<String>>,
     /// Shared with every consumer: one user-facing line per outage.
     outage: Arc<Outage>,
+    /// The publisher connection's part in it.
+    publisher: ConnectionWatch,
 }
 
 /// The publisher's connection and what it already declared.
@@ -83,11 +85,13 @@ fn s(v: &str) -> ShortString {
 impl AmqpBus {
     /// Connects (once, to fail fast on a wrong URL or credentials) and declares the shared exchanges.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        let outage = Outage::new("RabbitMQ");
         let bus = Self {
             config,
             link: Mutex::new(None),
             queues: Mutex::default(),
-            outage: Arc::new(Outage::new("RabbitMQ")),
+            outage: outage.clone(),
+            publisher: outage.watch("publisher"),
         };
         let channel = bus.channel().await?;
         drop(channel);
@@ -154,10 +158,10 @@ impl AmqpBus {
         }
         if link.is_some() {
             count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
-            self.outage.lost("publisher", &"channel closed");
+            self.publisher.lost(&"channel closed");
         }
         let (connection, channel) = self.open().await?;
-        self.outage.restored("publisher");
+        self.publisher.restored();
         *link = Some(Link {
             _connection: connection,
             channel: channel.clone(),
@@ -251,7 +255,7 @@ impl AmqpBus {
             match self.publish_once(to, payload, id).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt + 1 < PUBLISH_ATTEMPTS && !is_permanent(&e) => {
-                    self.outage.lost("publisher", &e);
+                    self.publisher.lost(&e);
                     tracing::debug!(error = %e, attempt, "RabbitMQ publish failed; retrying after reconnect.");
                     *self.link.lock().await = None;
                     tokio::time::sleep(crate::backoff(attempt, self.config.reconnect_max_backoff)).await;
@@ -361,7 +365,7 @@ impl Bus for AmqpBus {
             dead_letter_queue: self.dead_letter_queue(),
             args: self.queue_args(inbox),
             max_backoff: self.config.reconnect_max_backoff,
-            outage: self.outage.clone(),
+            watch: self.outage.watch(format!("consumer {inbox}")),
         };
         // Set up the first consumer before returning, so that errors like a wrong URL surface here and so that a
         // broadcast subscriber is bound before the caller publishes.
@@ -436,7 +440,7 @@ struct Consumer {
     dead_letter_queue: String,
     args: FieldTable,
     max_backoff: Duration,
-    outage: Arc<Outage>,
+    watch: ConnectionWatch,
 }
 
 struct Active {
@@ -530,7 +534,7 @@ impl Consumer {
                 Some(a) => a,
                 None => match self.start().await {
                     Ok(a) => {
-                        self.outage.restored(&format!("consumer {}", self.inbox));
+                        self.watch.restored();
                         count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
                         attempt = 0;
                         a
@@ -578,11 +582,12 @@ impl Consumer {
                         }
                     }
                     Some(Err(error)) => {
-                        self.outage.lost(&format!("consumer {}", self.inbox), &error);
+                        self.watch.lost(&error);
                         break;
                     }
                     None => {
-                        tracing::warn!(inbox = %self.inbox, "RabbitMQ consumer was cancelled by the broker.");
+                        // A broker shutting down cancels its consumers; a deleted queue does too.
+                        self.watch.lost(&"consumer cancelled by the broker");
                         break;
                     }
                 }

@@ -65,8 +65,8 @@ fn topo_err(e: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and makes sure the streams exist.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
-        let outage = Arc::new(Outage::new("NATS"));
-        let events = outage.clone();
+        let outage = Outage::new("NATS");
+        let events = Arc::new(outage.watch("client"));
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .event_callback(move |event| {
@@ -75,10 +75,10 @@ impl NatsBus {
                     match event {
                         async_nats::Event::Connected => {
                             count(CounterName::BusReconnects, &[("transport", "nats")], 1);
-                            outage.restored("client");
+                            outage.restored();
                         }
                         async_nats::Event::Disconnected => {
-                            outage.lost("client", &"disconnected");
+                            outage.lost(&"disconnected");
                         }
                         other => tracing::debug!(event = %other, "NATS event."),
                     }
