@@ -16,12 +16,27 @@ use acv_protocol::ComponentName;
 async fn one_process_runs_a_task_and_stops_cleanly() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_acv-all-in-one"));
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml"))
-        .args(["--api", "127.0.0.1:0", "--components", "catalogue", "--to", "catalogue"])
+        .args([
+            "--api",
+            "127.0.0.1:0",
+            "--components",
+            "catalogue",
+            "--to",
+            "catalogue",
+        ])
         .args(["--watch-interval", "0", "--settle", "200ms", "--timeout", "60s"])
         .args(["--task", "Scale replicas to 2 for your microservice component."])
         .arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")))
         .env("RUST_LOG", "warn");
-    for v in ["FRONT_END", "CATALOGUE", "CARTS", "ORDERS", "PAYMENT", "SHIPPING", "USER"] {
+    for v in [
+        "FRONT_END",
+        "CATALOGUE",
+        "CARTS",
+        "ORDERS",
+        "PAYMENT",
+        "SHIPPING",
+        "USER",
+    ] {
         cmd.arg(format!("{v}_PORT=0"));
     }
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
@@ -58,7 +73,10 @@ async fn one_process_runs_a_task_and_stops_cleanly() {
     let catalogue = RemoteCluster::new(api.unwrap(), ComponentName::new("catalogue").unwrap()).unwrap();
     assert_eq!(catalogue.status().await.unwrap().desired_replicas, 2, "{out}");
     let kids = common::children_of(child.id());
-    assert!(kids.len() >= 8, "7 services + a second catalogue replica: {kids:?}");
+    assert!(
+        kids.len() >= 8,
+        "7 services + a second catalogue replica: {kids:?}"
+    );
 
     common::kill_term(child.id());
     let status = child.wait().unwrap();
@@ -66,6 +84,9 @@ async fn one_process_runs_a_task_and_stops_cleanly() {
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
     for pid in kids {
-        assert!(!acv_cluster::procfs::is_alive(pid), "pid {pid} outlived acv-all-in-one");
+        assert!(
+            !acv_cluster::procfs::is_alive(pid),
+            "pid {pid} outlived acv-all-in-one"
+        );
     }
 }

@@ -90,7 +90,6 @@ async fn remote_cluster_matches_the_local_one() {
     }
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acv_local_serves_the_shop_and_stops_its_children() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_acv-local"));

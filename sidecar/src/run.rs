@@ -93,7 +93,9 @@ pub async fn run(
     stop.cancel();
     match tokio::time::timeout(config.grace, agent_task).await {
         Ok(res) => res.context("agent task")?.context("agent loop")?,
-        Err(_) => tracing::warn!(component = %config.component, "Grace period over with a task still running."),
+        Err(_) => {
+            tracing::warn!(component = %config.component, "Grace period over with a task still running.")
+        }
     }
     Ok(())
 }

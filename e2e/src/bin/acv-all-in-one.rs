@@ -35,7 +35,7 @@ const EXIT_TIMEOUT: u8 = 4;
 /// in-memory bus. For the distributed version run acv-local, acv-manager serve and acv-sidecar over RabbitMQ or
 /// NATS (`make demo TRANSPORT=amqp|nats`).
 #[derive(Debug, Parser)]
-#[command(name = "acv-all-in-one", version, about)]
+#[command(name = "acv-all-in-one", version)]
 struct Cli {
     /// The runtime file (services, commands, ports, health checks) [default: e2e/shop.yaml].
     #[arg(env = "ACV_RUNTIME_FILE")]
@@ -88,10 +88,15 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // `acv-all-in-one NAME=VALUE ...` without a file: the first assignment landed in the file's place.
-    if let Some(f) = cli.file.take_if(|f| !f.exists() && f.to_string_lossy().contains('=')) {
+    if let Some(f) = cli
+        .file
+        .take_if(|f| !f.exists() && f.to_string_lossy().contains('='))
+    {
         match parse_var(&f.to_string_lossy()) {
             Ok(v) => cli.vars.insert(0, v),
-            Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+            Err(e) => Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, e)
+                .exit(),
         }
     }
     let format = if cli.log_json {
@@ -170,7 +175,11 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
         if !rt.services().contains(c) {
             return Err(Usage(format!(
                 "{c} is not a service of the runtime file (services: {})",
-                rt.services().iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", ")
+                rt.services()
+                    .iter()
+                    .map(ComponentName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .into());
         }
@@ -194,7 +203,11 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
     wait_ready(&sidecars).await;
     println!(
         "all services ready; sidecars for {} on the in-memory bus",
-        components.iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", ")
+        components
+            .iter()
+            .map(ComponentName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     let mut code = ExitCode::SUCCESS;
@@ -210,7 +223,9 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
     for s in sidecars {
         match s.task.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(component = %s.component, error = format!("{e:#}"), "Sidecar failed."),
+            Ok(Err(e)) => {
+                tracing::warn!(component = %s.component, error = format!("{e:#}"), "Sidecar failed.")
+            }
             Err(e) => tracing::warn!(component = %s.component, error = %e, "Sidecar task failed."),
         }
     }
@@ -235,6 +250,11 @@ async fn start_sidecars(
             acv_sandbox::Sandbox::new(config).context("loading the sandbox")?,
         ))
     };
+    let planner = cli
+        .planner
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for component in components {
         let config = SidecarConfig::try_parse_from([
@@ -244,7 +264,7 @@ async fn start_sidecars(
             "--bus",
             "memory",
             "--planner",
-            cli.planner.to_possible_value().map_or("rules", |v| v.get_name()),
+            &planner,
             "--watch-interval",
             &format!("{}ms", cli.watch_interval.as_millis()),
             "--watch-window-secs",
@@ -263,9 +283,7 @@ async fn start_sidecars(
         let readiness = Readiness::default();
         let task = tokio::spawn({
             let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
-            async move {
-                acv_sidecar::run::run(&config, bus, handler, Some(cluster), readiness, stop).await
-            }
+            async move { acv_sidecar::run::run(&config, bus, handler, Some(cluster), readiness, stop).await }
         });
         out.push(Sidecar {
             component: component.clone(),

@@ -15,10 +15,15 @@ use clap::{Parser, Subcommand};
 /// Injects a fault into a service of a running local runtime (acv-local) through its control API, like applying a
 /// Chaos Mesh experiment; or clears them.
 #[derive(Debug, Parser)]
-#[command(name = "acv-chaos", version, about)]
+#[command(name = "acv-chaos", version)]
 struct Cli {
     /// Control API of the local runtime.
-    #[arg(long, global = true, env = "ACV_RUNTIME_API", default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "ACV_RUNTIME_API",
+        default_value = "127.0.0.1:7070"
+    )]
     api: SocketAddr,
     /// How long the fault lasts, seconds (without it, until cleared).
     #[arg(long, global = true, value_parser = parse_secs)]

@@ -13,7 +13,7 @@ use clap::{ArgGroup, CommandFactory, Parser, error::ErrorKind};
 /// Open-loop HTTP load on loopback (127.0.0.0/8): requests leave on the profile's schedule whether or not earlier
 /// ones have answered. Prints the report (rate sent, latencies, errors) as JSON.
 #[derive(Debug, Parser)]
-#[command(name = "acv-loadgen", version, about)]
+#[command(name = "acv-loadgen", version)]
 #[command(group(ArgGroup::new("profile").required(true).args(["preset", "rps", "ramp", "steps"])))]
 struct Cli {
     /// The service to load, e.g. the shop's front-end.

@@ -19,7 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Runs the services of a runtime file as processes on loopback (the local runtime) and serves its control API.
 #[derive(Debug, Parser)]
-#[command(name = "acv-local", version, about)]
+#[command(name = "acv-local", version)]
 struct Cli {
     /// The runtime file (services, commands, ports, health checks) [default: e2e/shop.yaml].
     #[arg(env = "ACV_RUNTIME_FILE")]
@@ -42,10 +42,15 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // `acv-local NAME=VALUE ...` without a file: the first assignment landed in the file's place.
-    if let Some(f) = cli.file.take_if(|f| !f.exists() && f.to_string_lossy().contains('=')) {
+    if let Some(f) = cli
+        .file
+        .take_if(|f| !f.exists() && f.to_string_lossy().contains('='))
+    {
         match parse_var(&f.to_string_lossy()) {
             Ok(v) => cli.vars.insert(0, v),
-            Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+            Err(e) => Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, e)
+                .exit(),
         }
     }
     let file = cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));

@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand, builder::PossibleValuesParser};
 #[command(
     name = "acv-shop",
     version,
-    about,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]

@@ -32,9 +32,9 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    outage::{ConnectionWatch, Outage},
     Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
     config::{BusConfig, CLIENT_INBOX_EXPIRY},
+    outage::{ConnectionWatch, Outage},
 };
 
 const PREFETCH: u16 = 16;

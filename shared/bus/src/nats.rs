@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    outage::Outage,
     Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
     config::{BusConfig, CLIENT_INBOX_EXPIRY},
+    outage::Outage,
 };
 
 const PREFETCH: usize = 16;

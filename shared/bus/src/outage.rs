@@ -97,8 +97,14 @@ mod tests {
         let (publisher, consumer_a, consumer_b) = (o.watch("publisher"), o.watch("a"), o.watch("b"));
         assert!(!publisher.restored(), "a first connection is not a recovery");
         assert!(consumer_a.lost(&"io error"));
-        assert!(!consumer_a.lost(&"io error again"), "the same connection counts once");
-        assert!(!consumer_b.lost(&"io error"), "a second connection in the same outage is quiet");
+        assert!(
+            !consumer_a.lost(&"io error again"),
+            "the same connection counts once"
+        );
+        assert!(
+            !consumer_b.lost(&"io error"),
+            "a second connection in the same outage is quiet"
+        );
         assert!(o.is_lost());
         assert!(!consumer_a.restored(), "b is still down");
         assert!(!consumer_a.restored());

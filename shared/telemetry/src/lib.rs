@@ -48,7 +48,10 @@ pub const QUIET_LIBRARIES: [&str; 3] = ["lapin", "amq_protocol", "async_nats"];
 /// The filter directives for a `RUST_LOG` value (`None` or blank: `info`): as given, plus `LIB=off` for each of
 /// [`QUIET_LIBRARIES`] it does not name, unless its default level is `debug` or `trace`.
 pub fn filter_directives(rust_log: Option<&str>) -> String {
-    let base = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let base = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
     let directives: Vec<&str> = base.split(',').map(str::trim).collect();
     let verbose = directives
         .iter()
@@ -58,9 +61,11 @@ pub fn filter_directives(rust_log: Option<&str>) -> String {
         return out;
     }
     for lib in QUIET_LIBRARIES {
-        let named = directives
-            .iter()
-            .any(|d| d.split(['=', '[']).next().is_some_and(|target| target.starts_with(lib)));
+        let named = directives.iter().any(|d| {
+            d.split(['=', '['])
+                .next()
+                .is_some_and(|target| target.starts_with(lib))
+        });
         if !named {
             out.push_str(&format!(",{lib}=off"));
         }
@@ -119,7 +124,10 @@ mod tests {
         );
         // Debug logs keep library noise.
         assert_eq!(filter_directives(Some("debug")), "debug");
-        assert_eq!(filter_directives(Some("acv_bus=info,TRACE")), "acv_bus=info,TRACE");
+        assert_eq!(
+            filter_directives(Some("acv_bus=info,TRACE")),
+            "acv_bus=info,TRACE"
+        );
         // Every result parses.
         for v in [None, Some("warn"), Some("info,lapin=warn"), Some("debug")] {
             EnvFilter::try_new(filter_directives(v)).unwrap();
