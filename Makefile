@@ -1,12 +1,13 @@
-# acv — common tasks. `make demo` runs the main job, `make test` runs every test (needs RabbitMQ and NATS on
-# 127.0.0.1, see README). CARGO_TARGET_DIR is shared with CI so repeat builds are fast.
+# acv — common tasks. `make demo` runs the main job, `make test` runs every test (installs and starts RabbitMQ and
+# NATS on 127.0.0.1 when missing: scripts/brokers.sh). CARGO_TARGET_DIR is shared with CI so repeat builds are fast.
 COMPONENTIZE_PY_VERSION ?= 0.25.1
 CARGO_TARGET_DIR ?= /var/tmp/acv-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
-TRANSPORT ?= amqp
+# Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
+TRANSPORT ?=
 
-.PHONY: all build demo demo-local test bench guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local all-in-one brokers test bench guest lint fmt check-fmt clippy ci
 
 all: build
 
@@ -19,11 +20,16 @@ guest:
 	  python3 -m pip install --quiet 'componentize-py==$(COMPONENTIZE_PY_VERSION)'
 	$(MAKE) -C sandbox/guest COMPONENTIZE_PY_VERSION=$(COMPONENTIZE_PY_VERSION)
 
+## brokers: install (Debian packages) and start RabbitMQ and NATS when they do not answer; quick when they do
+brokers:
+	scripts/brokers.sh
+
 ## test: unit + integration tests, including the bus suite against real RabbitMQ and NATS
-test: guest
+test: guest brokers
 	$(CARGO) test --workspace --locked
 
-## demo: the shop on the local runtime, a sidecar maintaining catalogue, tasks over TRANSPORT (amqp|nats)
+## demo: the shop on the local runtime, a sidecar maintaining catalogue, tasks over TRANSPORT (amqp|nats|memory;
+## default: a broker that answers, else all in one process on the in-memory bus)
 demo: guest
 	$(CARGO) build --locked -p acv-sidecar -p acv-manager -p acv-e2e --bins
 	TRANSPORT=$(TRANSPORT) BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/demo.sh
@@ -32,6 +38,11 @@ demo: guest
 demo-local:
 	$(CARGO) build --locked -p acv-e2e --bins
 	$(CARGO_TARGET_DIR)/debug/acv-local e2e/shop.yaml
+
+## all-in-one: the shop, the manager and a sidecar per service in one process on the in-memory bus, until Ctrl-C
+all-in-one: guest
+	$(CARGO) build --locked -p acv-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/acv-all-in-one e2e/shop.yaml
 
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest

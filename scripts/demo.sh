@@ -2,10 +2,12 @@
 # acv demo on one machine, no Kubernetes: the testbed shop runs on the embedded local runtime, a sidecar maintains
 # `catalogue` (rules planner, Python steps in the wasmtime sandbox), the manager listens, and tasks go
 # CLI -> bus -> sidecar -> bus -> CLI. Ends with an L5 episode: a bad release is detected and rolled back by the
-# sidecar on its own. Usage: TRANSPORT=amqp|nats BIN_DIR=target/debug scripts/demo.sh
+# sidecar on its own. Usage: [TRANSPORT=amqp|nats|memory] BIN_DIR=target/debug scripts/demo.sh
+# Without TRANSPORT: amqp if RabbitMQ answers on :5672, else nats if NATS answers on :4222, else `memory`: the same
+# tasks in one process (acv-all-in-one: local runtime, manager and sidecar on the in-memory bus, no broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRANSPORT="${TRANSPORT:-amqp}"
+TRANSPORT="${TRANSPORT:-}"
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
 API="127.0.0.1:${DEMO_API_PORT:-17070}"
 CAT_PORT="${DEMO_CATALOGUE_PORT:-18081}"
@@ -14,13 +16,26 @@ MANAGER_ADMIN="127.0.0.1:${DEMO_MANAGER_ADMIN_PORT:-19990}"
 export ACV_BUS_NAMESPACE="${ACV_BUS_NAMESPACE:-acv-demo-$$}"
 export RUST_LOG="${RUST_LOG:-info,acv::audit=warn}"
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -z "$TRANSPORT" ]; then
+  if port_open 5672; then TRANSPORT=amqp
+  elif port_open 4222; then TRANSPORT=nats
+  else
+    TRANSPORT=memory
+    echo "No broker answers on 127.0.0.1:5672 (RabbitMQ) or :4222 (NATS): running everything in one process on the"
+    echo "in-memory bus. For the distributed version (separate processes over a broker): scripts/brokers.sh, then"
+    echo "make demo TRANSPORT=amqp (or TRANSPORT=nats)."
+  fi
+fi
 case "$TRANSPORT" in
   amqp) PORT=5672 ;;
   nats) PORT=4222 ;;
-  *) echo "error: TRANSPORT must be amqp or nats (got '$TRANSPORT')" >&2; exit 64 ;;
+  memory) PORT= ;;
+  *) echo "error: TRANSPORT must be amqp, nats or memory (got '$TRANSPORT')" >&2; exit 64 ;;
 esac
-if ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-  echo "error: no $TRANSPORT broker on 127.0.0.1:$PORT — start it (see README, 'Brokers')" >&2
+if [ -n "$PORT" ] && ! port_open "$PORT"; then
+  echo "error: no $TRANSPORT broker on 127.0.0.1:$PORT — run scripts/brokers.sh (installs and starts it), or" \
+    "make demo without TRANSPORT to run all in one process" >&2
   exit 69
 fi
 
@@ -38,6 +53,46 @@ status() { curl -fsS "http://$API/v1/components/catalogue/status" | python3 -c '
 import json,sys; s=json.load(sys.stdin)
 print("   runtime says: image=%s desired=%d ready=%d env=%s replicas=%s" % (s["image"], s["desired_replicas"],
       s["ready_replicas"], s["env"], [r["state"] for r in s["replicas"]]))' 2>/dev/null || true; }
+
+if [ "$TRANSPORT" = memory ]; then
+  say "acv-all-in-one: the shop on the local runtime (control API $API, catalogue on :$CAT_PORT), the manager and a" \
+    "sidecar for catalogue, on the in-memory bus"
+  # Light load in the background so the P99 task has requests to measure.
+  ( for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$CAT_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+    "$BIN_DIR/acv-loadgen" --target "127.0.0.1:$CAT_PORT" --rps 20 --secs 20 --path /catalogue >/dev/null ) &
+  PIDS+=($!)
+  # TODO(manager HTTP API): once the manager serves tasks over HTTP, send these with the CLI to the running process
+  # as the distributed version does; until then acv-all-in-one sends them itself (--task) over its in-memory bus.
+  "$BIN_DIR/acv-all-in-one" e2e/shop.yaml --api "$API" --components catalogue --to catalogue --timeout 60s \
+    --watch-interval 3s --watch-window-secs 10 --settle 2s \
+    --task "Report the cpu usage of your microservice component." \
+    --task "Scale replicas to 3 for your microservice component." \
+    --task "Update your deployment and set the environment variable logger_flag to true." \
+    --task "Report the P99 latency of your microservice component." \
+    --task "Update the image version of your microservice component to 0.3.6." \
+    SHOP_BIN="$BIN_DIR/acv-shop" CATALOGUE_PORT="$CAT_PORT" \
+    FRONT_END_PORT=0 CARTS_PORT=0 ORDERS_PORT=0 PAYMENT_PORT=0 SHIPPING_PORT=0 USER_PORT=0 &
+  AIO=$!
+  PIDS+=($AIO)
+  say "L5: after the bad release (0.3.6 crashes at start) the sidecar's own health check must detect and fix it"
+  for _ in $(seq 1 120); do
+    sleep 1
+    if curl -fsS "http://$API/v1/components/catalogue/status" 2>/dev/null | grep -q '"image":"weaveworksdemos/catalogue:0.3.6"'; then
+      break
+    fi
+  done
+  for _ in $(seq 1 60); do
+    sleep 1
+    if curl -fsS "http://$API/v1/components/catalogue/status" 2>/dev/null | grep -q '"image":"weaveworksdemos/catalogue:0.3.5"'; then
+      break
+    fi
+  done
+  sleep 3
+  status
+  kill -INT "$AIO" 2>/dev/null || true
+  wait "$AIO" 2>/dev/null || true
+  exit 0
+fi
 
 say "starting the testbed shop on the local runtime (control API $API, catalogue on :$CAT_PORT)"
 "$BIN_DIR/acv-local" e2e/shop.yaml --api "$API" SHOP_BIN="$BIN_DIR/acv-shop" CATALOGUE_PORT="$CAT_PORT" \

@@ -4,47 +4,34 @@
 
 use std::time::{Duration, Instant};
 
-/// What to burn.
-#[derive(Debug, Clone, PartialEq)]
+/// What to burn: `acv-shop stress [--cpu-workers N] [--cpu-load P] [--mem-mib M] [--max-secs S]`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct StressArgs {
     /// Burning threads.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub cpu_workers: u32,
     /// Duty cycle of each thread, percent.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub cpu_load: u32,
     /// Resident memory to hold, MiB.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16_384))]
     pub mem_mib: u32,
-    /// Give up after this long (a safety net).
+    /// Give up after this long, seconds (a safety net).
+    #[arg(long, default_value_t = 900)]
     pub max_secs: u64,
 }
 
-/// Parses `--cpu-workers N --cpu-load P --mem-mib M --max-secs S` (all optional).
+/// Parses the stressor's flags (all optional), as the local runtime passes them; the error is clap's message.
 pub fn parse_args(args: &[String]) -> Result<StressArgs, String> {
-    let mut out = StressArgs {
-        cpu_workers: 0,
-        cpu_load: 100,
-        mem_mib: 0,
-        max_secs: 900,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let n: u64 = value
-            .parse()
-            .map_err(|_| format!("{flag}: {value:?} is not a number"))?;
-        let small = |max: u64| u32::try_from(n).ok().filter(|v| u64::from(*v) <= max);
-        match flag.as_str() {
-            "--cpu-workers" => out.cpu_workers = small(64).ok_or("--cpu-workers must be <= 64")?,
-            "--cpu-load" => {
-                out.cpu_load = small(100)
-                    .filter(|v| *v > 0)
-                    .ok_or("--cpu-load must be 1..=100")?
-            }
-            "--mem-mib" => out.mem_mib = small(16_384).ok_or("--mem-mib must be <= 16384")?,
-            "--max-secs" => out.max_secs = n,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
+    #[derive(clap::Parser)]
+    #[command(name = "acv-shop stress", no_binary_name = true)]
+    struct Wrap {
+        #[command(flatten)]
+        args: StressArgs,
     }
-    Ok(out)
+    <Wrap as clap::Parser>::try_parse_from(args)
+        .map(|w| w.args)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the stressor until `max_secs` passes (the caller also arranges exit-with-parent).

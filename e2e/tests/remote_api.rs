@@ -90,19 +90,6 @@ async fn remote_cluster_matches_the_local_one() {
     }
 }
 
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if acv_runtime::procfs::parent_pid(pid) == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acv_local_serves_the_shop_and_stops_its_children() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_acv-local"));
@@ -162,7 +149,7 @@ async fn acv_local_serves_the_shop_and_stops_its_children() {
     assert!(ok && out.contains("cleared 1"), "{out}");
     let (ok, _) = chaos(&["catalogue", "cpu-stress", "--workers", "99"]);
     assert!(!ok, "out-of-range fault is refused");
-    let kids = children_of(child.id());
+    let kids = common::children_of(child.id());
     assert_eq!(kids.len(), 7, "one process per shop service");
 
     common::kill_term(child.id());

@@ -5,11 +5,8 @@ use std::{process::ExitCode, sync::Arc};
 use acv_bus::BusConfig;
 use acv_core::{env::ProcessEnv, readiness::Readiness};
 use acv_sidecar::{
-    Agent, SidecarConfig,
-    caps::{ClusterCaps, NoPeers},
-    config::PlannerChoice,
-    handler::{NoPlanner, PlanningHandler, TaskHandler},
-    watch::Watcher,
+    SidecarConfig,
+    handler::{NoPlanner, TaskHandler},
 };
 use acv_telemetry::{LogFormat, admin};
 use anyhow::Context;
@@ -62,38 +59,20 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
         .await
         .with_context(|| format!("connecting the {} bus", bus_config.transport))?;
     let (handler, cluster) = build_handler(&config).await?;
-    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
-    if let Some(cluster) = cluster
-        && !config.watch_interval.is_zero()
-    {
-        let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
-        agent = agent
-            .with_watcher(watcher, config.watch_interval)
-            .with_confirm_checks(config.watch_confirm);
-    }
-    let agent_loop = agent
-        .start(shutdown.clone())
-        .await
-        .context("subscribing to the inbox")?;
-    readiness.set(true);
-    tracing::info!(component = %config.component, "Sidecar ready.");
-
-    let mut agent_task = tokio::spawn(agent_loop);
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("Shutting down."),
-        res = &mut agent_task => {
-            shutdown.cancel();
-            return res.context("agent task")?.context("agent loop");
+    let stop = CancellationToken::new();
+    let sidecar = acv_sidecar::run::run(&config, bus, handler, cluster, readiness, stop.clone());
+    tokio::pin!(sidecar);
+    let res = tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("Shutting down.");
+            stop.cancel();
+            sidecar.await
         }
-    }
-    readiness.set(false);
+        res = &mut sidecar => res,
+    };
     shutdown.cancel();
-    match tokio::time::timeout(config.grace, agent_task).await {
-        Ok(res) => res.context("agent task")?.context("agent loop")?,
-        Err(_) => tracing::warn!("Grace period over with a task still running."),
-    }
     admin_task.await.context("admin server task")?;
-    Ok(())
+    res
 }
 
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
@@ -114,34 +93,14 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
         );
         return Ok((Arc::new(NoPlanner), None));
     };
-    let planner: Arc<dyn acv_llm::Planner> = match config.planner {
-        PlannerChoice::None => return Ok((Arc::new(NoPlanner), Some(cluster))),
-        PlannerChoice::Rules => Arc::new(acv_llm::RulesPlanner::new()),
-        PlannerChoice::Llm => {
-            let llm = acv_llm::LlmConfig::from_env(&ProcessEnv)
-                .context("LLM configuration")?
-                .context("--planner llm needs ACV_LLM_CONFIG or ACV_LLM_BACKEND/ACV_LLM_MODEL (see docs/planners.md)")?;
-            Arc::new(acv_llm::LlmPlanner::new(
-                acv_llm::ChatClient::new(llm).context("LLM client")?,
-            ))
-        }
-    };
-    // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
-    let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
-    let sandbox = Arc::new(acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?);
-    let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
-    let handler = PlanningHandler {
-        planner,
-        sandbox,
-        cluster: cluster.clone(),
-        caps,
-        mode: config.mode,
-        limits: acv_sandbox::Limits::default(),
-        slo: config.slo(),
-        max_turns: config.max_turns,
-        settle: config.settle,
-    };
-    Ok((Arc::new(handler), Some(cluster)))
+    let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), || {
+        // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
+        let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
+        Ok(Arc::new(
+            acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?,
+        ))
+    })?;
+    Ok((handler, Some(cluster)))
 }
 
 async fn shutdown_signal() {

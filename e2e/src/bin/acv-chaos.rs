@@ -2,67 +2,109 @@
 //! local runtime (`acv-local`) through its control API, like applying a Chaos Mesh experiment. FAULT is one of
 //! `pod-failure`, `cpu-stress [--workers N] [--load P]` (default the paper's 2 workers at 50 %),
 //! `memory-stress --mib M`, `latency --ms N`, or `clear` (removes every fault of the component).
+//! Exit codes: 2 bad arguments, 64 a fault or component the runtime refuses, 1 failure (e.g. no runtime answers).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use acv_cluster::{Fault, RemoteCluster};
+use acv_cluster::{ClusterError, Fault, RemoteCluster};
 use acv_protocol::ComponentName;
-use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let mut api: SocketAddr = "127.0.0.1:7070".parse()?;
-    let mut positional = Vec::new();
-    let mut flags = std::collections::BTreeMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if let Some(flag) = a.strip_prefix("--") {
-            let v = args.next().with_context(|| format!("--{flag} needs a value"))?;
-            if flag == "api" {
-                api = v.parse().context("--api")?;
-            } else {
-                flags.insert(flag.to_owned(), v);
+/// Injects a fault into a service of a running local runtime (acv-local) through its control API, like applying a
+/// Chaos Mesh experiment; or clears them.
+#[derive(Debug, Parser)]
+#[command(name = "acv-chaos", version)]
+struct Cli {
+    /// Control API of the local runtime.
+    #[arg(
+        long,
+        global = true,
+        env = "ACV_RUNTIME_API",
+        default_value = "127.0.0.1:7070"
+    )]
+    api: SocketAddr,
+    /// How long the fault lasts, seconds (without it, until cleared).
+    #[arg(long, global = true, value_parser = parse_secs)]
+    secs: Option<Duration>,
+    /// The service, e.g. `catalogue`.
+    component: ComponentName,
+    #[command(subcommand)]
+    fault: FaultCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum FaultCommand {
+    /// Every replica stops and stays down (Chaos Mesh PodChaos pod-failure).
+    PodFailure,
+    /// A stressor burning CPU next to each replica, counted as the replica's (StressChaos).
+    CpuStress {
+        /// Burning threads.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Duty cycle of each thread, percent.
+        #[arg(long, default_value_t = 50)]
+        load: u32,
+    },
+    /// A stressor holding memory next to each replica, counted as the replica's (StressChaos).
+    MemoryStress {
+        /// Resident memory to hold, MiB.
+        #[arg(long)]
+        mib: u32,
+    },
+    /// Added latency on every request through the service's front (NetworkChaos delay).
+    Latency {
+        /// Milliseconds added.
+        #[arg(long)]
+        ms: u64,
+    },
+    /// Remove every fault of the component.
+    Clear,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s} is not a positive number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    acv_core::block_on(async move {
+        match run(cli).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                match e.kind() {
+                    "invalid_argument" | "invalid_replicas" | "unknown_component" => {
+                        ExitCode::from(acv_core::EX_USAGE)
+                    }
+                    _ => ExitCode::FAILURE,
+                }
             }
-        } else {
-            positional.push(a);
         }
-    }
-    let [component, fault] = positional.as_slice() else {
-        bail!(
-            "usage: acv-chaos [--api ADDR] COMPONENT pod-failure|cpu-stress|memory-stress|latency|clear [flags]"
-        );
-    };
-    let num = |k: &str, default: Option<u64>| -> anyhow::Result<u64> {
-        match flags.get(k) {
-            Some(v) => v.parse().with_context(|| format!("--{k}")),
-            None => default.with_context(|| format!("--{k} is required")),
+    })
+}
+
+async fn run(cli: Cli) -> Result<(), ClusterError> {
+    let cluster = RemoteCluster::new(cli.api, cli.component.clone())?;
+    let fault = match cli.fault {
+        FaultCommand::Clear => {
+            println!("cleared {} fault(s)", cluster.clear_faults().await?);
+            return Ok(());
         }
-    };
-    let cluster = RemoteCluster::new(api, ComponentName::new(component.as_str())?)?;
-    if fault == "clear" {
-        println!("cleared {} fault(s)", cluster.clear_faults().await?);
-        return Ok(());
-    }
-    let small = |k: &str, d: Option<u64>| -> anyhow::Result<u32> { Ok(u32::try_from(num(k, d)?)?) };
-    let f = match fault.as_str() {
-        "pod-failure" => Fault::PodFailure,
-        "cpu-stress" => Fault::CpuStress {
-            workers: small("workers", Some(2))?,
-            load_percent: small("load", Some(50))?,
+        FaultCommand::PodFailure => Fault::PodFailure,
+        FaultCommand::CpuStress { workers, load } => Fault::CpuStress {
+            workers,
+            load_percent: load,
         },
-        "memory-stress" => Fault::MemoryStress {
-            mib: small("mib", None)?,
-        },
-        "latency" => Fault::Latency { ms: num("ms", None)? },
-        other => bail!("unknown fault {other:?}"),
+        FaultCommand::MemoryStress { mib } => Fault::MemoryStress { mib },
+        FaultCommand::Latency { ms } => Fault::Latency { ms },
     };
-    let secs = flags
-        .get("secs")
-        .map(|s| s.parse::<f64>())
-        .transpose()
-        .context("--secs")?;
-    let id = cluster.inject(f, secs.map(Duration::from_secs_f64)).await?;
-    println!("injected fault {} into {component}: {f:?}", id.0);
+    let id = cluster.inject(fault, cli.secs).await?;
+    println!("injected fault {} into {}: {fault:?}", id.0, cli.component);
     Ok(())
 }

@@ -1,22 +1,59 @@
 //! `acv-local [RUNTIME_FILE] [--api ADDR] [NAME=VALUE ...]`: starts the services of a runtime file (default
 //! `e2e/shop.yaml`) on the local runtime, serves its control API (default 127.0.0.1:7070; port 0 = any), prints
 //! every address, and runs until Ctrl-C / SIGTERM, then stops every process. `SHOP_BIN` defaults to the `acv-shop`
-//! next to this binary.
+//! next to this binary. Exit codes: 2 bad arguments, 64 a runtime file that cannot be read or is invalid, 1 failure.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acv_runtime::LocalRuntime;
+use acv_runtime::{LocalRuntime, RuntimeSpec};
 use anyhow::Context;
+use clap::{CommandFactory, Parser};
+
+const DEFAULT_FILE: &str = "e2e/shop.yaml";
 use tokio::signal::unix::{SignalKind, signal};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let mut file = PathBuf::from("e2e/shop.yaml");
-    let mut api: SocketAddr = "127.0.0.1:7070".parse()?;
+/// Runs the services of a runtime file as processes on loopback (the local runtime) and serves its control API.
+#[derive(Debug, Parser)]
+#[command(name = "acv-local", version)]
+struct Cli {
+    /// The runtime file (services, commands, ports, health checks) [default: e2e/shop.yaml].
+    #[arg(env = "ACV_RUNTIME_FILE")]
+    file: Option<PathBuf>,
+    /// Variables substituted into the runtime file, e.g. `FRONT_END_PORT=0` or `SHOP_BIN=/path/acv-shop`.
+    #[arg(value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Address of the control API (port 0 picks a free one; the address is printed).
+    #[arg(long, env = "ACV_RUNTIME_API", default_value = "127.0.0.1:7070")]
+    api: SocketAddr,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    // `acv-local NAME=VALUE ...` without a file: the first assignment landed in the file's place.
+    if let Some(f) = cli
+        .file
+        .take_if(|f| !f.exists() && f.to_string_lossy().contains('='))
+    {
+        match parse_var(&f.to_string_lossy()) {
+            Ok(v) => cli.vars.insert(0, v),
+            Err(e) => Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, e)
+                .exit(),
+        }
+    }
+    let file = cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
     let mut vars = BTreeMap::new();
     if let Some(sibling) = std::env::current_exe()
         .ok()
@@ -24,29 +61,38 @@ async fn main() -> anyhow::Result<()> {
     {
         vars.insert("SHOP_BIN".to_owned(), sibling.display().to_string());
     }
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--api" {
-            api = args
-                .next()
-                .context("--api needs an address")?
-                .parse()
-                .context("--api")?;
-            continue;
-        }
-        match arg.split_once('=') {
-            Some((k, v)) => {
-                vars.insert(k.to_owned(), v.to_owned());
+    vars.extend(cli.vars.iter().cloned());
+    acv_core::block_on(async move {
+        let spec = match RuntimeSpec::from_file(&file, &vars).and_then(|s| s.validate().map(|()| s)) {
+            Ok(spec) => spec,
+            Err(e) => {
+                eprintln!("error: runtime file {}: {e}", file.display());
+                return ExitCode::from(acv_core::EX_USAGE);
             }
-            None => file = PathBuf::from(arg),
+        };
+        let rt = match LocalRuntime::start(spec).await {
+            Ok(rt) => Arc::new(rt),
+            Err(e) => {
+                eprintln!("error: starting {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match serve(&rt, cli.api).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                rt.shutdown().await;
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
-    let rt = Arc::new(
-        LocalRuntime::start_file(&file, &vars)
-            .await
-            .with_context(|| format!("starting {}", file.display()))?,
-    );
-    let api = rt.serve_api(api).await?;
+    })
+}
+
+async fn serve(rt: &Arc<LocalRuntime>, api: SocketAddr) -> anyhow::Result<()> {
+    let api = rt
+        .serve_api(api)
+        .await
+        .with_context(|| format!("serving the control API on {api}"))?;
     println!("api        http://{api}");
     for name in rt.services() {
         println!("{name:<10} http://{}", rt.addr(name.as_str())?);

@@ -102,3 +102,17 @@ pub fn kill_term(pid: u32) {
         .expect("kill runs");
     assert!(ok.success(), "kill -TERM {pid} failed");
 }
+
+/// The pids whose parent is `parent` (from `/proc`).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if acv_runtime::procfs::parent_pid(pid) == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}

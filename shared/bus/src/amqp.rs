@@ -13,7 +13,7 @@
 //! Lost connections are re-established with capped exponential backoff, by the publisher on its next publish and
 //! by each consumer in its own loop.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use acv_protocol::{Address, Envelope};
 use acv_telemetry::metrics::{CounterName, count};
@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
     config::{BusConfig, CLIENT_INBOX_EXPIRY},
+    outage::{ConnectionWatch, Outage},
 };
 
 const PREFETCH: u16 = 16;
@@ -47,6 +48,10 @@ pub struct AmqpBus {
     link: Mutex<Option<Link>>,
     /// Every inbox queue this bus declared, for [`Bus::delete_namespace`].
     queues: Mutex<HashSet<String>>,
+    /// Shared with every consumer: one user-facing line per outage.
+    outage: Arc<Outage>,
+    /// The publisher connection's part in it.
+    publisher: ConnectionWatch,
 }
 
 /// The publisher's connection and what it already declared.
@@ -80,10 +85,13 @@ fn s(v: &str) -> ShortString {
 impl AmqpBus {
     /// Connects (once, to fail fast on a wrong URL or credentials) and declares the shared exchanges.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        let outage = Outage::new("RabbitMQ");
         let bus = Self {
             config,
             link: Mutex::new(None),
             queues: Mutex::default(),
+            outage: outage.clone(),
+            publisher: outage.watch("publisher"),
         };
         let channel = bus.channel().await?;
         drop(channel);
@@ -150,9 +158,10 @@ impl AmqpBus {
         }
         if link.is_some() {
             count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
-            tracing::warn!("RabbitMQ publisher connection lost; reconnecting.");
+            self.publisher.lost(&"channel closed");
         }
         let (connection, channel) = self.open().await?;
+        self.publisher.restored();
         *link = Some(Link {
             _connection: connection,
             channel: channel.clone(),
@@ -246,7 +255,8 @@ impl AmqpBus {
             match self.publish_once(to, payload, id).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt + 1 < PUBLISH_ATTEMPTS && !is_permanent(&e) => {
-                    tracing::warn!(error = %e, attempt, "RabbitMQ publish failed; retrying after reconnect.");
+                    self.publisher.lost(&e);
+                    tracing::debug!(error = %e, attempt, "RabbitMQ publish failed; retrying after reconnect.");
                     *self.link.lock().await = None;
                     tokio::time::sleep(crate::backoff(attempt, self.config.reconnect_max_backoff)).await;
                     attempt += 1;
@@ -355,6 +365,7 @@ impl Bus for AmqpBus {
             dead_letter_queue: self.dead_letter_queue(),
             args: self.queue_args(inbox),
             max_backoff: self.config.reconnect_max_backoff,
+            watch: self.outage.watch(format!("consumer {inbox}")),
         };
         // Set up the first consumer before returning, so that errors like a wrong URL surface here and so that a
         // broadcast subscriber is bound before the caller publishes.
@@ -429,6 +440,7 @@ struct Consumer {
     dead_letter_queue: String,
     args: FieldTable,
     max_backoff: Duration,
+    watch: ConnectionWatch,
 }
 
 struct Active {
@@ -522,13 +534,13 @@ impl Consumer {
                 Some(a) => a,
                 None => match self.start().await {
                     Ok(a) => {
-                        tracing::info!(inbox = %self.inbox, "RabbitMQ consumer reconnected.");
+                        self.watch.restored();
                         count(CounterName::BusReconnects, &[("transport", "amqp")], 1);
                         attempt = 0;
                         a
                     }
                     Err(error) => {
-                        tracing::warn!(%error, attempt, inbox = %self.inbox, "RabbitMQ consumer reconnect failed.");
+                        tracing::debug!(%error, attempt, inbox = %self.inbox, "RabbitMQ consumer reconnect failed.");
                         let wait = crate::backoff(attempt, self.max_backoff);
                         attempt += 1;
                         tokio::select! {
@@ -570,11 +582,12 @@ impl Consumer {
                         }
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(%error, inbox = %self.inbox, "RabbitMQ consumer lost its connection.");
+                        self.watch.lost(&error);
                         break;
                     }
                     None => {
-                        tracing::warn!(inbox = %self.inbox, "RabbitMQ consumer was cancelled by the broker.");
+                        // A broker shutting down cancels its consumers; a deleted queue does too.
+                        self.watch.lost(&"consumer cancelled by the broker");
                         break;
                     }
                 }

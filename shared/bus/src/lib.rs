@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //! - [`config`]: transport choice and broker settings from env.
-//! - [`memory`], [`amqp`], [`nats`]: the transports.
+//! - [`memory`], [`amqp`], [`nats`]: the transports; `outage`: one user-facing line per lost broker connection.
 //! - this module: the trait, [`Subscription`] (decode, dedup, dead-letter), [`Delivery`], errors.
 
 use std::{
@@ -30,6 +30,7 @@ pub mod amqp;
 pub mod config;
 pub mod memory;
 pub mod nats;
+mod outage;
 
 pub use config::{BusConfig, Transport, connect};
 

@@ -10,7 +10,7 @@
 //! Publishes set `Nats-Msg-Id` to the envelope id, so JetStream also drops publisher retries server-side, and wait
 //! for the stream's ack. async-nats reconnects by itself; consumers re-create their message stream after errors.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use acv_protocol::{Address, Envelope};
 use acv_telemetry::metrics::{CounterName, count};
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Acker, Bus, BusError, DeadLetter, RawDelivery, Subscription, Transport,
     config::{BusConfig, CLIENT_INBOX_EXPIRY},
+    outage::Outage,
 };
 
 const PREFETCH: usize = 16;
@@ -40,6 +41,8 @@ pub struct NatsBus {
     config: BusConfig,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// Shared with the event callback and every consumer: one user-facing line per outage.
+    outage: Arc<Outage>,
 }
 
 struct NatsAcker {
@@ -62,23 +65,35 @@ fn topo_err(e: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and makes sure the streams exist.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        let outage = Outage::new("NATS");
+        let events = Arc::new(outage.watch("client"));
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        count(CounterName::BusReconnects, &[("transport", "nats")], 1);
-                        tracing::info!("NATS connection (re-)established.");
+            .event_callback(move |event| {
+                let outage = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            count(CounterName::BusReconnects, &[("transport", "nats")], 1);
+                            outage.restored();
+                        }
+                        async_nats::Event::Disconnected => {
+                            outage.lost(&"disconnected");
+                        }
+                        other => tracing::debug!(event = %other, "NATS event."),
                     }
-                    async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting."),
-                    other => tracing::debug!(event = %other, "NATS event."),
                 }
             })
             .connect(&config.nats_url)
             .await
             .map_err(conn_err)?;
         let js = jetstream::new(client.clone());
-        let bus = Self { config, client, js };
+        let bus = Self {
+            config,
+            client,
+            js,
+            outage,
+        };
         bus.inbox_stream().await?;
         bus.dead_stream().await?;
         Ok(bus)
@@ -162,7 +177,11 @@ impl NatsBus {
             match self.publish_bytes(to, payload.clone(), id).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt + 1 < PUBLISH_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "NATS publish failed; retrying.");
+                    if self.outage.is_lost() {
+                        tracing::debug!(error = %e, attempt, "NATS publish failed; retrying.");
+                    } else {
+                        tracing::warn!(error = %e, attempt, "NATS publish failed; retrying.");
+                    }
                     tokio::time::sleep(crate::backoff(attempt, self.config.reconnect_max_backoff)).await;
                     attempt += 1;
                 }
@@ -231,6 +250,7 @@ impl Bus for NatsBus {
             dead_subject: format!("{}.dead.{token}", self.config.namespace),
             inbox: token.clone(),
             max_backoff: self.config.reconnect_max_backoff,
+            outage: self.outage.clone(),
         };
         let messages = ctx.consumer.messages().await.map_err(topo_err)?;
         tokio::spawn(ctx.run(messages, tx, cancel.clone()));
@@ -292,6 +312,7 @@ struct ConsumerCtx {
     dead_subject: String,
     inbox: String,
     max_backoff: Duration,
+    outage: Arc<Outage>,
 }
 
 impl ConsumerCtx {
@@ -334,7 +355,11 @@ impl ConsumerCtx {
                 }
                 Some(Err(error)) => {
                     // Transient (missed heartbeats during a reconnect, etc.): the stream keeps going.
-                    tracing::warn!(%error, inbox = %self.inbox, "NATS consumer error.");
+                    if self.outage.is_lost() {
+                        tracing::debug!(%error, inbox = %self.inbox, "NATS consumer error.");
+                    } else {
+                        tracing::warn!(%error, inbox = %self.inbox, "NATS consumer error.");
+                    }
                 }
                 None => {
                     // The message stream ended: re-create it, with backoff, until cancelled.
@@ -347,7 +372,7 @@ impl ConsumerCtx {
                     match self.consumer.messages().await {
                         Ok(m) => messages = m,
                         Err(error) => {
-                            tracing::warn!(%error, inbox = %self.inbox, "NATS consumer restart failed.")
+                            tracing::debug!(%error, inbox = %self.inbox, "NATS consumer restart failed.")
                         }
                     }
                 }

@@ -39,10 +39,49 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber. The filter comes from `RUST_LOG` (default `info`). Logs go to stderr
-/// so that stdout stays free for command output.
+/// Libraries whose own log lines (a driver's raw ERRORs while a broker restarts, ...) stay out of a user's way: the
+/// bus reports what matters in one plain line (see `acv-bus`). They show with `RUST_LOG=debug` (or `trace`), or when
+/// `RUST_LOG` names them, e.g. `RUST_LOG=info,lapin=warn`. Targets match by prefix (`amq_protocol` covers
+/// `amq_protocol_tcp`).
+pub const QUIET_LIBRARIES: [&str; 3] = ["lapin", "amq_protocol", "async_nats"];
+
+/// The filter directives for a `RUST_LOG` value (`None` or blank: `info`): as given, plus `LIB=off` for each of
+/// [`QUIET_LIBRARIES`] it does not name, unless its default level is `debug` or `trace`.
+pub fn filter_directives(rust_log: Option<&str>) -> String {
+    let base = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    let directives: Vec<&str> = base.split(',').map(str::trim).collect();
+    let verbose = directives
+        .iter()
+        .any(|d| !d.contains('=') && matches!(d.to_ascii_lowercase().as_str(), "debug" | "trace"));
+    let mut out = base.to_owned();
+    if verbose {
+        return out;
+    }
+    for lib in QUIET_LIBRARIES {
+        let named = directives.iter().any(|d| {
+            d.split(['=', '['])
+                .next()
+                .is_some_and(|target| target.starts_with(lib))
+        });
+        if !named {
+            out.push_str(&format!(",{lib}=off"));
+        }
+    }
+    out
+}
+
+/// Installs the global tracing subscriber. The filter comes from `RUST_LOG` (default `info`) through
+/// [`filter_directives`]; an invalid `RUST_LOG` falls back to the default with a warning. Logs go to stderr so
+/// that stdout stays free for command output.
 pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = EnvFilter::try_new(filter_directives(rust_log.as_deref())).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring RUST_LOG ({e}); logging at info");
+        EnvFilter::new(filter_directives(None))
+    });
     let registry = tracing_subscriber::registry().with(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match format {
@@ -54,4 +93,44 @@ pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
             .try_init(),
     };
     result.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libraries_are_quiet_unless_asked_for() {
+        assert_eq!(
+            filter_directives(None),
+            "info,lapin=off,amq_protocol=off,async_nats=off"
+        );
+        assert_eq!(
+            filter_directives(Some("  ")),
+            "info,lapin=off,amq_protocol=off,async_nats=off"
+        );
+        assert_eq!(
+            filter_directives(Some("warn,acv::audit=info")),
+            "warn,acv::audit=info,lapin=off,amq_protocol=off,async_nats=off"
+        );
+        // Named: left as the user asked.
+        assert_eq!(
+            filter_directives(Some("info,lapin=warn")),
+            "info,lapin=warn,amq_protocol=off,async_nats=off"
+        );
+        assert_eq!(
+            filter_directives(Some("info,amq_protocol_tcp=trace")),
+            "info,amq_protocol_tcp=trace,lapin=off,async_nats=off"
+        );
+        // Debug logs keep library noise.
+        assert_eq!(filter_directives(Some("debug")), "debug");
+        assert_eq!(
+            filter_directives(Some("acv_bus=info,TRACE")),
+            "acv_bus=info,TRACE"
+        );
+        // Every result parses.
+        for v in [None, Some("warn"), Some("info,lapin=warn"), Some("debug")] {
+            EnvFilter::try_new(filter_directives(v)).unwrap();
+        }
+    }
 }

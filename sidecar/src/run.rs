@@ -1,0 +1,101 @@
+//! Running a sidecar inside a process: the planning handler for a configured component and the agent loop until
+//! shutdown. The `acv-sidecar` binary adds the admin server, the bus connection and signals around it; the
+//! all-in-one binary (`acv-all-in-one` in acv-e2e) runs one of these per component on the in-memory bus.
+
+use std::sync::Arc;
+
+use acv_bus::Bus;
+use acv_cluster::Cluster;
+use acv_core::readiness::Readiness;
+use acv_sandbox::Sandbox;
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Agent, SidecarConfig,
+    caps::{ClusterCaps, NoPeers},
+    config::PlannerChoice,
+    handler::{NoPlanner, PlanningHandler, TaskHandler},
+    watch::Watcher,
+};
+
+/// The handler for `config.planner` acting on `cluster`, running steps in `sandbox` (created on demand by
+/// `sandbox` only when a planner needs it, so `--planner none` never loads it).
+pub fn planning_handler(
+    config: &SidecarConfig,
+    cluster: Arc<dyn Cluster>,
+    sandbox: impl FnOnce() -> anyhow::Result<Arc<Sandbox>>,
+) -> anyhow::Result<Arc<dyn TaskHandler>> {
+    let planner: Arc<dyn acv_llm::Planner> = match config.planner {
+        PlannerChoice::None => return Ok(Arc::new(NoPlanner)),
+        PlannerChoice::Rules => Arc::new(acv_llm::RulesPlanner::new()),
+        PlannerChoice::Llm => {
+            let llm = acv_llm::LlmConfig::from_env(&acv_core::env::ProcessEnv)
+                .context("LLM configuration")?
+                .context("--planner llm needs ACV_LLM_CONFIG or ACV_LLM_BACKEND/ACV_LLM_MODEL (see docs/planners.md)")?;
+            Arc::new(acv_llm::LlmPlanner::new(
+                acv_llm::ChatClient::new(llm).context("LLM client")?,
+            ))
+        }
+    };
+    let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
+    Ok(Arc::new(PlanningHandler {
+        planner,
+        sandbox: sandbox()?,
+        cluster,
+        caps,
+        mode: config.mode,
+        limits: acv_sandbox::Limits::default(),
+        slo: config.slo(),
+        max_turns: config.max_turns,
+        settle: config.settle,
+    }))
+}
+
+/// Runs the sidecar for `config.component` on `bus` until `shutdown` fires (then waits up to `config.grace` for
+/// the task in hand) or the agent loop ends with an error. With a `cluster` and a non-zero `--watch-interval`
+/// the own SLO health check runs too. `readiness` is set once the inbox is subscribed, and cleared on shutdown.
+pub async fn run(
+    config: &SidecarConfig,
+    bus: Arc<dyn Bus>,
+    handler: Arc<dyn TaskHandler>,
+    cluster: Option<Arc<dyn Cluster>>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
+    if let Some(cluster) = cluster
+        && !config.watch_interval.is_zero()
+    {
+        let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
+        agent = agent
+            .with_watcher(watcher, config.watch_interval)
+            .with_confirm_checks(config.watch_confirm);
+    }
+    // The agent loop has its own token so that a grace period can pass between "stop taking work" and giving up.
+    let stop = CancellationToken::new();
+    let agent_loop = agent
+        .start(stop.clone())
+        .await
+        .context("subscribing to the inbox")?;
+    readiness.set(true);
+    tracing::info!(component = %config.component, "Sidecar ready.");
+
+    let mut agent_task = tokio::spawn(agent_loop);
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        res = &mut agent_task => {
+            readiness.set(false);
+            return res.context("agent task")?.context("agent loop");
+        }
+    }
+    readiness.set(false);
+    stop.cancel();
+    match tokio::time::timeout(config.grace, agent_task).await {
+        Ok(res) => res.context("agent task")?.context("agent loop")?,
+        Err(_) => {
+            tracing::warn!(component = %config.component, "Grace period over with a task still running.")
+        }
+    }
+    Ok(())
+}
