@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 TRANSPORT ?= amqp
 
-.PHONY: all build demo demo-local test bench guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local test bench footprint guest lint fmt check-fmt clippy ci
 
 all: build
 
@@ -36,6 +36,13 @@ demo-local:
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest
 	$(CARGO) bench --workspace --locked
+	$(MAKE) footprint
+
+## footprint: resident memory of a release acv-sidecar idle, after a task and after its sandbox was released (NATS)
+footprint: guest
+	$(CARGO) build --locked --release -p acv-sidecar
+	$(CARGO) build --locked -p acv-manager -p acv-e2e --bins
+	SIDECAR_BIN=$(CARGO_TARGET_DIR)/release/acv-sidecar BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/footprint.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -11,6 +11,7 @@ API="127.0.0.1:${DEMO_API_PORT:-17070}"
 CAT_PORT="${DEMO_CATALOGUE_PORT:-18081}"
 SIDECAR_ADMIN="127.0.0.1:${DEMO_SIDECAR_ADMIN_PORT:-19991}"
 MANAGER_ADMIN="127.0.0.1:${DEMO_MANAGER_ADMIN_PORT:-19990}"
+GUEST="${ACV_SANDBOX_GUEST:-sandbox/guest/build/acv-guest.wasm}"   # built by `make guest`
 export ACV_BUS_NAMESPACE="${ACV_BUS_NAMESPACE:-acv-demo-$$}"
 export RUST_LOG="${RUST_LOG:-info,acv::audit=warn}"
 
@@ -50,7 +51,7 @@ say "starting acv-manager serve and acv-sidecar for catalogue on $TRANSPORT"
 "$BIN_DIR/acv-manager" --bus "$TRANSPORT" serve --admin-addr "$MANAGER_ADMIN" 2> >(sed 's/^/[manager] /' >&2) &
 PIDS+=($!)
 "$BIN_DIR/acv-sidecar" --component catalogue --bus "$TRANSPORT" --runtime-api "$API" --admin-addr "$SIDECAR_ADMIN" \
-  --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
+  --guest "$GUEST" --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
 PIDS+=($!)
 wait_http "http://$MANAGER_ADMIN/ready" "manager"
 wait_http "http://$SIDECAR_ADMIN/ready" "sidecar"

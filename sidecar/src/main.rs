@@ -126,9 +126,13 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
             ))
         }
     };
-    // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
-    let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
-    let sandbox = Arc::new(acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?);
+    // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
+    // released when idle.
+    let sandbox_config =
+        acv_sandbox::guest::installed_config(config.guest.as_deref(), config.sandbox_cache_dir.as_deref())
+            .context("locating the sandbox guest")?;
+    let idle = (!config.sandbox_idle.is_zero()).then_some(config.sandbox_idle);
+    let sandbox = Arc::new(acv_sandbox::LazySandbox::new(sandbox_config, idle));
     let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
     let handler = PlanningHandler {
         planner,

@@ -2,13 +2,14 @@ use acv_protocol::{ComponentName, StepOutcome, StepRecord, TaskSpec};
 
 use super::*;
 
-fn record(program: &str, output: &str) -> StepRecord {
+fn record(program: &str, output: &str, mutated: bool) -> StepRecord {
     StepRecord {
         index: 1,
         description: "d".into(),
         program: program.into(),
         outcome: StepOutcome::Ok,
         output: output.into(),
+        mutated,
     }
 }
 
@@ -20,9 +21,14 @@ fn observations_go_stale_after_a_mutation() {
     ctx.steps.push(record(
         "import acv\nprint(1)",
         "noise\nACV_OBSERVATION {\"history\": []}\n",
+        false,
     ));
     assert_eq!(ctx.latest_observation(), Some(Observation::default()));
-    ctx.steps.push(record("import acv\nacv.scale(3)", "scaled"));
+    // The record decides, not the program text: a refused scale changed nothing ...
+    ctx.steps.push(record("import acv\nacv.scale(3)", "refused", false));
+    assert_eq!(ctx.latest_observation(), Some(Observation::default()));
+    // ... and a step that ran a mutating call makes earlier observations stale.
+    ctx.steps.push(record("import acv\nacv.scale(3)", "scaled", true));
     assert!(ctx.latest_observation().is_none(), "observed before the scale");
     ctx.observation = Some(Observation::default());
     assert!(
