@@ -46,7 +46,7 @@ wait_http "http://$ADMIN/ready" "sidecar"
 sleep 2
 IDLE_BEFORE="$(kib "$SIDECAR" VmRSS)"
 
-task() { "$BIN_DIR/acv-manager" --bus nats task send --to catalogue --timeout 120s "$1" >"$TMP/task.out" 2>&1 \
+task() { "$BIN_DIR/acv-manager" --bus nats task send --to catalogue --timeout 300s "$1" >"$TMP/task.out" 2>&1 \
   || { echo "error: task failed: $(cat "$TMP/task.out")" >&2; exit 1; }; }
 task "Report the cpu usage of your microservice component."
 task "Scale replicas to 2 for your microservice component."
