@@ -51,7 +51,9 @@ fn catalogue() -> ComponentName {
 
 /// The process-wide test sandbox, already loaded (never released).
 fn shared_sandbox() -> Arc<LazySandbox> {
-    Arc::new(LazySandbox::preloaded(acv_sandbox::dev::shared_sandbox().unwrap()))
+    Arc::new(LazySandbox::preloaded(
+        acv_sandbox::dev::shared_sandbox().unwrap(),
+    ))
 }
 
 async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
@@ -269,7 +271,11 @@ async fn the_sandbox_is_released_when_idle_and_the_next_task_loads_it_again() {
     assert!(!r.steps.is_empty(), "{r:#?}");
     assert_eq!(sandbox.stats().loads, 2);
     let s = rig.cluster.status().await.unwrap();
-    assert_eq!(s.env.get("logger_flag").map(String::as_str), Some("true"), "{s:?}");
+    assert_eq!(
+        s.env.get("logger_flag").map(String::as_str),
+        Some("true"),
+        "{s:?}"
+    );
     rig.stop().await;
 }
 

@@ -156,7 +156,9 @@ pub trait Capabilities: Send + Sync {
 pub struct NoBackend;
 
 fn no_backend<T>() -> Result<T, HostError> {
-    Err(HostError::unavailable("no cluster backend is attached to this sandbox"))
+    Err(HostError::unavailable(
+        "no cluster backend is attached to this sandbox",
+    ))
 }
 
 #[async_trait]

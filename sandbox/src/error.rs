@@ -86,7 +86,11 @@ impl SandboxError {
 }
 
 fn located(configured: &bool) -> &'static str {
-    if *configured { " (as configured)" } else { " (next to the binary)" }
+    if *configured {
+        " (as configured)"
+    } else {
+        " (next to the binary)"
+    }
 }
 
 /// Renders a wasmtime error with its whole cause chain on one line.

@@ -41,7 +41,10 @@ pub fn locate_guest(configured: Option<&Path>) -> Result<PathBuf, SandboxError> 
 /// A [`SandboxConfig`] for an installation: the guest of [`locate_guest`] and the compiled-code cache in
 /// `cache_dir`, else [`CACHE_DIR_NAME`] next to the guest (if it cannot be created the sandbox compiles without a
 /// cache and logs a warning).
-pub fn installed_config(guest: Option<&Path>, cache_dir: Option<&Path>) -> Result<SandboxConfig, SandboxError> {
+pub fn installed_config(
+    guest: Option<&Path>,
+    cache_dir: Option<&Path>,
+) -> Result<SandboxConfig, SandboxError> {
     let guest = locate_guest(guest)?;
     let cache = match cache_dir {
         Some(dir) => dir.to_path_buf(),

@@ -2,7 +2,7 @@
 //! `MUTATING_CALLS`); these tests check that the typed calls, the WIT interface and the guest's Python module
 //! agree with it.
 
-use acv_protocol::{HOST_CALLS, MUTATING_CALLS, ResourceLimits, ReportStatus};
+use acv_protocol::{HOST_CALLS, MUTATING_CALLS, ReportStatus, ResourceLimits};
 use acv_sandbox::HostCall;
 
 fn every_call() -> Vec<HostCall> {

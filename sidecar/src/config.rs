@@ -164,7 +164,10 @@ mod tests {
             "0",
         ])
         .unwrap();
-        assert_eq!(c.guest.as_deref(), Some(std::path::Path::new("/opt/acv/acv-guest.wasm")));
+        assert_eq!(
+            c.guest.as_deref(),
+            Some(std::path::Path::new("/opt/acv/acv-guest.wasm"))
+        );
         assert!(c.sandbox_idle.is_zero());
     }
 }

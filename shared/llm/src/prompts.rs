@@ -2,7 +2,8 @@
 //! [`crate::planner::llm`] validates; the shapes are spelled out here so prompt and validator stay together.
 
 use acv_protocol::{
-    ComponentName, Goal, MUTATING_CALLS, Measurement, StepRecord, TaskSpec, describe_objective, describe_violation,
+    ComponentName, Goal, MUTATING_CALLS, Measurement, StepRecord, TaskSpec, describe_objective,
+    describe_violation,
 };
 
 use crate::planner::{MaintainerContext, SafetyMode, Trigger};
@@ -58,7 +59,9 @@ pub fn maintainer_system(ctx: &MaintainerContext) -> String {
             "OBSERVE: mutating calls ({mutating}) will be refused. Diagnose and report what you would do."
         ),
         SafetyMode::Approve => {
-            format!("APPROVE: each mutating call ({mutating}) waits for a person's approval; keep changes minimal.")
+            format!(
+                "APPROVE: each mutating call ({mutating}) waits for a person's approval; keep changes minimal."
+            )
         }
         SafetyMode::Autonomous => "AUTONOMOUS: you may change your component within the host API.".to_owned(),
     };
@@ -240,7 +243,10 @@ mod tests {
     #[test]
     fn prompt_lists_every_host_call_and_which_mutate() {
         for name in HOST_CALLS {
-            assert!(HOST_API.contains(&format!("- acv.{name}(")), "{name} missing from HOST_API");
+            assert!(
+                HOST_API.contains(&format!("- acv.{name}(")),
+                "{name} missing from HOST_API"
+            );
         }
         let c = ComponentName::new("catalogue").unwrap();
         let mut ctx = MaintainerContext::for_task(c, "t", TaskSpec::Imperative { text: "x".into() });

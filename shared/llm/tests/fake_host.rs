@@ -39,7 +39,11 @@ fn the_fake_refuses_exactly_the_mutating_calls_in_observe_mode() {
             let refused = mode == "observe" && is_mutating_call(name);
             let expected = if refused { "refused" } else { "ran" };
             assert_eq!(run.stdout.trim(), expected, "{name} in {mode} mode");
-            assert_eq!(run.mutated(), !refused && is_mutating_call(name), "{name} in {mode} mode");
+            assert_eq!(
+                run.mutated(),
+                !refused && is_mutating_call(name),
+                "{name} in {mode} mode"
+            );
         }
     }
 }

@@ -26,7 +26,7 @@ pub use names::{ComponentName, NameError};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
 pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{
-    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives, describe_objective,
-    describe_violation, measured_value, metric_name,
+    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives,
+    describe_objective, describe_violation, measured_value, metric_name,
 };
 pub use task::{Goal, Mechanism, TaskBody, TaskSpec};

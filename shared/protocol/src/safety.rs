@@ -24,7 +24,14 @@ pub const HOST_CALLS: [&str; 12] = [
 
 /// The host calls that change the cluster: refused in [`SafetyMode::Observe`], queued in [`SafetyMode::Approve`].
 /// The one list the sandbox enforces, the prompt describes and the test fakes follow.
-pub const MUTATING_CALLS: [&str; 6] = ["scale", "restart", "set_image", "set_env", "set_resources", "rollback"];
+pub const MUTATING_CALLS: [&str; 6] = [
+    "scale",
+    "restart",
+    "set_image",
+    "set_env",
+    "set_resources",
+    "rollback",
+];
 
 /// Whether the host call `name` (as in [`HOST_CALLS`]) changes the cluster.
 pub fn is_mutating_call(name: &str) -> bool {

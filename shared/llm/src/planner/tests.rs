@@ -25,7 +25,8 @@ fn observations_go_stale_after_a_mutation() {
     ));
     assert_eq!(ctx.latest_observation(), Some(Observation::default()));
     // The record decides, not the program text: a refused scale changed nothing ...
-    ctx.steps.push(record("import acv\nacv.scale(3)", "refused", false));
+    ctx.steps
+        .push(record("import acv\nacv.scale(3)", "refused", false));
     assert_eq!(ctx.latest_observation(), Some(Observation::default()));
     // ... and a step that ran a mutating call makes earlier observations stale.
     ctx.steps.push(record("import acv\nacv.scale(3)", "scaled", true));
