@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
 TRANSPORT ?=
 
-.PHONY: all build demo demo-local all-in-one brokers test bench guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci
 
 all: build
 
@@ -42,11 +42,18 @@ demo-local:
 ## all-in-one: the shop, the manager and a sidecar per service in one process on the in-memory bus, until Ctrl-C
 all-in-one: guest
 	$(CARGO) build --locked -p acv-e2e --bins
-	$(CARGO_TARGET_DIR)/debug/acv-all-in-one e2e/shop.yaml
+	$(CARGO_TARGET_DIR)/debug/acv-all-in-one e2e/shop.yaml --guest sandbox/guest/build/acv-guest.wasm
 
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest
 	$(CARGO) bench --workspace --locked
+	$(MAKE) footprint
+
+## footprint: resident memory of a release acv-sidecar idle, after a task and after its sandbox was released (NATS)
+footprint: guest
+	$(CARGO) build --locked --release -p acv-sidecar
+	$(CARGO) build --locked -p acv-manager -p acv-e2e --bins
+	SIDECAR_BIN=$(CARGO_TARGET_DIR)/release/acv-sidecar BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/footprint.sh
 
 fmt:
 	$(CARGO) fmt --all

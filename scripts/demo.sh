@@ -13,6 +13,7 @@ API="127.0.0.1:${DEMO_API_PORT:-17070}"
 CAT_PORT="${DEMO_CATALOGUE_PORT:-18081}"
 SIDECAR_ADMIN="127.0.0.1:${DEMO_SIDECAR_ADMIN_PORT:-19991}"
 MANAGER_ADMIN="127.0.0.1:${DEMO_MANAGER_ADMIN_PORT:-19990}"
+GUEST="${ACV_SANDBOX_GUEST:-sandbox/guest/build/acv-guest.wasm}"   # built by `make guest`
 export ACV_BUS_NAMESPACE="${ACV_BUS_NAMESPACE:-acv-demo-$$}"
 export RUST_LOG="${RUST_LOG:-info,acv::audit=warn}"
 
@@ -63,7 +64,7 @@ if [ "$TRANSPORT" = memory ]; then
   PIDS+=($!)
   # TODO(manager HTTP API): once the manager serves tasks over HTTP, send these with the CLI to the running process
   # as the distributed version does; until then acv-all-in-one sends them itself (--task) over its in-memory bus.
-  "$BIN_DIR/acv-all-in-one" e2e/shop.yaml --api "$API" --components catalogue --to catalogue --timeout 60s \
+  "$BIN_DIR/acv-all-in-one" e2e/shop.yaml --guest "$GUEST" --api "$API" --components catalogue --to catalogue --timeout 60s \
     --watch-interval 3s --watch-window-secs 10 --settle 2s \
     --task "Report the cpu usage of your microservice component." \
     --task "Scale replicas to 3 for your microservice component." \
@@ -105,7 +106,7 @@ say "starting acv-manager serve and acv-sidecar for catalogue on $TRANSPORT"
 "$BIN_DIR/acv-manager" --bus "$TRANSPORT" serve --admin-addr "$MANAGER_ADMIN" 2> >(sed 's/^/[manager] /' >&2) &
 PIDS+=($!)
 "$BIN_DIR/acv-sidecar" --component catalogue --bus "$TRANSPORT" --runtime-api "$API" --admin-addr "$SIDECAR_ADMIN" \
-  --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
+  --guest "$GUEST" --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
 PIDS+=($!)
 wait_http "http://$MANAGER_ADMIN/ready" "manager"
 wait_http "http://$SIDECAR_ADMIN/ready" "sidecar"

@@ -89,7 +89,7 @@ impl HostError {
 }
 
 /// The cluster operations a sandboxed program can reach, implemented by the caller (the sidecar, over its cluster
-/// backend; tests, over [`FakeCluster`](crate::fake::FakeCluster)).
+/// backend; tests, over the `dev` feature's `fake::FakeCluster`).
 ///
 /// The sandbox calls these only after its own checks passed: `component` is always the sandbox's own component
 /// (never a name the program chose), mutating methods are only called in [`SafetyMode::Autonomous`] (or when the
@@ -148,6 +148,54 @@ pub trait Capabilities: Send + Sync {
         peer: &ComponentName,
         question: &str,
     ) -> Result<String, HostError>;
+}
+
+/// Capabilities without a backend: every call fails with [`HostErrorKind::Unavailable`]. What
+/// [`Sandbox::warm_up`](crate::Sandbox::warm_up) instantiates with (it calls nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBackend;
+
+fn no_backend<T>() -> Result<T, HostError> {
+    Err(HostError::unavailable(
+        "no cluster backend is attached to this sandbox",
+    ))
+}
+
+#[async_trait]
+impl Capabilities for NoBackend {
+    async fn status(&self, _: &ComponentName) -> Result<ComponentStatus, HostError> {
+        no_backend()
+    }
+    async fn metrics(&self, _: &ComponentName, _: u32) -> Result<MetricsSnapshot, HostError> {
+        no_backend()
+    }
+    async fn logs(&self, _: &ComponentName, _: u32) -> Result<Vec<String>, HostError> {
+        no_backend()
+    }
+    async fn history(&self, _: &ComponentName) -> Result<Vec<Revision>, HostError> {
+        no_backend()
+    }
+    async fn scale(&self, _: &ComponentName, _: u32) -> Result<ComponentStatus, HostError> {
+        no_backend()
+    }
+    async fn restart(&self, _: &ComponentName) -> Result<(), HostError> {
+        no_backend()
+    }
+    async fn set_image(&self, _: &ComponentName, _: &str) -> Result<Revision, HostError> {
+        no_backend()
+    }
+    async fn set_env(&self, _: &ComponentName, _: &str, _: &str) -> Result<Revision, HostError> {
+        no_backend()
+    }
+    async fn set_resources(&self, _: &ComponentName, _: ResourceLimits) -> Result<Revision, HostError> {
+        no_backend()
+    }
+    async fn rollback(&self, _: &ComponentName) -> Result<Revision, HostError> {
+        no_backend()
+    }
+    async fn ask_peer(&self, _: &ComponentName, _: &ComponentName, _: &str) -> Result<String, HostError> {
+        no_backend()
+    }
 }
 
 /// Upper bound on `scale(replicas)`.
@@ -245,17 +293,9 @@ impl HostCall {
         }
     }
 
-    /// Whether the call changes the cluster (scale, restart, set_image, set_env, set_resources, rollback).
+    /// Whether the call changes the cluster (the calls in [`acv_protocol::MUTATING_CALLS`]).
     pub fn is_mutating(&self) -> bool {
-        matches!(
-            self,
-            HostCall::Scale { .. }
-                | HostCall::Restart
-                | HostCall::SetImage { .. }
-                | HostCall::SetEnv { .. }
-                | HostCall::SetResources { .. }
-                | HostCall::Rollback
-        )
+        acv_protocol::is_mutating_call(self.name())
     }
 
     /// Runs the call against `caps` for `component` and returns its result as JSON (`null` for calls without a

@@ -1,5 +1,5 @@
-//! Finding (and if needed building) the guest component of this checkout, for tests, benches and local runs.
-//! Production callers configure [`SandboxConfig`] explicitly.
+//! Finding (and if needed building) the guest component of this checkout, for tests and benches (feature `dev`).
+//! Production callers use [`guest::installed_config`](crate::guest::installed_config).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -7,10 +7,7 @@ use std::sync::OnceLock;
 
 use crate::{Sandbox, SandboxConfig, SandboxError};
 
-/// Env var naming a prebuilt guest component to use instead of this checkout's `sandbox/guest/build/acv-guest.wasm`.
-pub const ENV_GUEST: &str = "ACV_SANDBOX_GUEST";
-/// Env var naming the compiled-code cache directory (default: `sandbox/guest/build/cache` in this checkout).
-pub const ENV_CACHE_DIR: &str = "ACV_SANDBOX_CACHE_DIR";
+pub use crate::guest::{ENV_CACHE_DIR, ENV_GUEST};
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -269,7 +269,7 @@ impl Sandbox {
         let _slot = self.slot().await?;
         let limits = Limits::default();
         let own = ComponentName::new("warm-up").map_err(|e| SandboxError::Host(e.to_string()))?;
-        let caps: Arc<dyn Capabilities> = Arc::new(crate::fake::FakeCluster::new());
+        let caps: Arc<dyn Capabilities> = Arc::new(crate::caps::NoBackend);
         let (mut store, _, _) = self.store(&own, SafetyMode::Observe, caps, &limits)?;
         let started = Instant::now();
         let instance = self.inner.pre.instantiate_async(&mut store).await;

@@ -19,11 +19,23 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// The guest component is not where it was configured or expected (next to the binary).
+    #[error(
+        "sandbox guest component not found at {path}{where_}: pass --guest or set {env} to the built \
+         acv-guest.wasm (`make guest` builds it into sandbox/guest/build/), or install it next to the binary",
+        where_ = located(.configured),
+        env = crate::guest::ENV_GUEST
+    )]
+    GuestNotFound {
+        /// The path looked at.
+        path: PathBuf,
+        /// Whether the path was configured (flag/env) rather than the default next to the binary.
+        configured: bool,
+    },
     /// The guest component could not be built (componentize-py missing or failing).
     #[error("cannot build the guest component: {0}")]
     BuildGuest(String),
-    /// The process-wide sandbox of [`dev::shared_sandbox`](crate::dev::shared_sandbox) could not be created; the
-    /// message is the original error's.
+    /// The process-wide sandbox of `dev::shared_sandbox` could not be created; the message is the original error's.
     #[error("the shared sandbox could not be created: {0}")]
     Shared(String),
     /// The engine configuration was rejected by wasmtime (or the compiled-code cache could not be set up).
@@ -59,6 +71,7 @@ impl SandboxError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             SandboxError::ReadComponent { .. } => "read_component",
+            SandboxError::GuestNotFound { .. } => "guest_not_found",
             SandboxError::BuildGuest(_) => "build_guest",
             SandboxError::Shared(_) => "shared",
             SandboxError::Engine(_) => "engine",
@@ -69,6 +82,14 @@ impl SandboxError {
             SandboxError::Instantiate(_) => "instantiate",
             SandboxError::Host(_) => "host",
         }
+    }
+}
+
+fn located(configured: &bool) -> &'static str {
+    if *configured {
+        " (as configured)"
+    } else {
+        " (next to the binary)"
     }
 }
 

@@ -11,23 +11,30 @@
 //! - [`caps`]: the [`Capabilities`] trait, [`HostCall`], [`HostError`], [`SafetyMode`].
 //! - [`limits`]: [`Limits`] and the store-side enforcement (memory limiter, capped output pipes).
 //! - [`outcome`]: [`RunOutcome`], [`Verdict`], [`HostCallRecord`].
-//! - [`fake`]: [`fake::FakeCluster`], an in-memory [`Capabilities`] for tests.
-//! - [`dev`]: locating and building this checkout's guest component.
+//! - [`guest`]: where an installation finds the guest component (flag/env, else next to the binary).
+//! - [`lazy`]: [`LazySandbox`], loaded on first use and released after an idle period (what the sidecar holds).
+//! - `fake` (feature `dev`): `FakeCluster`, an in-memory [`Capabilities`] for tests.
+//! - `dev` (feature `dev`): locating and building this checkout's guest component, for tests and benches.
 //! - `host` (private): the WIT bindings and the host-call policy.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod caps;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod engine;
 mod error;
+#[cfg(feature = "dev")]
 pub mod fake;
+pub mod guest;
 mod host;
+pub mod lazy;
 pub mod limits;
 pub mod outcome;
 
 pub use caps::{Capabilities, HostCall, HostError, HostErrorKind, SafetyMode};
 pub use engine::{LoadStats, Sandbox, SandboxConfig};
 pub use error::SandboxError;
+pub use lazy::LazySandbox;
 pub use limits::Limits;
 pub use outcome::{CallOutcome, FinalReport, HostCallRecord, PendingCall, RunOutcome, Verdict};

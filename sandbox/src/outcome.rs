@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::caps::{HostCall, HostError};
+use crate::caps::{HostCall, HostError, HostErrorKind};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +133,29 @@ pub struct RunOutcome {
     /// Wall-clock time from the start of instantiation to the end of the run (JSON: `elapsed_us`).
     #[serde(rename = "elapsed_us", with = "duration_micros")]
     pub elapsed: Duration,
+}
+
+impl RunOutcome {
+    /// Whether the run changed the cluster, by the sandbox's own record: a mutating host call
+    /// ([`acv_protocol::MUTATING_CALLS`]) ran, successfully or not (a backend failure or a deadline in the middle of
+    /// a call may have left a partial change). Calls that were refused, queued for approval, or rejected before
+    /// running (invalid argument, over the call limit) did not change anything.
+    pub fn mutated(&self) -> bool {
+        self.calls.iter().any(|call| {
+            acv_protocol::is_mutating_call(&call.name)
+                && match &call.outcome {
+                    CallOutcome::Ok { .. } => true,
+                    CallOutcome::Error { error } => !matches!(
+                        error.kind,
+                        HostErrorKind::InvalidArgument
+                            | HostErrorKind::Refused
+                            | HostErrorKind::ApprovalRequired
+                            | HostErrorKind::LimitExceeded
+                    ),
+                    CallOutcome::Refused { .. } | CallOutcome::PendingApproval => false,
+                }
+        })
+    }
 }
 
 mod duration_micros {

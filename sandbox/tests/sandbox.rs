@@ -365,6 +365,7 @@ async fn mutating_call_in_observe_mode_is_refused_with_a_reason_and_runs_in_auto
     }
     assert!(!caps.calls().contains(&"scale".to_string()));
     assert_eq!(caps.component(&own()).unwrap().status.desired_replicas, 2);
+    assert!(!out.mutated(), "a refused call changed nothing");
 
     let (out, caps) = run(
         "import acv\nprint(acv.scale(4)['desired_replicas'])",
@@ -374,6 +375,17 @@ async fn mutating_call_in_observe_mode_is_refused_with_a_reason_and_runs_in_auto
     assert_ok(&out);
     assert_eq!(out.stdout, "4\n");
     assert_eq!(caps.component(&own()).unwrap().status.desired_replicas, 4);
+    assert!(out.mutated());
+
+    // Text that merely mentions a mutating call does not count; a call rejected before running does not either.
+    let (out, _) = run(
+        "import acv\nprint('acv.scale(3)')\ntry:\n    acv.scale(-1)\nexcept acv.HostError as e:\n    print(e.kind)",
+        SafetyMode::Autonomous,
+    )
+    .await;
+    assert_ok(&out);
+    assert_eq!(out.stdout, "acv.scale(3)\ninvalid_argument\n");
+    assert!(!out.mutated());
 }
 
 #[tokio::test]
@@ -391,6 +403,7 @@ print(acv.status()["revision"])
     assert_ok(&out);
     assert_eq!(out.stdout, "approval_required\napproval_required\n1\n");
     assert_eq!(caps.calls(), ["status"]);
+    assert!(!out.mutated(), "queued calls have not run");
     assert_eq!(out.pending.len(), 2);
     assert_eq!(
         out.pending[0].call,

@@ -1,7 +1,7 @@
 //! Sidecar configuration. Every flag has an env fallback (`ACV_SIDECAR_*`), which is how the injector configures
 //! a sidecar in a pod; the bus is configured by the `ACV_BUS*` keys of [`acv_bus::config`].
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use acv_bus::Transport;
 use acv_protocol::ComponentName;
@@ -23,6 +23,9 @@ pub const ENV_PLANNER: &str = "ACV_SIDECAR_PLANNER";
 pub const ENV_MODE: &str = "ACV_SIDECAR_MODE";
 /// Env key: interval of the own SLO health check, e.g. `30s`; `0` turns it off.
 pub const ENV_WATCH_INTERVAL: &str = "ACV_SIDECAR_WATCH_INTERVAL";
+
+/// Env key: release the sandbox after this long without a step, e.g. `60s`; `0` keeps it loaded.
+pub const ENV_SANDBOX_IDLE: &str = "ACV_SIDECAR_SANDBOX_IDLE";
 
 /// Which planner the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +100,17 @@ pub struct SidecarConfig {
     /// Wait after a mutating step before observing again.
     #[arg(long, default_value = "3s", value_parser = acv_core::env::parse_duration)]
     pub settle: Duration,
+    /// The sandbox's guest component (`acv-guest.wasm`, built by `make guest`). Default: `acv-guest.wasm` next to
+    /// this binary.
+    #[arg(long, env = acv_sandbox::guest::ENV_GUEST)]
+    pub guest: Option<PathBuf>,
+    /// Directory of the guest's compiled-code cache. Default: `cache/` next to the guest.
+    #[arg(long, env = acv_sandbox::guest::ENV_CACHE_DIR)]
+    pub sandbox_cache_dir: Option<PathBuf>,
+    /// The sandbox is loaded at the first step; release it after this long without one (keeps an idle sidecar
+    /// small). 0 keeps it loaded.
+    #[arg(long, env = ENV_SANDBOX_IDLE, default_value = "60s", value_parser = acv_core::env::parse_duration)]
+    pub sandbox_idle: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -138,5 +152,22 @@ mod tests {
             .unwrap();
         assert!(c.watch_interval.is_zero());
         assert_eq!(c.planner, PlannerChoice::Rules);
+        assert_eq!(c.guest, None);
+        assert_eq!(c.sandbox_idle, Duration::from_secs(60));
+        let c = SidecarConfig::try_parse_from([
+            "acv-sidecar",
+            "--component",
+            "x",
+            "--guest",
+            "/opt/acv/acv-guest.wasm",
+            "--sandbox-idle",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.guest.as_deref(),
+            Some(std::path::Path::new("/opt/acv/acv-guest.wasm"))
+        );
+        assert!(c.sandbox_idle.is_zero());
     }
 }

@@ -5,16 +5,16 @@
 use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
-use acv_llm::{Executor, Observation, PlannedStep, StepResult, planner::step_may_mutate};
+use acv_llm::{Executor, Observation, PlannedStep, StepResult};
 use acv_protocol::{ComponentName, StepOutcome};
-use acv_sandbox::{Capabilities, Limits, RunOutcome, SafetyMode, Sandbox, Verdict};
+use acv_sandbox::{Capabilities, LazySandbox, Limits, RunOutcome, SafetyMode, Verdict};
 
 /// Longest step output kept in a report, in bytes.
 pub const MAX_STEP_OUTPUT: usize = 8 * 1024;
 
 /// Executes steps for one task.
 pub struct SandboxExecutor {
-    sandbox: Arc<Sandbox>,
+    sandbox: Arc<LazySandbox>,
     component: ComponentName,
     mode: SafetyMode,
     caps: Arc<dyn Capabilities>,
@@ -33,7 +33,7 @@ impl SandboxExecutor {
     /// An executor for `component`'s programs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        sandbox: Arc<Sandbox>,
+        sandbox: Arc<LazySandbox>,
         component: ComponentName,
         mode: SafetyMode,
         caps: Arc<dyn Capabilities>,
@@ -86,6 +86,7 @@ pub fn step_result(run: &RunOutcome) -> StepResult {
         outcome,
         output: truncate(output, MAX_STEP_OUTPUT),
         report: run.report.clone(),
+        mutated: run.mutated(),
     }
 }
 
@@ -104,7 +105,6 @@ fn truncate(mut s: String, max: usize) -> String {
 #[async_trait::async_trait]
 impl Executor for SandboxExecutor {
     async fn execute(&mut self, index: u32, step: &PlannedStep) -> StepResult {
-        self.last_mutated = step_may_mutate(&step.program);
         let run = self
             .sandbox
             .run(
@@ -127,14 +127,18 @@ impl Executor for SandboxExecutor {
                     verdict = run.verdict.label(), fuel = run.fuel_consumed,
                     ms = run.elapsed.as_millis() as u64, description = %step.description, "Step ran.");
                 self.pending.extend(run.pending.iter().cloned());
-                step_result(&run)
+                let result = step_result(&run);
+                self.last_mutated = result.mutated;
+                result
             }
             Err(e) => {
                 tracing::error!(component = %self.component, step = index, error = %e, "Sandbox could not run the step.");
+                self.last_mutated = false;
                 StepResult {
                     outcome: StepOutcome::Error,
                     output: format!("sandbox error: {e}"),
                     report: None,
+                    mutated: false,
                 }
             }
         }

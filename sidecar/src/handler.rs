@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use acv_cluster::Cluster;
 use acv_llm::{MaintainerContext, Planner, Trigger, drive};
 use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, SloPolicy, TaskBody, Violation};
-use acv_sandbox::{Capabilities, Limits, SafetyMode, Sandbox};
+use acv_sandbox::{Capabilities, LazySandbox, Limits, SafetyMode};
 use async_trait::async_trait;
 
 use crate::exec::SandboxExecutor;
@@ -82,8 +82,8 @@ impl TaskHandler for NoPlanner {
 pub struct PlanningHandler {
     /// The brain.
     pub planner: Arc<dyn Planner>,
-    /// The sandbox (one per process; runs are independent).
-    pub sandbox: Arc<Sandbox>,
+    /// The sandbox (one per process, loaded on demand; runs are independent).
+    pub sandbox: Arc<LazySandbox>,
     /// The own component's backend.
     pub cluster: Arc<dyn Cluster>,
     /// What programs can reach.

@@ -94,11 +94,13 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
         return Ok((Arc::new(NoPlanner), None));
     };
     let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), || {
-        // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
-        let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
-        Ok(Arc::new(
-            acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?,
-        ))
+        // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
+        // released when idle.
+        let sandbox_config =
+            acv_sandbox::guest::installed_config(config.guest.as_deref(), config.sandbox_cache_dir.as_deref())
+                .context("locating the sandbox guest")?;
+        let idle = (!config.sandbox_idle.is_zero()).then_some(config.sandbox_idle);
+        Ok(Arc::new(acv_sandbox::LazySandbox::new(sandbox_config, idle)))
     })?;
     Ok((handler, Some(cluster)))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use acv_bus::Bus;
 use acv_cluster::Cluster;
 use acv_core::readiness::Readiness;
-use acv_sandbox::Sandbox;
+use acv_sandbox::LazySandbox;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -19,12 +19,13 @@ use crate::{
     watch::Watcher,
 };
 
-/// The handler for `config.planner` acting on `cluster`, running steps in `sandbox` (created on demand by
-/// `sandbox` only when a planner needs it, so `--planner none` never loads it).
+/// The handler for `config.planner` acting on `cluster`, running steps in the sandbox that `sandbox` makes (called
+/// only when a planner needs one, so `--planner none` never even locates the guest; the [`LazySandbox`] itself
+/// loads at the first step and lets go when idle).
 pub fn planning_handler(
     config: &SidecarConfig,
     cluster: Arc<dyn Cluster>,
-    sandbox: impl FnOnce() -> anyhow::Result<Arc<Sandbox>>,
+    sandbox: impl FnOnce() -> anyhow::Result<Arc<LazySandbox>>,
 ) -> anyhow::Result<Arc<dyn TaskHandler>> {
     let planner: Arc<dyn acv_llm::Planner> = match config.planner {
         PlannerChoice::None => return Ok(Arc::new(NoPlanner)),

@@ -76,6 +76,13 @@ struct Cli {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// The sandbox's guest component (`acv-guest.wasm`, built by `make guest`). Default: `acv-guest.wasm` next to
+    /// this binary.
+    #[arg(long, env = acv_sandbox::guest::ENV_GUEST)]
+    guest: Option<PathBuf>,
+    /// Directory of the guest's compiled-code cache. Default: `cache/` next to the guest.
+    #[arg(long, env = acv_sandbox::guest::ENV_CACHE_DIR)]
+    sandbox_cache_dir: Option<PathBuf>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -244,11 +251,10 @@ async fn start_sidecars(
     let sandbox = if cli.planner == PlannerChoice::None {
         None
     } else {
-        // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
-        let config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
-        Some(Arc::new(
-            acv_sandbox::Sandbox::new(config).context("loading the sandbox")?,
-        ))
+        // --guest / ACV_SANDBOX_GUEST, else acv-guest.wasm next to this binary; loaded at the first step.
+        let config = acv_sandbox::guest::installed_config(cli.guest.as_deref(), cli.sandbox_cache_dir.as_deref())
+            .context("locating the sandbox guest")?;
+        Some(Arc::new(acv_sandbox::LazySandbox::new(config, None)))
     };
     let planner = cli
         .planner

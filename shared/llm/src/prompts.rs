@@ -2,7 +2,8 @@
 //! [`crate::planner::llm`] validates; the shapes are spelled out here so prompt and validator stay together.
 
 use acv_protocol::{
-    ComponentName, Goal, Measurement, StepRecord, TaskSpec, describe_objective, describe_violation,
+    ComponentName, Goal, MUTATING_CALLS, Measurement, StepRecord, TaskSpec, describe_objective,
+    describe_violation,
 };
 
 use crate::planner::{MaintainerContext, SafetyMode, Trigger};
@@ -20,7 +21,8 @@ macro_rules! putln {
 /// Longest step output quoted back to the model, in characters (the end is kept: errors are at the end).
 pub const MAX_OUTPUT_CHARS: usize = 4000;
 
-/// The host API, as the maintainer sees it.
+/// The host API, as the maintainer sees it (which calls mutate is added from [`MUTATING_CALLS`] by
+/// [`maintainer_system`]).
 pub const HOST_API: &str = r#"Python host API (module `acv`; every function acts on YOUR component only):
 - acv.component() -> str                      your component's name
 - acv.status() -> dict                        {"component", "desired_replicas", "ready_replicas",
@@ -51,15 +53,17 @@ print() output is captured and shown to you."#;
 /// The maintainer's system prompt.
 pub fn maintainer_system(ctx: &MaintainerContext) -> String {
     let slo = &ctx.slo;
+    let mutating = MUTATING_CALLS.join(", ");
     let safety = match ctx.safety {
-        SafetyMode::Observe => {
-            "OBSERVE: mutating calls (scale, restart, set_*, rollback) will be refused. Diagnose \
-                                and report what you would do."
-        }
+        SafetyMode::Observe => format!(
+            "OBSERVE: mutating calls ({mutating}) will be refused. Diagnose and report what you would do."
+        ),
         SafetyMode::Approve => {
-            "APPROVE: each mutating call waits for a person's approval; keep changes minimal."
+            format!(
+                "APPROVE: each mutating call ({mutating}) waits for a person's approval; keep changes minimal."
+            )
         }
-        SafetyMode::Autonomous => "AUTONOMOUS: you may change your component within the host API.",
+        SafetyMode::Autonomous => "AUTONOMOUS: you may change your component within the host API.".to_owned(),
     };
     format!(
         r#"You are the autonomic maintainer of the microservice component "{component}". You keep it healthy and carry
@@ -72,6 +76,7 @@ its limit, memory use below {mem}% of its limit, P99 latency below {p99} ms.
 Safety mode: {safety}
 
 {api}
+Mutating calls (they change your component): {mutating}.
 
 How to work:
 - Each turn, answer with ONE JSON object and nothing else:
@@ -227,4 +232,36 @@ pub fn repair(error: &str) -> String {
         "Your answer could not be used: {error}\nAnswer again with ONE corrected JSON object in the required shape \
          and nothing else."
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use acv_protocol::{HOST_CALLS, TaskSpec};
+
+    use super::*;
+
+    #[test]
+    fn prompt_lists_every_host_call_and_which_mutate() {
+        for name in HOST_CALLS {
+            assert!(
+                HOST_API.contains(&format!("- acv.{name}(")),
+                "{name} missing from HOST_API"
+            );
+        }
+        let c = ComponentName::new("catalogue").unwrap();
+        let mut ctx = MaintainerContext::for_task(c, "t", TaskSpec::Imperative { text: "x".into() });
+        for mode in [SafetyMode::Observe, SafetyMode::Approve, SafetyMode::Autonomous] {
+            ctx.safety = mode;
+            let system = maintainer_system(&ctx);
+            let line = system
+                .lines()
+                .find_map(|l| l.strip_prefix("Mutating calls (they change your component): "))
+                .expect("mutating line");
+            let listed: Vec<&str> = line.trim_end_matches('.').split(", ").collect();
+            assert_eq!(listed, MUTATING_CALLS);
+            if mode != SafetyMode::Autonomous {
+                assert!(system.contains(&MUTATING_CALLS.join(", ")), "{mode}");
+            }
+        }
+    }
 }

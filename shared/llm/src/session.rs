@@ -17,6 +17,9 @@ pub struct StepResult {
     pub output: String,
     /// The last `acv.report(...)` the program made, if any.
     pub report: Option<FinalReport>,
+    /// Whether the step changed the cluster, by the executor's record of the host calls that ran (the sandbox's
+    /// `RunOutcome::mutated`); observations taken before it are stale.
+    pub mutated: bool,
 }
 
 /// Runs steps (the sidecar: in the sandbox) and, optionally, observes the component before each turn.
@@ -102,6 +105,7 @@ pub async fn drive(
                 program: step.program.clone(),
                 outcome: res.outcome,
                 output: res.output,
+                mutated: res.mutated,
             };
             ctx.steps.push(TaskStep::ran(record, step));
             if res.outcome != StepOutcome::Ok {

@@ -246,6 +246,7 @@ impl Executor for Failing {
             outcome: StepOutcome::Error,
             output: "acv.HostError: busy".into(),
             report: None,
+            mutated: false,
         }
     }
 }

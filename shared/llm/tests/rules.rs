@@ -359,6 +359,7 @@ async fn a_failed_step_ends_with_an_issue() {
         program: "import acv\nacv.scale(3)".into(),
         outcome: StepOutcome::Error,
         output: "Traceback...\nacv.HostError: quota: no room for 3 replicas".into(),
+        mutated: false,
     }));
     ctx.turn = 2;
     let plan = RulesPlanner::new().next(&ctx).await.unwrap();

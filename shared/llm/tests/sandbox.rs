@@ -78,6 +78,7 @@ impl Executor for SandboxExecutor {
             other => (StepOutcome::LimitExceeded, format!("{other:?}")),
         };
         output.insert_str(0, &out.stdout);
+        let mutated = out.mutated();
         let report = out.report.map(|r| FinalReport {
             status: r.status,
             message: r.message,
@@ -86,6 +87,7 @@ impl Executor for SandboxExecutor {
             outcome,
             output,
             report,
+            mutated,
         }
     }
 }

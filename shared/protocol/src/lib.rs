@@ -6,7 +6,7 @@
 //! - [`envelope`]: the versioned [`Envelope`] every bus message travels in, addresses, encode/decode.
 //! - [`task`]: task and goal bodies (imperative text, declarative SLO objectives).
 //! - [`report`]: reports (RESPONSE / ISSUE), evidence and the steps an agent took.
-//! - [`safety`]: the safety modes (observe, approve, autonomous).
+//! - [`safety`]: the safety modes (observe, approve, autonomous) and which host calls mutate.
 //! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation, and their evaluation.
 //! - [`names`]: validated component names.
 #![forbid(unsafe_code)]
@@ -24,7 +24,7 @@ pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus,
 pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
 pub use names::{ComponentName, NameError};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
-pub use safety::SafetyMode;
+pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{
     Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives,
     describe_objective, describe_violation, measured_value, metric_name,

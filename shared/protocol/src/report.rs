@@ -64,6 +64,10 @@ pub struct StepRecord {
     /// Captured output or error text (truncated by the executor).
     #[serde(default)]
     pub output: String,
+    /// Whether the step changed the cluster: by the sandbox's own record, a mutating host call ran (or was cut
+    /// off while running). Refused calls and calls queued for approval did not.
+    #[serde(default)]
+    pub mutated: bool,
 }
 
 /// A report answering a task.

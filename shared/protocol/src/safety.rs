@@ -5,6 +5,39 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Every host call a sandboxed program can make and the sandbox records (`acv.<name>(...)`), in the order of the
+/// host API. (`acv.component()` also exists; it only returns the own name and is not a host call.)
+pub const HOST_CALLS: [&str; 12] = [
+    "status",
+    "metrics",
+    "logs",
+    "history",
+    "scale",
+    "restart",
+    "set_image",
+    "set_env",
+    "set_resources",
+    "rollback",
+    "report",
+    "ask_peer",
+];
+
+/// The host calls that change the cluster: refused in [`SafetyMode::Observe`], queued in [`SafetyMode::Approve`].
+/// The one list the sandbox enforces, the prompt describes and the test fakes follow.
+pub const MUTATING_CALLS: [&str; 6] = [
+    "scale",
+    "restart",
+    "set_image",
+    "set_env",
+    "set_resources",
+    "rollback",
+];
+
+/// Whether the host call `name` (as in [`HOST_CALLS`]) changes the cluster.
+pub fn is_mutating_call(name: &str) -> bool {
+    MUTATING_CALLS.contains(&name)
+}
+
 /// What a maintainer's programs may do to its component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +87,17 @@ impl std::str::FromStr for SafetyMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mutating_calls_are_host_calls() {
+        for name in MUTATING_CALLS {
+            assert!(HOST_CALLS.contains(&name), "{name}");
+            assert!(is_mutating_call(name));
+        }
+        assert!(!is_mutating_call("status"));
+        assert!(!is_mutating_call("report"));
+        assert!(!is_mutating_call("acv.scale"));
+    }
 
     #[test]
     fn parses_prints_and_serialises() {

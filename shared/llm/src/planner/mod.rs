@@ -244,7 +244,7 @@ impl MaintainerContext {
     }
 
     /// The freshest observation: the caller's, else the last `ACV_OBSERVATION` printed after the last step that
-    /// may have changed something.
+    /// changed something (by the executor's record, [`StepRecord::mutated`]).
     pub fn latest_observation(&self) -> Option<Observation> {
         if let Some(o) = &self.observation {
             return Some(o.clone());
@@ -253,27 +253,13 @@ impl MaintainerContext {
             if let Some(StepObservation::Read { observation }) = &step.observation {
                 return Some(observation.as_ref().clone());
             }
-            if step_may_mutate(&step.record.program) {
+            if step.record.mutated {
                 // Anything observed before a mutation is stale.
                 return None;
             }
         }
         None
     }
-}
-
-/// Whether a program contains a mutating host call.
-pub fn step_may_mutate(program: &str) -> bool {
-    [
-        "acv.scale(",
-        "acv.restart(",
-        "acv.set_image(",
-        "acv.set_env(",
-        "acv.set_resources(",
-        "acv.rollback(",
-    ]
-    .iter()
-    .any(|c| program.contains(c))
 }
 
 #[cfg(test)]

@@ -2,13 +2,14 @@ use acv_protocol::{ComponentName, StepOutcome, StepRecord, TaskSpec};
 
 use super::*;
 
-fn record(program: &str, output: &str) -> TaskStep {
+fn record(program: &str, output: &str, mutated: bool) -> TaskStep {
     TaskStep::from(StepRecord {
         index: 1,
         description: "d".into(),
         program: program.into(),
         outcome: StepOutcome::Ok,
         output: output.into(),
+        mutated,
     })
 }
 
@@ -20,9 +21,15 @@ fn observations_go_stale_after_a_mutation() {
     ctx.steps.push(record(
         "import acv\nprint(1)",
         "noise\nACV_OBSERVATION {\"history\": []}\n",
+        false,
     ));
     assert_eq!(ctx.latest_observation(), Some(Observation::default()));
-    ctx.steps.push(record("import acv\nacv.scale(3)", "scaled"));
+    // The record decides, not the program text: a refused scale changed nothing ...
+    ctx.steps
+        .push(record("import acv\nacv.scale(3)", "refused", false));
+    assert_eq!(ctx.latest_observation(), Some(Observation::default()));
+    // ... and a step that ran a mutating call makes earlier observations stale.
+    ctx.steps.push(record("import acv\nacv.scale(3)", "scaled", true));
     assert!(ctx.latest_observation().is_none(), "observed before the scale");
     ctx.observation = Some(Observation::default());
     assert!(
@@ -42,7 +49,7 @@ fn observations_are_read_once_into_types() {
     );
     let bad = read_observation("ACV_OBSERVATION {\"history\": 3}").unwrap_err();
     assert!(bad.to_string().contains("not a valid observation"), "{bad}");
-    let step = record("import acv", "ACV_OBSERVATION [1, 2]");
+    let step = record("import acv", "ACV_OBSERVATION [1, 2]", false);
     assert!(
         matches!(step.observation, Some(StepObservation::Unreadable { .. })),
         "{:?}",
@@ -53,14 +60,14 @@ fn observations_are_read_once_into_types() {
         program: "import acv".into(),
         purpose: Some(StepPurpose::Observe),
     };
-    let step = TaskStep::ran(record("import acv", "").record, &planned);
+    let step = TaskStep::ran(record("import acv", "", false).record, &planned);
     assert_eq!(step.purpose, Some(StepPurpose::Observe));
     assert_eq!(step.observation, None);
 }
 
 #[test]
 fn task_steps_serialise_flat_and_read_old_records() {
-    let mut step = record("import acv", "ACV_OBSERVATION {}");
+    let mut step = record("import acv", "ACV_OBSERVATION {}", false);
     step.purpose = Some(StepPurpose::Remedy {
         remedy: Remedy::ScaleOut,
     });

@@ -3,6 +3,8 @@
 Usage: python3 fake_acv.py STATE.json < program.py
 Runs the program with `import acv` bound to the fake, then prints one line
 `FAKE_RESULT {"calls": [...], "report": ..., "status": ..., "history": [...], "error": ...}`.
+Which calls mutate comes from the state's "mutating" list (acv_protocol::MUTATING_CALLS, filled in by the Rust side),
+never from a list of its own. A call that failed carries "error" (the HostError kind).
 """
 import json
 import sys
@@ -17,13 +19,12 @@ class HostError(Exception):
         self.message = message
 
 
-MUTATING = {"scale", "restart", "set_image", "set_env", "set_resources", "rollback"}
-
 
 def main():
     state = json.load(open(sys.argv[1]))
     program = sys.stdin.read()
     own = state["status"]["component"]
+    mutating = set(state["mutating"])
     calls = []
     result = {"report": None}
     now = [1_000_000]
@@ -65,11 +66,14 @@ def main():
                 if component is not None and component != own and name != "ask_peer":
                     call["error"] = "refused"
                     raise HostError("refused", "only %s is addressable" % own)
-                if name in MUTATING and state.get("mode") == "observe":
+                if name in mutating and state.get("mode") == "observe":
                     call["error"] = "refused"
                     raise HostError("refused", "observe mode: %s is not allowed" % name)
-                out = fn(*args, **kwargs)
-                return out
+                try:
+                    return fn(*args, **kwargs)
+                except HostError as e:
+                    call["error"] = e.kind
+                    raise
             return wrapper
         return deco
 

@@ -87,6 +87,8 @@ pub fn healthy_state() -> Value {
 /// Runs `program` against `state` with the fake host.
 pub fn run_fake(program: &str, state: &Value) -> FakeRun {
     let path = std::env::temp_dir().join(format!("acv-llm-fake-{}.json", uuid::Uuid::new_v4()));
+    let mut state = state.clone();
+    state["mutating"] = json!(acv_protocol::MUTATING_CALLS);
     std::fs::write(&path, state.to_string()).unwrap();
     let mut child = std::process::Command::new("python3")
         .arg(fake_script())
@@ -177,19 +179,18 @@ impl FakeHost {
             .iter()
             .flat_map(|r| r.calls.iter())
             .filter_map(|c| c["name"].as_str())
-            .filter(|n| {
-                [
-                    "scale",
-                    "restart",
-                    "set_image",
-                    "set_env",
-                    "set_resources",
-                    "rollback",
-                ]
-                .contains(n)
-            })
+            .filter(|n| acv_protocol::is_mutating_call(n))
             .map(str::to_owned)
             .collect()
+    }
+}
+
+impl FakeRun {
+    /// Whether a mutating call ran (it was not refused and did not fail).
+    pub fn mutated(&self) -> bool {
+        self.calls.iter().any(|c| {
+            c["name"].as_str().is_some_and(acv_protocol::is_mutating_call) && c.get("error").is_none()
+        })
     }
 }
 
@@ -212,11 +213,13 @@ impl Executor for FakeHost {
             StepOutcome::Ok
         };
         let report = run.report.clone();
+        let mutated = run.mutated();
         self.runs.push(run);
         StepResult {
             outcome,
             output,
             report,
+            mutated,
         }
     }
 

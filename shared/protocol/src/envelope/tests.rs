@@ -50,6 +50,7 @@ fn samples() -> Vec<Envelope> {
             program: "acv.scale(3)".into(),
             outcome: StepOutcome::Ok,
             output: "".into(),
+            mutated: true,
         }],
     });
     let issue = Body::Issue(IssueBody {

@@ -1,6 +1,7 @@
 //! The whole maintainer chain on real parts: a task arrives on the bus → the rules planner plans → each step's
 //! Python runs in the wasmtime sandbox → host calls reach the local runtime running the real `acv-shop` catalogue
 //! → the report goes back on the bus. State is checked on the runtime itself, not on what the report claims.
+//! (These tests live in e2e, above both the sidecar and the testbed, so the layering stays one way.)
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -11,7 +12,7 @@ use acv_protocol::{
     TaskBody, TaskSpec,
 };
 use acv_runtime::LocalRuntime;
-use acv_sandbox::{Limits, SafetyMode};
+use acv_sandbox::{LazySandbox, Limits, SafetyMode};
 use acv_sidecar::{
     Agent,
     caps::{ClusterCaps, NoPeers},
@@ -49,7 +50,18 @@ fn catalogue() -> ComponentName {
     ComponentName::new("catalogue").unwrap()
 }
 
+/// The process-wide test sandbox, already loaded (never released).
+fn shared_sandbox() -> Arc<LazySandbox> {
+    Arc::new(LazySandbox::preloaded(
+        acv_sandbox::dev::shared_sandbox().unwrap(),
+    ))
+}
+
 async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
+    rig_with(mode, watch, shared_sandbox()).await
+}
+
+async fn rig_with(mode: SafetyMode, watch: Option<Duration>, sandbox: Arc<LazySandbox>) -> Rig {
     let spec = acv_e2e::testbed::ShopOptions {
         shop_bin: shop_bin(),
         ephemeral_ports: true,
@@ -61,7 +73,6 @@ async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
     let runtime = LocalRuntime::start(spec).await.unwrap();
     runtime.wait_all_ready(Duration::from_secs(30)).await.unwrap();
     let cluster: Arc<dyn Cluster> = Arc::new(runtime.cluster("catalogue").unwrap());
-    let sandbox = Arc::new(acv_sandbox::dev::shared_sandbox().unwrap());
     let handler = PlanningHandler {
         planner: Arc::new(acv_llm::RulesPlanner::new()),
         sandbox,
@@ -181,6 +192,10 @@ async fn imperative_tasks_change_the_real_service() {
         !r.steps.is_empty() && r.steps.iter().all(|s| s.program.contains("import acv")),
         "{r:#?}"
     );
+    assert!(
+        r.steps.iter().any(|s| s.mutated),
+        "the sandbox recorded the scale: {r:#?}"
+    );
     eventually_ready(&rig.cluster, 3).await;
 
     let r = rig
@@ -221,6 +236,47 @@ async fn observe_mode_refuses_mutations() {
     let s = rig.cluster.status().await.unwrap();
     assert_eq!(s.desired_replicas, 1, "nothing changed in observe mode");
     assert!(r.message.contains("Observe mode"), "{r:#?}");
+    assert!(r.steps.iter().all(|s| !s.mutated), "{r:#?}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_is_released_when_idle_and_the_next_task_loads_it_again() {
+    let config = acv_sandbox::dev::checkout_config().unwrap();
+    let sandbox = Arc::new(LazySandbox::new(config, Some(Duration::from_millis(300))));
+    let mut rig = rig_with(SafetyMode::Autonomous, None, sandbox.clone()).await;
+    assert!(!sandbox.stats().loaded, "nothing loaded before the first task");
+
+    let r = rig
+        .ask("Scale replicas to 2 for your microservice component.")
+        .await;
+    assert_eq!(r.status, ReportStatus::Response, "{r:#?}");
+    assert_eq!(sandbox.stats().loads, 1);
+    eventually_ready(&rig.cluster, 2).await;
+
+    // Bounded wait for the idle timer (not a timing assertion: only that it happens).
+    for _ in 0..300 {
+        if !sandbox.stats().loaded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = sandbox.stats();
+    assert!(!stats.loaded && stats.unloads >= 1, "{stats:?}");
+
+    // The second task after unloading loads the sandbox again and works.
+    let r = rig
+        .ask("Update your deployment and set the environment variable logger_flag to true.")
+        .await;
+    assert_eq!(r.status, ReportStatus::Response, "{r:#?}");
+    assert!(!r.steps.is_empty(), "{r:#?}");
+    assert_eq!(sandbox.stats().loads, 2);
+    let s = rig.cluster.status().await.unwrap();
+    assert_eq!(
+        s.env.get("logger_flag").map(String::as_str),
+        Some("true"),
+        "{s:?}"
+    );
     rig.stop().await;
 }
 
