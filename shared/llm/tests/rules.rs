@@ -392,6 +392,7 @@ fn playbook_state_comes_from_step_purposes() {
             program: planned.program.clone(),
             outcome: StepOutcome::Ok,
             output: String::new(),
+            mutated: true,
         };
         TaskStep::ran(record, &planned)
     };
@@ -434,6 +435,7 @@ fn unreadable_observation_is_an_issue() {
         program: "import acv".into(),
         outcome: StepOutcome::Ok,
         output: "ACV_OBSERVATION {\"status\": 42}".into(),
+        mutated: false,
     }));
     let plan = RulesPlanner::new().plan(&ctx).unwrap();
     let report = plan.report.unwrap();
