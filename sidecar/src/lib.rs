@@ -6,6 +6,7 @@
 //! - [`agent`]: the task loop (receive → handle → report → ack).
 //! - [`handler`]: what is done with one task or SLO violation: plan ([`acv_llm`]), run steps in the sandbox
 //!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
+//! - [`peer`]: mechanism 3, the mutual-TLS peer API (server, client, discovery).
 //! - [`watch`]: the own health check against the SLO policy (detect), driving mitigation in [`agent`].
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod caps;
 pub mod config;
 pub mod exec;
 pub mod handler;
+pub mod peer;
 pub mod watch;
 
 pub use agent::Agent;
