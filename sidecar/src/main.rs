@@ -6,9 +6,10 @@ use acv_bus::BusConfig;
 use acv_core::{env::ProcessEnv, readiness::Readiness};
 use acv_sidecar::{
     Agent, SidecarConfig,
-    caps::{ClusterCaps, NoPeers},
+    caps::{ClusterCaps, NoPeers, Peers},
     config::PlannerChoice,
     handler::{NoPlanner, PlanningHandler, TaskHandler},
+    peer::{self, PeerClient, PeerDirectory, PeerService, SerialHandler},
     watch::Watcher,
 };
 use acv_telemetry::{LogFormat, admin};
@@ -61,8 +62,60 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let bus = acv_bus::connect(&bus_config)
         .await
         .with_context(|| format!("connecting the {} bus", bus_config.transport))?;
-    let (handler, cluster) = build_handler(&config).await?;
-    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
+    // Mechanism 3: the peer client behind acv.ask_peer, and (below) the peer API server.
+    let peer_tls = match config.peer_tls().map_err(anyhow::Error::msg)? {
+        Some(files) => Some(files.load().context("loading the peer TLS files")?),
+        None => None,
+    };
+    if let Some(tls) = &peer_tls {
+        anyhow::ensure!(
+            tls.identity.component == config.component,
+            "the peer certificate belongs to {}, not to {}",
+            tls.identity,
+            config.component
+        );
+    }
+    let directory = PeerDirectory::default();
+    for (c, url) in &config.peers {
+        directory.insert(c.clone(), url);
+    }
+    let peers: Arc<dyn Peers> = match &peer_tls {
+        Some(tls) => Arc::new(PeerClient::new(
+            config.component.clone(),
+            acv_pki::client_config(tls).context("peer TLS client")?,
+            directory.clone(),
+        )),
+        None => Arc::new(NoPeers),
+    };
+    let (handler, cluster) = build_handler(&config, peers).await?;
+    let work = peer::WorkLock::default();
+    let serial: Arc<dyn TaskHandler> = Arc::new(SerialHandler::new(handler.clone(), work.clone()));
+    let mut agent = Agent::new(config.component.clone(), bus.clone(), serial, config.heartbeat);
+    if let Some(tls) = &peer_tls {
+        let addr = config.peer_addr.context("--peer-addr is needed with the peer TLS files")?;
+        let maintainer = cluster.clone().map(|cluster| peer::Maintainer {
+            cluster,
+            handler: handler.clone(),
+            slo: config.slo(),
+            window_secs: config.watch_window_secs,
+            mode: config.mode,
+        });
+        let service = PeerService::new(config.component.clone(), tls.identity.namespace.clone(), maintainer, work)
+            .with_limits(peer::PeerLimits { max_hops: config.peer_max_hops, ..Default::default() });
+        let server_tls = acv_pki::server_config(tls).context("peer TLS server")?;
+        let (bound, _stats, server) = peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the peer API on {addr}"))?;
+        tokio::spawn(server);
+        let url = config.peer_url.clone().unwrap_or_else(|| format!("https://{bound}"));
+        tracing::info!(%url, identity = %tls.identity, "Peer API listening (mutual TLS).");
+        agent = agent.with_peer_url(url);
+        let follow = directory
+            .follow(bus.clone(), config.component.clone(), shutdown.clone())
+            .await
+            .context("subscribing to the broadcast for peer discovery")?;
+        tokio::spawn(follow);
+    }
     if let Some(cluster) = cluster
         && !config.watch_interval.is_zero()
     {
@@ -99,7 +152,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
 
 /// Planner + sandbox + cluster backend, as configured.
-async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
+async fn build_handler(config: &SidecarConfig, peers: Arc<dyn Peers>) -> anyhow::Result<Built> {
     let cluster: Arc<dyn acv_cluster::Cluster> = if config.kube {
         Arc::new(
             acv_kube::KubeCluster::from_env(config.component.clone(), &ProcessEnv)
@@ -129,7 +182,7 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
     // Honours ACV_SANDBOX_GUEST and ACV_SANDBOX_CACHE_DIR; otherwise this checkout's guest, built if missing.
     let sandbox_config = acv_sandbox::dev::checkout_config().context("locating the sandbox guest")?;
     let sandbox = Arc::new(acv_sandbox::Sandbox::new(sandbox_config).context("loading the sandbox")?);
-    let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
+    let caps = Arc::new(ClusterCaps::new(cluster.clone(), peers));
     let handler = PlanningHandler {
         planner,
         sandbox,

@@ -79,6 +79,8 @@ impl FakeCluster {
                 cpu_millis: 500,
                 memory_mib: 256,
             },
+            created_at_ms: n * 1000,
+            cause: "set_image".into(),
         }
     }
 }

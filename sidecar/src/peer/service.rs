@@ -69,7 +69,8 @@ impl Default for PeerLimits {
 pub struct Maintainer {
     /// The own backend (read-only answers and the health check).
     pub cluster: Arc<dyn Cluster>,
-    /// The own planner (already serialised with the agent's work through the [`WorkLock`]).
+    /// The own planner, *not* wrapped in [`SerialHandler`]: the service takes the [`WorkLock`] itself (without
+    /// waiting: a busy sidecar declines), so wrapping would deadlock.
     pub handler: Arc<dyn TaskHandler>,
     /// The own SLOs.
     pub slo: SloPolicy,
