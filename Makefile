@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 TRANSPORT ?= amqp
 
-.PHONY: all build demo demo-local test bench guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local test bench guest lint fmt check-fmt clippy ci certs
 
 all: build
 
@@ -36,6 +36,12 @@ demo-local:
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest
 	$(CARGO) bench --workspace --locked
+
+## certs: development CA + peer certificates for the shop's components in ./certs (COMPONENTS=..., NAMESPACE=...)
+COMPONENTS ?= front-end catalogue carts orders payment shipping user
+NAMESPACE ?= default
+certs:
+	$(CARGO) run --locked -p acv-pki --bin acv-certs -- --dir certs --namespace $(NAMESPACE) $(COMPONENTS)
 
 fmt:
 	$(CARGO) fmt --all

@@ -151,11 +151,17 @@ fn parse_peer(s: &str) -> Result<(ComponentName, String), String> {
 impl SidecarConfig {
     /// The peer TLS files, if configured (each file from its own flag, else from `--peer-tls-dir`).
     pub fn peer_tls(&self) -> Result<Option<acv_pki::TlsFiles>, String> {
-        let from_dir = self.peer_tls_dir.as_deref().map(|d| acv_pki::TlsFiles::in_dir(d, &self.component));
+        let from_dir = self
+            .peer_tls_dir
+            .as_deref()
+            .map(|d| acv_pki::TlsFiles::in_dir(d, &self.component));
         let pick = |own: &Option<std::path::PathBuf>, dir: Option<std::path::PathBuf>, what: &str| {
-            own.clone().or(dir).ok_or(format!("the peer API needs --peer-{what} or --peer-tls-dir"))
+            own.clone()
+                .or(dir)
+                .ok_or(format!("the peer API needs --peer-{what} or --peer-tls-dir"))
         };
-        if from_dir.is_none() && self.peer_ca.is_none() && self.peer_cert.is_none() && self.peer_key.is_none() {
+        if from_dir.is_none() && self.peer_ca.is_none() && self.peer_cert.is_none() && self.peer_key.is_none()
+        {
             return Ok(None);
         }
         Ok(Some(acv_pki::TlsFiles {

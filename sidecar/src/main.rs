@@ -92,7 +92,9 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let serial: Arc<dyn TaskHandler> = Arc::new(SerialHandler::new(handler.clone(), work.clone()));
     let mut agent = Agent::new(config.component.clone(), bus.clone(), serial, config.heartbeat);
     if let Some(tls) = &peer_tls {
-        let addr = config.peer_addr.context("--peer-addr is needed with the peer TLS files")?;
+        let addr = config
+            .peer_addr
+            .context("--peer-addr is needed with the peer TLS files")?;
         let maintainer = cluster.clone().map(|cluster| peer::Maintainer {
             cluster,
             handler: handler.clone(),
@@ -100,14 +102,26 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
             window_secs: config.watch_window_secs,
             mode: config.mode,
         });
-        let service = PeerService::new(config.component.clone(), tls.identity.namespace.clone(), maintainer, work)
-            .with_limits(peer::PeerLimits { max_hops: config.peer_max_hops, ..Default::default() });
+        let service = PeerService::new(
+            config.component.clone(),
+            tls.identity.namespace.clone(),
+            maintainer,
+            work,
+        )
+        .with_limits(peer::PeerLimits {
+            max_hops: config.peer_max_hops,
+            ..Default::default()
+        });
         let server_tls = acv_pki::server_config(tls).context("peer TLS server")?;
-        let (bound, _stats, server) = peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
-            .await
-            .with_context(|| format!("binding the peer API on {addr}"))?;
+        let (bound, _stats, server) =
+            peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
+                .await
+                .with_context(|| format!("binding the peer API on {addr}"))?;
         tokio::spawn(server);
-        let url = config.peer_url.clone().unwrap_or_else(|| format!("https://{bound}"));
+        let url = config
+            .peer_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{bound}"));
         tracing::info!(%url, identity = %tls.identity, "Peer API listening (mutual TLS).");
         agent = agent.with_peer_url(url);
         let follow = directory

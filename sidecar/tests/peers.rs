@@ -129,7 +129,8 @@ impl Cluster for FakeCluster {
         Ok(vec![])
     }
     async fn scale(&self, replicas: i64) -> Result<ComponentStatus, ClusterError> {
-        self.replicas.store(u32::try_from(replicas).unwrap_or(1), Ordering::SeqCst);
+        self.replicas
+            .store(u32::try_from(replicas).unwrap_or(1), Ordering::SeqCst);
         self.mutated();
         self.status().await
     }
@@ -175,10 +176,14 @@ async fn serve(dir: &std::path::Path, component: &str, service: PeerService) -> 
     let tls = TlsFiles::in_dir(dir, &name(component)).load().unwrap();
     let config = acv_pki::server_config(&tls).unwrap();
     let shutdown = CancellationToken::new();
-    let (addr, stats, fut) =
-        server::bind("127.0.0.1:0".parse().unwrap(), config, Arc::new(service), shutdown.clone())
-            .await
-            .unwrap();
+    let (addr, stats, fut) = server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+        Arc::new(service),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     tokio::spawn(fut);
     Peer {
         url: format!("https://{addr}"),
@@ -208,7 +213,8 @@ fn client(me: &str, files: &TlsFiles, peers: &[(&str, &str)]) -> PeerClient {
     for (c, url) in peers {
         dir.insert(name(c), url);
     }
-    PeerClient::new(name(me), acv_pki::client_config(&tls).unwrap(), dir).with_timeout(Duration::from_secs(60))
+    PeerClient::new(name(me), acv_pki::client_config(&tls).unwrap(), dir)
+        .with_timeout(Duration::from_secs(60))
 }
 
 /// Claims success without doing anything; counts calls.
@@ -241,8 +247,20 @@ async fn read_only_questions_are_answered_and_change_nothing() {
     let (dir, _ca) = certs(&["front-end", "catalogue"]);
     let cat = FakeCluster::new("catalogue", true);
     let handler = Arc::new(Counting::default());
-    let peer = serve(&dir, "catalogue", service("catalogue", Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)))).await;
-    let fe = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
+    let peer = serve(
+        &dir,
+        "catalogue",
+        service(
+            "catalogue",
+            Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)),
+        ),
+    )
+    .await;
+    let fe = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &peer.url)],
+    );
     for (q, intent, key) in [
         ("status?", PeerIntent::Status, "status"),
         ("what is your p99 latency?", PeerIntent::Metrics, "metrics"),
@@ -257,9 +275,17 @@ async fn read_only_questions_are_answered_and_change_nothing() {
         assert!(a.data.get(key).is_some(), "{q}: {a:?}");
     }
     let (_, health) = fe.request(&name("catalogue"), "health").await.unwrap();
-    assert!(health.message.contains("P99") || health.message.contains("p99"), "{}", health.message);
+    assert!(
+        health.message.contains("P99") || health.message.contains("p99"),
+        "{}",
+        health.message
+    );
     assert_eq!(cat.mutations.load(Ordering::SeqCst), 0);
-    assert_eq!(handler.0.load(Ordering::SeqCst), 0, "read-only questions never reach the planner");
+    assert_eq!(
+        handler.0.load(Ordering::SeqCst),
+        0,
+        "read-only questions never reach the planner"
+    );
     assert_eq!(peer.stats.requests.load(Ordering::SeqCst), 6);
 }
 
@@ -267,46 +293,83 @@ async fn read_only_questions_are_answered_and_change_nothing() {
 async fn clients_without_a_valid_certificate_are_refused() {
     let (dir, ca) = certs(&["front-end", "catalogue"]);
     let cat = FakeCluster::new("catalogue", false);
-    let peer = serve(&dir, "catalogue", service("catalogue", Some(maintainer(cat, Arc::new(Counting::default()), SafetyMode::Autonomous)))).await;
+    let peer = serve(
+        &dir,
+        "catalogue",
+        service(
+            "catalogue",
+            Some(maintainer(
+                cat,
+                Arc::new(Counting::default()),
+                SafetyMode::Autonomous,
+            )),
+        ),
+    )
+    .await;
     let ca_pem = dir.join("ca.pem");
 
     // A certificate from another CA (the client itself trusts the right CA, so only the server can refuse).
     let (other_dir, _other) = certs(&["front-end"]);
-    let other = TlsFiles { ca: ca_pem.clone(), ..TlsFiles::in_dir(&other_dir, &name("front-end")) };
+    let other = TlsFiles {
+        ca: ca_pem.clone(),
+        ..TlsFiles::in_dir(&other_dir, &name("front-end"))
+    };
     // An expired certificate from the right CA.
     let expired_dir = std::env::temp_dir().join(format!("acv-peers-{}", uuid::Uuid::new_v4()));
     let now = time::OffsetDateTime::now_utc();
     ca.issue(
         &Identity::new(NS, name("front-end")).unwrap(),
-        Validity { not_before: now - Duration::from_secs(7200), not_after: now - Duration::from_secs(3600) },
+        Validity {
+            not_before: now - Duration::from_secs(7200),
+            not_after: now - Duration::from_secs(3600),
+        },
     )
     .unwrap()
     .write(&expired_dir, "front-end")
     .unwrap();
-    let expired = TlsFiles { ca: ca_pem.clone(), ..TlsFiles::in_dir(&expired_dir, &name("front-end")) };
+    let expired = TlsFiles {
+        ca: ca_pem.clone(),
+        ..TlsFiles::in_dir(&expired_dir, &name("front-end"))
+    };
 
     for (what, files) in [("other CA", other), ("expired", expired)] {
         let c = client("front-end", &files, &[("catalogue", &peer.url)]);
         let err = c.request(&name("catalogue"), "status").await.unwrap_err();
-        assert!(matches!(err, acv_sidecar::peer::PeerError::Transport { .. }), "{what}: {err}");
+        assert!(
+            matches!(err, acv_sidecar::peer::PeerError::Transport { .. }),
+            "{what}: {err}"
+        );
     }
     // No certificate at all: a plain TLS client that would accept any server.
     {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny))
-            .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(peer.url.trim_start_matches("https://")).await.unwrap();
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(peer.url.trim_start_matches("https://"))
+            .await
+            .unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         // TLS 1.3: the refusal may surface at the handshake or at the first read.
-        if let Ok(mut tls) = connector.connect(acv_pki::tls::server_name(&name("catalogue")), tcp).await {
+        if let Ok(mut tls) = connector
+            .connect(acv_pki::tls::server_name(&name("catalogue")), tcp)
+            .await
+        {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = tls.write_all(b"POST /v1/ask HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}").await;
+            // The write may already fail; the read below decides.
+            tls.write_all(b"POST /v1/ask HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .ok();
             let mut buf = Vec::new();
             let read = tls.read_to_end(&mut buf).await;
-            assert!(read.is_err() || buf.is_empty(), "no certificate got an answer: {}", String::from_utf8_lossy(&buf));
+            assert!(
+                read.is_err() || buf.is_empty(),
+                "no certificate got an answer: {}",
+                String::from_utf8_lossy(&buf)
+            );
         }
     }
     // Let the server finish logging the refused handshakes.
@@ -317,10 +380,18 @@ async fn clients_without_a_valid_certificate_are_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(peer.stats.tls_refused.load(Ordering::SeqCst), 3);
-    assert_eq!(peer.stats.requests.load(Ordering::SeqCst), 0, "no refused client reached the service");
+    assert_eq!(
+        peer.stats.requests.load(Ordering::SeqCst),
+        0,
+        "no refused client reached the service"
+    );
 
     // The right certificate works against the same server.
-    let good = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
+    let good = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &peer.url)],
+    );
     assert_eq!(good.request(&name("catalogue"), "status").await.unwrap().0, 200);
 }
 
@@ -355,7 +426,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -364,8 +437,20 @@ async fn a_request_naming_another_component_than_the_certificate_is_refused() {
     let (dir, _ca) = certs(&["front-end", "catalogue", "payment"]);
     let cat = FakeCluster::new("catalogue", true);
     let handler = Arc::new(Counting::default());
-    let peer = serve(&dir, "catalogue", service("catalogue", Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)))).await;
-    let fe = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
+    let peer = serve(
+        &dir,
+        "catalogue",
+        service(
+            "catalogue",
+            Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)),
+        ),
+    )
+    .await;
+    let fe = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &peer.url)],
+    );
     let forged = PeerRequest {
         request_id: "forged-1".into(),
         origin: "forged-1".into(),
@@ -377,14 +462,22 @@ async fn a_request_naming_another_component_than_the_certificate_is_refused() {
     let (status, a) = fe.send(&forged).await.unwrap();
     assert_eq!(status, 403);
     assert_eq!(a.outcome, PeerOutcome::Refused);
-    assert!(a.message.contains("certificate belongs to front-end"), "{}", a.message);
+    assert!(
+        a.message.contains("certificate belongs to front-end"),
+        "{}",
+        a.message
+    );
     assert_eq!(handler.0.load(Ordering::SeqCst), 0);
     assert_eq!(cat.mutations.load(Ordering::SeqCst), 0);
 
     // A server that is not the component asked for is refused by the client: the directory points "catalogue"
     // at payment's server.
     let pay = serve(&dir, "payment", service("payment", None)).await;
-    let fooled = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &pay.url)]);
+    let fooled = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &pay.url)],
+    );
     let err = fooled.request(&name("catalogue"), "status").await.unwrap_err();
     assert!(err.to_string().contains("spiffe://acv/test/payment"), "{err}");
     assert_eq!(pay.stats.requests.load(Ordering::SeqCst), 0);
@@ -413,9 +506,16 @@ async fn an_action_request_runs_the_peers_planner_under_its_own_safety_mode() {
         let cat = FakeCluster::new("catalogue", true);
         let m = maintainer(cat.clone(), planning(cat.clone(), mode), mode);
         let peer = serve(&dir, "catalogue", service("catalogue", Some(m))).await;
-        let fe = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
+        let fe = client(
+            "front-end",
+            &TlsFiles::in_dir(&dir, &name("front-end")),
+            &[("catalogue", &peer.url)],
+        );
         let (status, a) = fe
-            .request(&name("catalogue"), "your latency hurts mine, please check and fix")
+            .request(
+                &name("catalogue"),
+                "your latency hurts mine, please check and fix",
+            )
             .await
             .unwrap();
         assert_eq!(status, 200, "{a:?}");
@@ -425,7 +525,10 @@ async fn an_action_request_runs_the_peers_planner_under_its_own_safety_mode() {
         results.push((mode, cat.mutations.load(Ordering::SeqCst), a.message));
     }
     let (_, observe_mutations, observe_msg) = &results[0];
-    assert_eq!(*observe_mutations, 0, "observe mode changed something: {observe_msg}");
+    assert_eq!(
+        *observe_mutations, 0,
+        "observe mode changed something: {observe_msg}"
+    );
     assert!(observe_msg.contains("observe"), "{observe_msg}");
     let (_, auto_mutations, auto_msg) = &results[1];
     assert!(*auto_mutations > 0, "autonomous mode did nothing: {auto_msg}");
@@ -434,9 +537,24 @@ async fn an_action_request_runs_the_peers_planner_under_its_own_safety_mode() {
     // A healthy peer declines and changes nothing.
     let cat = FakeCluster::new("catalogue", false);
     let handler = Arc::new(Counting::default());
-    let peer = serve(&dir, "catalogue", service("catalogue", Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)))).await;
-    let fe = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
-    let (_, a) = fe.request(&name("catalogue"), "please fix your latency").await.unwrap();
+    let peer = serve(
+        &dir,
+        "catalogue",
+        service(
+            "catalogue",
+            Some(maintainer(cat.clone(), handler.clone(), SafetyMode::Autonomous)),
+        ),
+    )
+    .await;
+    let fe = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &peer.url)],
+    );
+    let (_, a) = fe
+        .request(&name("catalogue"), "please fix your latency")
+        .await
+        .unwrap();
     assert_eq!(a.outcome, PeerOutcome::Declined, "{a:?}");
     assert_eq!(handler.0.load(Ordering::SeqCst), 0);
 }
@@ -457,7 +575,10 @@ impl TaskHandler for AskBack {
     async fn mitigate(&self, c: &ComponentName, id: &str, _: &[Violation]) -> ReportBody {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let client = self.client.lock().unwrap().clone().unwrap();
-        let text = match client.request(&self.other, "you are slowing me down, please fix").await {
+        let text = match client
+            .request(&self.other, "you are slowing me down, please fix")
+            .await
+        {
             Ok((status, a)) => format!("{status} {:?}: {}", a.outcome, a.message),
             Err(e) => format!("error: {e}"),
         };
@@ -479,7 +600,10 @@ impl TaskHandler for AskBack {
 #[tokio::test]
 async fn a_loop_of_peers_asking_each_other_stops_at_the_hop_limit() {
     let (dir, _ca) = certs(&["alpha", "beta"]);
-    let limits = PeerLimits { max_hops: 2, ..Default::default() };
+    let limits = PeerLimits {
+        max_hops: 2,
+        ..Default::default()
+    };
     let mk = |other: &str| {
         Arc::new(AskBack {
             client: Mutex::new(None),
@@ -490,8 +614,34 @@ async fn a_loop_of_peers_asking_each_other_stops_at_the_hop_limit() {
     };
     let a_handler = mk("beta");
     let b_handler = mk("alpha");
-    let a = serve(&dir, "alpha", service("alpha", Some(maintainer(FakeCluster::new("alpha", true), a_handler.clone(), SafetyMode::Autonomous))).with_limits(limits.clone())).await;
-    let b = serve(&dir, "beta", service("beta", Some(maintainer(FakeCluster::new("beta", true), b_handler.clone(), SafetyMode::Autonomous))).with_limits(limits)).await;
+    let a = serve(
+        &dir,
+        "alpha",
+        service(
+            "alpha",
+            Some(maintainer(
+                FakeCluster::new("alpha", true),
+                a_handler.clone(),
+                SafetyMode::Autonomous,
+            )),
+        )
+        .with_limits(limits.clone()),
+    )
+    .await;
+    let b = serve(
+        &dir,
+        "beta",
+        service(
+            "beta",
+            Some(maintainer(
+                FakeCluster::new("beta", true),
+                b_handler.clone(),
+                SafetyMode::Autonomous,
+            )),
+        )
+        .with_limits(limits),
+    )
+    .await;
     let peers = [("alpha", a.url.as_str()), ("beta", b.url.as_str())];
     let a_client = Arc::new(client("alpha", &TlsFiles::in_dir(&dir, &name("alpha")), &peers));
     let b_client = Arc::new(client("beta", &TlsFiles::in_dir(&dir, &name("beta")), &peers));
@@ -505,7 +655,10 @@ async fn a_loop_of_peers_asking_each_other_stops_at_the_hop_limit() {
     assert_eq!(a_handler.calls.load(Ordering::SeqCst), 1);
     let innermost = a_handler.answers.lock().unwrap().clone();
     assert_eq!(innermost.len(), 1);
-    assert!(innermost[0].starts_with("508 Refused") && innermost[0].contains("hop limit"), "{innermost:?}");
+    assert!(
+        innermost[0].starts_with("508 Refused") && innermost[0].contains("hop limit"),
+        "{innermost:?}"
+    );
     assert!(innermost[0].contains("hop 3"), "{innermost:?}");
 }
 
@@ -514,10 +667,21 @@ async fn retries_are_deduplicated_and_callers_rate_limited() {
     let (dir, _ca) = certs(&["front-end", "catalogue"]);
     let cat = FakeCluster::new("catalogue", true);
     let handler = Arc::new(Counting::default());
-    let svc = service("catalogue", Some(maintainer(cat, handler.clone(), SafetyMode::Autonomous)))
-        .with_limits(PeerLimits { burst: 3, per_minute: 1, ..Default::default() });
+    let svc = service(
+        "catalogue",
+        Some(maintainer(cat, handler.clone(), SafetyMode::Autonomous)),
+    )
+    .with_limits(PeerLimits {
+        burst: 3,
+        per_minute: 1,
+        ..Default::default()
+    });
     let peer = serve(&dir, "catalogue", svc).await;
-    let fe = client("front-end", &TlsFiles::in_dir(&dir, &name("front-end")), &[("catalogue", &peer.url)]);
+    let fe = client(
+        "front-end",
+        &TlsFiles::in_dir(&dir, &name("front-end")),
+        &[("catalogue", &peer.url)],
+    );
     let req = PeerRequest {
         request_id: "retry-1".into(),
         origin: "retry-1".into(),

@@ -84,7 +84,11 @@ impl Identity {
 
     /// Parses a URI SAN written by [`Identity::uri`].
     pub fn parse_uri(uri: &str) -> Result<Self, PkiError> {
-        let bad = |why: &str| PkiError::Identity(format!("{uri:?} is not spiffe://{TRUST_DOMAIN}/<namespace>/<component>: {why}"));
+        let bad = |why: &str| {
+            PkiError::Identity(format!(
+                "{uri:?} is not spiffe://{TRUST_DOMAIN}/<namespace>/<component>: {why}"
+            ))
+        };
         let rest = uri
             .strip_prefix("spiffe://")
             .and_then(|r| r.strip_prefix(TRUST_DOMAIN))
@@ -113,7 +117,9 @@ impl Identity {
             .next()
             .ok_or_else(|| PkiError::Identity("the certificate has no spiffe:// URI SAN".into()))?;
         if uris.next().is_some() {
-            return Err(PkiError::Identity("the certificate has more than one spiffe:// URI SAN".into()));
+            return Err(PkiError::Identity(
+                "the certificate has more than one spiffe:// URI SAN".into(),
+            ));
         }
         Self::parse_uri(uri)
     }
@@ -142,7 +148,10 @@ mod tests {
             "spiffe://acv/shop/front end",
             "spiffe://acv/shop/a/b",
         ] {
-            assert!(matches!(Identity::parse_uri(bad), Err(PkiError::Identity(_))), "{bad}");
+            assert!(
+                matches!(Identity::parse_uri(bad), Err(PkiError::Identity(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(
             Identity::new("UPPER", ComponentName::new("x").unwrap()),

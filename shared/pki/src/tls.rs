@@ -163,7 +163,8 @@ impl ServerCertVerifier for PeerServerVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        let identity = Identity::from_cert_der(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let identity =
+            Identity::from_cert_der(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
         let expected = server_name.to_str();
         if identity.namespace != self.namespace || identity.component.as_str() != expected {
             return Err(rustls::Error::General(format!(
@@ -181,7 +182,12 @@ impl ServerCertVerifier for PeerServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -190,10 +196,17 @@ impl ServerCertVerifier for PeerServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -28,7 +28,7 @@ pub use peer::{PeerAnswer, PeerIntent, PeerOutcome, PeerRequest};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
 pub use safety::SafetyMode;
 pub use slo::{
-    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives, describe_objective,
-    describe_violation, measured_value, metric_name,
+    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives,
+    describe_objective, describe_violation, measured_value, metric_name,
 };
 pub use task::{Goal, Mechanism, TaskBody, TaskSpec};

@@ -87,7 +87,16 @@ pub struct PeerAnswer {
 // === impl PeerIntent ===
 
 const ACTION_WORDS: &[&str] = &[
-    "fix", "mitigate", "roll back", "rollback", "restart", "scale", "please check", "help", "repair", "act",
+    "fix",
+    "mitigate",
+    "roll back",
+    "rollback",
+    "restart",
+    "scale",
+    "please check",
+    "help",
+    "repair",
+    "act",
 ];
 
 impl PeerIntent {
@@ -96,7 +105,10 @@ impl PeerIntent {
     /// triggers a change.
     pub fn of(question: &str) -> Self {
         let q = question.to_lowercase();
-        let words: Vec<&str> = q.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> = q
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
         let joined = words.join(" ");
         let has = |w: &str| {
             if w.contains(' ') {
@@ -113,7 +125,9 @@ impl PeerIntent {
             PeerIntent::Health
         } else if any(&["change", "history", "revision", "deploy", "rollout", "version"]) {
             PeerIntent::Changes
-        } else if any(&["metric", "latency", "p99", "p50", "cpu", "memory", "error", "rate"]) {
+        } else if any(&[
+            "metric", "latency", "p99", "p50", "cpu", "memory", "error", "rate",
+        ]) {
             PeerIntent::Metrics
         } else if any(&["status", "replica", "image", "ready"]) {
             PeerIntent::Status
@@ -134,7 +148,10 @@ mod tests {
 
     #[test]
     fn intents() {
-        assert_eq!(PeerIntent::of("Your latency hurts mine, please check and fix"), PeerIntent::Action);
+        assert_eq!(
+            PeerIntent::of("Your latency hurts mine, please check and fix"),
+            PeerIntent::Action
+        );
         assert_eq!(PeerIntent::of("please roll back"), PeerIntent::Action);
         assert_eq!(PeerIntent::of("status"), PeerIntent::Status);
         assert_eq!(PeerIntent::of("What is your P99 latency?"), PeerIntent::Metrics);

@@ -2,7 +2,10 @@
 //! (the server must prove it is that component), continues the current [`Chain`] of peer calls, and returns the
 //! answer. Refusals by the peer come back as [`HostErrorKind::Refused`] with the peer's reason.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use acv_protocol::{ComponentName, PeerAnswer, PeerOutcome, PeerRequest, peer::ASK_PATH};
 use acv_sandbox::{HostError, HostErrorKind};
@@ -80,7 +83,11 @@ impl PeerClient {
 
     /// Asks `peer` `question`. Any answer the peer gives (refusals included) is `Ok`; the HTTP status is returned
     /// next to it.
-    pub async fn request(&self, peer: &ComponentName, question: &str) -> Result<(u16, PeerAnswer), PeerError> {
+    pub async fn request(
+        &self,
+        peer: &ComponentName,
+        question: &str,
+    ) -> Result<(u16, PeerAnswer), PeerError> {
         let request_id = uuid::Uuid::now_v7().to_string();
         let (origin, hops) = match current_chain() {
             Some(c) => (c.origin, c.hops + 1),
@@ -109,8 +116,16 @@ impl PeerClient {
             Ok((_, a)) => outcome_label(a.outcome),
             Err(_) => "failed",
         };
-        count(CounterName::PeerCalls, &[("side", "client"), ("outcome", outcome)], 1);
-        observe(HistogramName::PeerRoundTripSeconds, &[], started.elapsed().as_secs_f64());
+        count(
+            CounterName::PeerCalls,
+            &[("side", "client"), ("outcome", outcome)],
+            1,
+        );
+        observe(
+            HistogramName::PeerRoundTripSeconds,
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
         match &result {
             Ok((status, a)) => tracing::info!(target: "acv::audit", side = "client", component = %self.me,
                 peer = %peer, request_id = %req.request_id, origin = %req.origin, hops = req.hops,
@@ -124,11 +139,19 @@ impl PeerClient {
 
     async fn exchange(&self, req: &PeerRequest) -> Result<(u16, PeerAnswer), PeerError> {
         let peer = &req.to;
-        let url = self.directory.get(peer).ok_or_else(|| PeerError::Unknown(peer.clone()))?;
-        let transport = |reason: String| PeerError::Transport { peer: peer.clone(), reason };
+        let url = self
+            .directory
+            .get(peer)
+            .ok_or_else(|| PeerError::Unknown(peer.clone()))?;
+        let transport = |reason: String| PeerError::Transport {
+            peer: peer.clone(),
+            reason,
+        };
         let authority = parse_peer_url(&url).map_err(|e| transport(e.to_string()))?;
         let port = authority.port_u16().unwrap_or(443);
-        let tcp = TcpStream::connect((authority.host(), port)).await.map_err(|e| transport(format!("connect {url}: {e}")))?;
+        let tcp = TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(|e| transport(format!("connect {url}: {e}")))?;
         tcp.set_nodelay(true).ok();
         let tls = self
             .tls
@@ -149,7 +172,10 @@ impl PeerClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| transport(e.to_string()))?;
-        let resp = sender.send_request(http_req).await.map_err(|e| transport(format!("HTTP: {e}")))?;
+        let resp = sender
+            .send_request(http_req)
+            .await
+            .map_err(|e| transport(format!("HTTP: {e}")))?;
         let status = resp.status().as_u16();
         let bytes = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -167,13 +193,25 @@ impl PeerClient {
 
 #[async_trait]
 impl Peers for PeerClient {
-    async fn ask(&self, from: &ComponentName, peer: &ComponentName, question: &str) -> Result<String, HostError> {
+    async fn ask(
+        &self,
+        from: &ComponentName,
+        peer: &ComponentName,
+        question: &str,
+    ) -> Result<String, HostError> {
         if from != &self.me {
-            return Err(HostError::new(HostErrorKind::Refused, format!("this sidecar speaks for {}, not {from}", self.me)));
+            return Err(HostError::new(
+                HostErrorKind::Refused,
+                format!("this sidecar speaks for {}, not {from}", self.me),
+            ));
         }
         match self.request(peer, question).await {
-            Ok((_, a)) if a.outcome == PeerOutcome::Refused => Err(HostError::new(HostErrorKind::Refused, a.message)),
-            Ok((_, a)) => serde_json::to_string(&a).map_err(|e| HostError::new(HostErrorKind::Backend, e.to_string())),
+            Ok((_, a)) if a.outcome == PeerOutcome::Refused => {
+                Err(HostError::new(HostErrorKind::Refused, a.message))
+            }
+            Ok((_, a)) => {
+                serde_json::to_string(&a).map_err(|e| HostError::new(HostErrorKind::Backend, e.to_string()))
+            }
             Err(e @ PeerError::Unknown(_)) => Err(HostError::new(HostErrorKind::NotFound, e.to_string())),
             Err(e) => Err(HostError::unavailable(e.to_string())),
         }

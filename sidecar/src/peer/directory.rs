@@ -27,7 +27,10 @@ pub struct BadPeerUrl {
 
 /// Checks a peer URL: `https://host:port` with nothing after the authority but an optional `/`.
 pub fn parse_peer_url(url: &str) -> Result<http::uri::Authority, BadPeerUrl> {
-    let bad = |reason| BadPeerUrl { url: url.to_owned(), reason };
+    let bad = |reason| BadPeerUrl {
+        url: url.to_owned(),
+        reason,
+    };
     let uri: http::Uri = url.parse().map_err(|_| bad("not a URI"))?;
     if uri.scheme_str() != Some("https") {
         return Err(bad("the scheme must be https"));

@@ -13,7 +13,10 @@ use std::{
 };
 
 use acv_pki::Identity;
-use acv_protocol::{PeerAnswer, PeerRequest, peer::{ASK_PATH, MAX_PEER_REQUEST_BYTES}};
+use acv_protocol::{
+    PeerAnswer, PeerRequest,
+    peer::{ASK_PATH, MAX_PEER_REQUEST_BYTES},
+};
 use acv_telemetry::metrics::{CounterName, count};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -44,7 +47,11 @@ pub async fn bind(
     tls: Arc<rustls::ServerConfig>,
     service: Arc<PeerService>,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, Arc<ServerStats>, impl Future<Output = ()> + Send + 'static)> {
+) -> std::io::Result<(
+    SocketAddr,
+    Arc<ServerStats>,
+    impl Future<Output = ()> + Send + 'static,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let stats = Arc::new(ServerStats::default());
@@ -63,7 +70,8 @@ pub async fn bind(
                     }
                 },
             };
-            let (acceptor, service, stats, shutdown) = (acceptor.clone(), service.clone(), st.clone(), shutdown.clone());
+            let (acceptor, service, stats, shutdown) =
+                (acceptor.clone(), service.clone(), st.clone(), shutdown.clone());
             tokio::spawn(async move { connection(tcp, remote, acceptor, service, stats, shutdown).await });
         }
     };
@@ -104,7 +112,11 @@ fn refused_tls(service: &PeerService, stats: &ServerStats, remote: SocketAddr, e
     stats.tls_refused.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(target: "acv::audit", side = "server", component = %service.component(), %remote, error,
         outcome = "refused", "Peer connection refused at the TLS handshake.");
-    count(CounterName::PeerCalls, &[("side", "server"), ("outcome", "refused_tls")], 1);
+    count(
+        CounterName::PeerCalls,
+        &[("side", "server"), ("outcome", "refused_tls")],
+        1,
+    );
 }
 
 async fn route(
@@ -123,7 +135,10 @@ async fn route(
         Ok(c) => c,
         Err(reason) => return reply(service.bad_identity(reason.clone())),
     };
-    let bytes = match Limited::new(req.into_body(), MAX_PEER_REQUEST_BYTES).collect().await {
+    let bytes = match Limited::new(req.into_body(), MAX_PEER_REQUEST_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) => return reply(service.bad_request(Some(caller), format!("unreadable body: {e}"))),
     };
@@ -142,6 +157,9 @@ fn reply((status, answer): (u16, PeerAnswer)) -> Response<Full<Bytes>> {
 fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }

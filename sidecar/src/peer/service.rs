@@ -11,8 +11,8 @@ use std::{
 use acv_cluster::Cluster;
 use acv_pki::Identity;
 use acv_protocol::{
-    ComponentName, PeerAnswer, PeerIntent, PeerOutcome, PeerRequest, ReportBody, SloPolicy, TaskBody, Violation,
-    describe_violation,
+    ComponentName, PeerAnswer, PeerIntent, PeerOutcome, PeerRequest, ReportBody, SloPolicy, TaskBody,
+    Violation, describe_violation,
 };
 use acv_sandbox::SafetyMode;
 use acv_telemetry::metrics::{CounterName, count};
@@ -103,7 +103,13 @@ pub struct PeerService {
     state: Mutex<State>,
 }
 
-fn answer(req_id: &str, me: &ComponentName, intent: Option<PeerIntent>, outcome: PeerOutcome, msg: String) -> PeerAnswer {
+fn answer(
+    req_id: &str,
+    me: &ComponentName,
+    intent: Option<PeerIntent>,
+    outcome: PeerOutcome,
+    msg: String,
+) -> PeerAnswer {
     PeerAnswer {
         request_id: req_id.to_owned(),
         component: me.clone(),
@@ -153,14 +159,26 @@ impl PeerService {
 
     /// Refusal for a request that could not be read (bad JSON, too large): no id, no action.
     pub fn bad_request(&self, caller: Option<&Identity>, reason: String) -> (u16, PeerAnswer) {
-        let a = answer("", &self.me, None, PeerOutcome::Refused, format!("bad request: {reason}"));
+        let a = answer(
+            "",
+            &self.me,
+            None,
+            PeerOutcome::Refused,
+            format!("bad request: {reason}"),
+        );
         self.audit(caller.map(|c| c.component.as_str()).unwrap_or("?"), None, &a);
         (400, a)
     }
 
     /// Refusal for a connection whose certificate carries no usable identity.
     pub fn bad_identity(&self, reason: String) -> (u16, PeerAnswer) {
-        let a = answer("", &self.me, None, PeerOutcome::Refused, format!("refused: {reason}"));
+        let a = answer(
+            "",
+            &self.me,
+            None,
+            PeerOutcome::Refused,
+            format!("refused: {reason}"),
+        );
         self.audit("?", None, &a);
         (403, a)
     }
@@ -189,15 +207,30 @@ impl PeerService {
 
     async fn decide(&self, caller: &Identity, req: &PeerRequest) -> (u16, PeerAnswer) {
         let refuse = |status: u16, msg: String| {
-            (status, answer(&req.request_id, &self.me, None, PeerOutcome::Refused, format!("refused: {msg}")))
+            (
+                status,
+                answer(
+                    &req.request_id,
+                    &self.me,
+                    None,
+                    PeerOutcome::Refused,
+                    format!("refused: {msg}"),
+                ),
+            )
         };
         if caller.namespace != self.namespace {
-            return refuse(403, format!("caller {caller} is not in namespace {}", self.namespace));
+            return refuse(
+                403,
+                format!("caller {caller} is not in namespace {}", self.namespace),
+            );
         }
         if caller.component != req.from {
             return refuse(
                 403,
-                format!("the request says it is from {}, but the certificate belongs to {}", req.from, caller.component),
+                format!(
+                    "the request says it is from {}, but the certificate belongs to {}",
+                    req.from, caller.component
+                ),
             );
         }
         if req.to != self.me {
@@ -209,8 +242,10 @@ impl PeerService {
         if req.hops == 0 || req.hops > self.limits.max_hops {
             return refuse(
                 508,
-                format!("hop limit: this request is hop {} of a chain (origin {}), the limit is {}", req.hops,
-                    req.origin, self.limits.max_hops),
+                format!(
+                    "hop limit: this request is hop {} of a chain (origin {}), the limit is {}",
+                    req.hops, req.origin, self.limits.max_hops
+                ),
             );
         }
         // Duplicate ids and rate limit, under one short lock.
@@ -220,13 +255,21 @@ impl PeerService {
             };
             match st.answers.get(&req.request_id) {
                 Some(Some(done)) => return done.clone(),
-                Some(None) => return refuse(409, format!("request {} is already being handled", req.request_id)),
+                Some(None) => {
+                    return refuse(
+                        409,
+                        format!("request {} is already being handled", req.request_id),
+                    );
+                }
                 None => {}
             }
             if !self.take_token(&mut st, &req.from) {
                 return refuse(
                     429,
-                    format!("rate limit: {} asks more than {} times per minute", req.from, self.limits.per_minute),
+                    format!(
+                        "rate limit: {} asks more than {} times per minute",
+                        req.from, self.limits.per_minute
+                    ),
                 );
             }
             st.answers.insert(req.request_id.clone(), None);
@@ -241,8 +284,13 @@ impl PeerService {
         let done = match &self.maintainer {
             None => (
                 503,
-                answer(&req.request_id, &self.me, Some(intent), PeerOutcome::Declined,
-                    "this sidecar has no cluster backend, so it can neither observe nor act".into()),
+                answer(
+                    &req.request_id,
+                    &self.me,
+                    Some(intent),
+                    PeerOutcome::Declined,
+                    "this sidecar has no cluster backend, so it can neither observe nor act".into(),
+                ),
             ),
             Some(m) if intent.is_read_only() => (200, self.read_only(m, req, intent).await),
             Some(m) => (200, self.act(m, req).await),
@@ -258,7 +306,10 @@ impl PeerService {
     fn take_token(&self, st: &mut State, from: &ComponentName) -> bool {
         let now = Instant::now();
         let burst = f64::from(self.limits.burst.max(1));
-        let b = st.buckets.entry(from.clone()).or_insert(Bucket { tokens: burst, at: now });
+        let b = st.buckets.entry(from.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         let refill = now.duration_since(b.at).as_secs_f64() * f64::from(self.limits.per_minute) / 60.0;
         b.tokens = (b.tokens + refill).min(burst);
         b.at = now;
@@ -278,8 +329,10 @@ impl PeerService {
         if want(PeerIntent::Status) {
             match m.cluster.status().await {
                 Ok(s) => {
-                    lines.push(format!("{}/{} replicas ready, revision {}, image {}", s.ready_replicas,
-                        s.desired_replicas, s.revision, s.image));
+                    lines.push(format!(
+                        "{}/{} replicas ready, revision {}, image {}",
+                        s.ready_replicas, s.desired_replicas, s.revision, s.image
+                    ));
                     data.insert("status".into(), serde_json::to_value(&s).unwrap_or_default());
                 }
                 Err(e) => lines.push(format!("status unavailable: {e}")),
@@ -289,30 +342,52 @@ impl PeerService {
             match m.cluster.metrics(m.window_secs).await {
                 Ok(s) => {
                     let f = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1}"));
-                    lines.push(format!("p99 {} ms, error rate {} %, cpu {} % of limit over {} s", f(s.p99_ms),
-                        f(s.error_rate_percent), f(s.cpu_percent_of_limit), m.window_secs));
+                    lines.push(format!(
+                        "p99 {} ms, error rate {} %, cpu {} % of limit over {} s",
+                        f(s.p99_ms),
+                        f(s.error_rate_percent),
+                        f(s.cpu_percent_of_limit),
+                        m.window_secs
+                    ));
                     data.insert("metrics".into(), serde_json::to_value(&s).unwrap_or_default());
                 }
                 Err(e) => lines.push(format!("metrics unavailable: {e}")),
             }
         }
         if want(PeerIntent::Health) {
-            let check = Watcher::new(m.cluster.clone(), m.slo.clone(), m.window_secs).check().await;
+            let check = Watcher::new(m.cluster.clone(), m.slo.clone(), m.window_secs)
+                .check()
+                .await;
             lines.push(describe_health(&check.violations));
-            data.insert("violations".into(), serde_json::to_value(&check.violations).unwrap_or_default());
+            data.insert(
+                "violations".into(),
+                serde_json::to_value(&check.violations).unwrap_or_default(),
+            );
         }
         if want(PeerIntent::Changes) {
             match m.cluster.history().await {
                 Ok(h) => {
                     let recent: Vec<_> = h.iter().rev().take(5).collect();
-                    lines.push(format!("{} revision(s); latest: {}", h.len(),
-                        recent.first().map_or("none".to_owned(), |r| format!("{r:?}"))));
-                    data.insert("changes".into(), serde_json::to_value(&recent).unwrap_or_default());
+                    lines.push(format!(
+                        "{} revision(s); latest: {}",
+                        h.len(),
+                        recent.first().map_or("none".to_owned(), |r| format!("{r:?}"))
+                    ));
+                    data.insert(
+                        "changes".into(),
+                        serde_json::to_value(&recent).unwrap_or_default(),
+                    );
                 }
                 Err(e) => lines.push(format!("history unavailable: {e}")),
             }
         }
-        let mut a = answer(&req.request_id, &self.me, Some(intent), PeerOutcome::Answered, lines.join("; "));
+        let mut a = answer(
+            &req.request_id,
+            &self.me,
+            Some(intent),
+            PeerOutcome::Answered,
+            lines.join("; "),
+        );
         a.data = serde_json::Value::Object(data);
         a
     }
@@ -320,19 +395,35 @@ impl PeerService {
     /// A request for action: measure the own SLOs; act only on own violations, with the own planner under the own
     /// safety mode, one action at a time; judge the result by a re-check.
     async fn act(&self, m: &Maintainer, req: &PeerRequest) -> PeerAnswer {
-        let declined = |msg: String| answer(&req.request_id, &self.me, Some(PeerIntent::Action), PeerOutcome::Declined, msg);
+        let declined = |msg: String| {
+            answer(
+                &req.request_id,
+                &self.me,
+                Some(PeerIntent::Action),
+                PeerOutcome::Declined,
+                msg,
+            )
+        };
         let Ok(_work) = self.work.try_lock() else {
             return declined("busy with other maintenance work; nothing done, ask again later".into());
         };
         let watcher = Watcher::new(m.cluster.clone(), m.slo.clone(), m.window_secs);
         let before = watcher.check().await;
         if before.violations.is_empty() {
-            return declined(format!("my own SLOs are met ({}), so I changed nothing; the cause is probably elsewhere",
-                describe_health(&before.violations)));
+            return declined(format!(
+                "my own SLOs are met ({}), so I changed nothing; the cause is probably elsewhere",
+                describe_health(&before.violations)
+            ));
         }
-        let chain = Chain { origin: req.origin.clone(), hops: req.hops };
+        let chain = Chain {
+            origin: req.origin.clone(),
+            hops: req.hops,
+        };
         let report: ReportBody = CHAIN
-            .scope(chain, m.handler.mitigate(&self.me, &req.request_id, &before.violations))
+            .scope(
+                chain,
+                m.handler.mitigate(&self.me, &req.request_id, &before.violations),
+            )
             .await;
         let after = watcher.check().await;
         let mode = match m.mode {
@@ -340,10 +431,20 @@ impl PeerService {
             SafetyMode::Approve => "approve",
             SafetyMode::Observe => "observe (read-only)",
         };
-        let mut a = answer(&req.request_id, &self.me, Some(PeerIntent::Action), PeerOutcome::Acted, format!(
-            "found {} own violation(s) ({}); my planner ran in {mode} mode: {:?}: {}; re-check: {}",
-            before.violations.len(), describe_list(&before.violations), report.status, report.message,
-            describe_health(&after.violations)));
+        let mut a = answer(
+            &req.request_id,
+            &self.me,
+            Some(PeerIntent::Action),
+            PeerOutcome::Acted,
+            format!(
+                "found {} own violation(s) ({}); my planner ran in {mode} mode: {:?}: {}; re-check: {}",
+                before.violations.len(),
+                describe_list(&before.violations),
+                report.status,
+                report.message,
+                describe_health(&after.violations)
+            ),
+        );
         a.data = serde_json::json!({
             "mode": mode,
             "before": before.violations,
@@ -387,7 +488,12 @@ impl TaskHandler for SerialHandler {
         self.inner.handle(component, task).await
     }
 
-    async fn mitigate(&self, component: &ComponentName, work_id: &str, violations: &[Violation]) -> ReportBody {
+    async fn mitigate(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+    ) -> ReportBody {
         let _work = self.work.lock().await;
         self.inner.mitigate(component, work_id, violations).await
     }

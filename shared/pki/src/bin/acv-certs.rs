@@ -49,7 +49,9 @@ fn run(args: &Args) -> Result<(), PkiError> {
     let validity = Validity::from_now(Duration::from_secs(args.days * 86_400));
     for component in &args.components {
         let identity = Identity::new(&args.namespace, component.clone())?;
-        let (cert, _key) = ca.issue(&identity, validity)?.write(&args.dir, component.as_str())?;
+        let (cert, _key) = ca
+            .issue(&identity, validity)?
+            .write(&args.dir, component.as_str())?;
         println!("{identity}: {}", cert.display());
     }
     Ok(())
