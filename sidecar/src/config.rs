@@ -205,4 +205,40 @@ mod tests {
         assert!(c.watch_interval.is_zero());
         assert_eq!(c.planner, PlannerChoice::Rules);
     }
+
+    #[test]
+    fn peer_flags() {
+        let c = SidecarConfig::try_parse_from([
+            "acv-sidecar",
+            "--component",
+            "front-end",
+            "--peer-tls-dir",
+            "/c",
+            "--peer-key",
+            "/k",
+            "--peer",
+            "catalogue=https://127.0.0.1:9443",
+        ])
+        .unwrap();
+        let tls = c.peer_tls().unwrap().unwrap();
+        assert_eq!(tls.cert, std::path::PathBuf::from("/c/front-end.pem"));
+        assert_eq!(tls.key, std::path::PathBuf::from("/k"));
+        assert_eq!(c.peers[0].0.as_str(), "catalogue");
+        let none = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x"]).unwrap();
+        assert!(none.peer_tls().unwrap().is_none());
+        let partial =
+            SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--peer-ca", "/ca"]).unwrap();
+        assert!(partial.peer_tls().unwrap_err().contains("--peer-cert"));
+        for bad in [
+            "catalogue",
+            "catalogue=http://h:1",
+            "catalogue=https://h",
+            "Bad=https://h:1",
+        ] {
+            assert!(
+                SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--peer", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -210,3 +210,45 @@ impl ServerCertVerifier for PeerServerVerifier {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{DevCa, Validity};
+
+    #[test]
+    fn issued_files_load_with_their_identity_and_bad_files_are_typed_errors() {
+        let dir = std::env::temp_dir().join(format!("acv-pki-{}-{}", std::process::id(), line!()));
+        let ca = DevCa::generate("t", Duration::from_secs(3600)).unwrap();
+        ca.write(&dir).unwrap();
+        // A CA loaded back from its files issues certificates that verify against the same ca.pem.
+        let reloaded = DevCa::load(&dir).unwrap();
+        let c = ComponentName::new("catalogue").unwrap();
+        let id = Identity::new("ns", c.clone()).unwrap();
+        reloaded
+            .issue(&id, Validity::from_now(Duration::from_secs(60)))
+            .unwrap()
+            .write(&dir, "catalogue")
+            .unwrap();
+        let files = TlsFiles::in_dir(&dir, &c);
+        let loaded = files.load().unwrap();
+        assert_eq!(loaded.identity, id);
+        server_config(&loaded).unwrap();
+        client_config(&loaded).unwrap();
+
+        let missing = TlsFiles {
+            key: dir.join("nope.key"),
+            ..files.clone()
+        };
+        assert!(matches!(missing.load(), Err(PkiError::Io { .. })));
+        std::fs::write(dir.join("junk.pem"), "not pem").unwrap();
+        let junk = TlsFiles {
+            cert: dir.join("junk.pem"),
+            ..files
+        };
+        assert!(matches!(junk.load(), Err(PkiError::Pem { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
