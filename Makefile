@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
 TRANSPORT ?=
 
-.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci
+.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci certs
 
 all: build
 
@@ -54,6 +54,12 @@ footprint: guest
 	$(CARGO) build --locked --release -p acv-sidecar
 	$(CARGO) build --locked -p acv-manager -p acv-e2e --bins
 	SIDECAR_BIN=$(CARGO_TARGET_DIR)/release/acv-sidecar BIN_DIR=$(CARGO_TARGET_DIR)/debug scripts/footprint.sh
+
+## certs: development CA + peer certificates for the shop's components in ./certs (COMPONENTS=..., NAMESPACE=...)
+COMPONENTS ?= front-end catalogue carts orders payment shipping user
+NAMESPACE ?= default
+certs:
+	$(CARGO) run --locked -p acv-pki --bin acv-certs -- --dir certs --namespace $(NAMESPACE) $(COMPONENTS)
 
 fmt:
 	$(CARGO) fmt --all

@@ -104,7 +104,8 @@ mod tests {
             Body::Heartbeat(Heartbeat {
                 component: c.clone(),
                 seq: 1,
-                healthy: Some(true)
+                healthy: Some(true),
+                peer_url: None,
             }),
             5_000
         )));

@@ -22,6 +22,8 @@ pub struct Agent {
     failing_checks: u32,
     /// Failing checks in a row needed before acting, so a rollout in progress is not "fixed".
     confirm_checks: u32,
+    /// The peer API's URL announced in registration and heartbeats (mechanism 3).
+    peer_url: Option<String>,
 }
 
 fn new_id() -> String {
@@ -47,6 +49,7 @@ impl Agent {
             healthy: None,
             failing_checks: 0,
             confirm_checks: 2,
+            peer_url: None,
         }
     }
 
@@ -61,6 +64,12 @@ impl Agent {
     /// duration, this keeps a transient state — a pod still starting during a rolling update — from being "fixed".
     pub fn with_confirm_checks(mut self, checks: u32) -> Self {
         self.confirm_checks = checks.max(1);
+        self
+    }
+
+    /// Announces `url` as this sidecar's peer API in the registration and every heartbeat.
+    pub fn with_peer_url(mut self, url: String) -> Self {
+        self.peer_url = Some(url);
         self
     }
 
@@ -82,7 +91,7 @@ impl Agent {
             acv_core::now_ms(),
             Body::Register(Registration {
                 component: self.component.clone(),
-                peer_url: None,
+                peer_url: self.peer_url.clone(),
                 planner: self.handler.planner_name(),
                 version: acv_core::VERSION.into(),
             }),
@@ -103,7 +112,8 @@ impl Agent {
                     _ = ticker.tick() => {
                         seq += 1;
                         let hb = Envelope::new(new_id(), self.me(), Address::Broadcast, acv_core::now_ms(),
-                            Body::Heartbeat(Heartbeat { component: self.component.clone(), seq, healthy: self.healthy }));
+                            Body::Heartbeat(Heartbeat { component: self.component.clone(), seq, healthy: self.healthy,
+                                peer_url: self.peer_url.clone() }));
                         if let Err(error) = self.bus.publish(&hb).await {
                             tracing::warn!(%error, "Heartbeat publish failed.");
                         }

@@ -26,6 +26,18 @@ pub const ENV_WATCH_INTERVAL: &str = "ACV_SIDECAR_WATCH_INTERVAL";
 
 /// Env key: release the sandbox after this long without a step, e.g. `60s`; `0` keeps it loaded.
 pub const ENV_SANDBOX_IDLE: &str = "ACV_SIDECAR_SANDBOX_IDLE";
+/// Env key: address of the peer API (mutual TLS), e.g. `127.0.0.1:9443`; unset: no peer API.
+pub const ENV_PEER_ADDR: &str = "ACV_SIDECAR_PEER_ADDR";
+/// Env key: URL announced to peers (default `https://<bound address>`).
+pub const ENV_PEER_URL: &str = "ACV_SIDECAR_PEER_URL";
+/// Env key: directory with `ca.pem`, `<component>.pem`, `<component>.key` (as `acv-certs` writes them).
+pub const ENV_PEER_TLS_DIR: &str = "ACV_SIDECAR_PEER_TLS_DIR";
+/// Env key: CA certificate file (overrides the one in the TLS directory).
+pub const ENV_PEER_CA: &str = "ACV_SIDECAR_PEER_CA";
+/// Env key: own certificate file.
+pub const ENV_PEER_CERT: &str = "ACV_SIDECAR_PEER_CERT";
+/// Env key: own private key file.
+pub const ENV_PEER_KEY: &str = "ACV_SIDECAR_PEER_KEY";
 
 /// Which planner the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,14 +123,67 @@ pub struct SidecarConfig {
     /// small). 0 keeps it loaded.
     #[arg(long, env = ENV_SANDBOX_IDLE, default_value = "60s", value_parser = acv_core::env::parse_duration)]
     pub sandbox_idle: Duration,
+    /// Serve the peer API (mechanism 3, mutual TLS) on this address; needs the TLS files below.
+    #[arg(long, env = ENV_PEER_ADDR)]
+    pub peer_addr: Option<SocketAddr>,
+    /// URL announced to peers in registration and heartbeats (default `https://<bound peer address>`).
+    #[arg(long, env = ENV_PEER_URL)]
+    pub peer_url: Option<String>,
+    /// Directory with `ca.pem`, `<component>.pem` and `<component>.key` (see `acv-certs`).
+    #[arg(long, env = ENV_PEER_TLS_DIR)]
+    pub peer_tls_dir: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) peers must chain to; overrides `--peer-tls-dir`.
+    #[arg(long, env = ENV_PEER_CA)]
+    pub peer_ca: Option<std::path::PathBuf>,
+    /// Own certificate (PEM); overrides `--peer-tls-dir`.
+    #[arg(long, env = ENV_PEER_CERT)]
+    pub peer_cert: Option<std::path::PathBuf>,
+    /// Own private key (PEM); overrides `--peer-tls-dir`.
+    #[arg(long, env = ENV_PEER_KEY)]
+    pub peer_key: Option<std::path::PathBuf>,
+    /// A known peer, `component=https://host:port` (repeatable); others are learned from the bus broadcast.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<(ComponentName, String)>,
+    /// Longest chain of peer calls this sidecar serves.
+    #[arg(long, default_value_t = 3)]
+    pub peer_max_hops: u32,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
 }
 
+fn parse_peer(s: &str) -> Result<(ComponentName, String), String> {
+    let (c, url) = s.split_once('=').ok_or("expected component=https://host:port")?;
+    let c = ComponentName::new(c).map_err(|e| e.to_string())?;
+    crate::peer::directory::parse_peer_url(url).map_err(|e| e.to_string())?;
+    Ok((c, url.to_owned()))
+}
+
 // === impl SidecarConfig ===
 
 impl SidecarConfig {
+    /// The peer TLS files, if configured (each file from its own flag, else from `--peer-tls-dir`).
+    pub fn peer_tls(&self) -> Result<Option<acv_pki::TlsFiles>, String> {
+        let from_dir = self
+            .peer_tls_dir
+            .as_deref()
+            .map(|d| acv_pki::TlsFiles::in_dir(d, &self.component));
+        let pick = |own: &Option<std::path::PathBuf>, dir: Option<std::path::PathBuf>, what: &str| {
+            own.clone()
+                .or(dir)
+                .ok_or(format!("the peer API needs --peer-{what} or --peer-tls-dir"))
+        };
+        if from_dir.is_none() && self.peer_ca.is_none() && self.peer_cert.is_none() && self.peer_key.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(acv_pki::TlsFiles {
+            ca: pick(&self.peer_ca, from_dir.as_ref().map(|f| f.ca.clone()), "ca")?,
+            cert: pick(&self.peer_cert, from_dir.as_ref().map(|f| f.cert.clone()), "cert")?,
+            key: pick(&self.peer_key, from_dir.as_ref().map(|f| f.key.clone()), "key")?,
+        }))
+    }
+
     /// The SLO policy from the flags.
     pub fn slo(&self) -> acv_protocol::SloPolicy {
         acv_protocol::SloPolicy {
@@ -169,5 +234,41 @@ mod tests {
             Some(std::path::Path::new("/opt/acv/acv-guest.wasm"))
         );
         assert!(c.sandbox_idle.is_zero());
+    }
+
+    #[test]
+    fn peer_flags() {
+        let c = SidecarConfig::try_parse_from([
+            "acv-sidecar",
+            "--component",
+            "front-end",
+            "--peer-tls-dir",
+            "/c",
+            "--peer-key",
+            "/k",
+            "--peer",
+            "catalogue=https://127.0.0.1:9443",
+        ])
+        .unwrap();
+        let tls = c.peer_tls().unwrap().unwrap();
+        assert_eq!(tls.cert, std::path::PathBuf::from("/c/front-end.pem"));
+        assert_eq!(tls.key, std::path::PathBuf::from("/k"));
+        assert_eq!(c.peers[0].0.as_str(), "catalogue");
+        let none = SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x"]).unwrap();
+        assert!(none.peer_tls().unwrap().is_none());
+        let partial =
+            SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--peer-ca", "/ca"]).unwrap();
+        assert!(partial.peer_tls().unwrap_err().contains("--peer-cert"));
+        for bad in [
+            "catalogue",
+            "catalogue=http://h:1",
+            "catalogue=https://h",
+            "Bad=https://h:1",
+        ] {
+            assert!(
+                SidecarConfig::try_parse_from(["acv-sidecar", "--component", "x", "--peer", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

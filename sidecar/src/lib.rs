@@ -7,6 +7,7 @@
 //! - [`handler`]: what is done with one task or SLO violation: plan ([`acv_llm`]), run steps in the sandbox
 //!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
 //! - [`run`]: the handler for a configured component and the agent loop until shutdown (binary or in-process).
+//! - [`peer`]: mechanism 3, the mutual-TLS peer API (server, client, discovery).
 //! - [`watch`]: the own health check against the SLO policy (detect), driving mitigation in [`agent`].
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod exec;
 pub mod handler;
 pub mod run;
+pub mod peer;
 pub mod watch;
 
 pub use agent::Agent;

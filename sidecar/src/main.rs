@@ -6,7 +6,9 @@ use acv_bus::BusConfig;
 use acv_core::{env::ProcessEnv, readiness::Readiness};
 use acv_sidecar::{
     SidecarConfig,
+    caps::{NoPeers, Peers},
     handler::{NoPlanner, TaskHandler},
+    peer::{self, PeerClient, PeerDirectory, PeerService, SerialHandler},
 };
 use acv_telemetry::{LogFormat, admin};
 use anyhow::Context;
@@ -58,9 +60,76 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
     let bus = acv_bus::connect(&bus_config)
         .await
         .with_context(|| format!("connecting the {} bus", bus_config.transport))?;
-    let (handler, cluster) = build_handler(&config).await?;
+    // Mechanism 3: the peer client behind acv.ask_peer, and (below) the peer API server.
+    let peer_tls = match config.peer_tls().map_err(anyhow::Error::msg)? {
+        Some(files) => Some(files.load().context("loading the peer TLS files")?),
+        None => None,
+    };
+    if let Some(tls) = &peer_tls {
+        anyhow::ensure!(
+            tls.identity.component == config.component,
+            "the peer certificate belongs to {}, not to {}",
+            tls.identity,
+            config.component
+        );
+    }
+    let directory = PeerDirectory::default();
+    for (c, url) in &config.peers {
+        directory.insert(c.clone(), url);
+    }
+    let peers: Arc<dyn Peers> = match &peer_tls {
+        Some(tls) => Arc::new(PeerClient::new(
+            config.component.clone(),
+            acv_pki::client_config(tls).context("peer TLS client")?,
+            directory.clone(),
+        )),
+        None => Arc::new(NoPeers),
+    };
+    let (handler, cluster) = build_handler(&config, peers).await?;
+    // Tasks, the own watcher and peers' requests for action take turns on one work lock.
+    let work = peer::WorkLock::default();
+    let serial: Arc<dyn TaskHandler> = Arc::new(SerialHandler::new(handler.clone(), work.clone()));
     let stop = CancellationToken::new();
-    let sidecar = acv_sidecar::run::run(&config, bus, handler, cluster, readiness, stop.clone());
+    let mut peer_url = None;
+    if let Some(tls) = &peer_tls {
+        let addr = config
+            .peer_addr
+            .context("--peer-addr is needed with the peer TLS files")?;
+        let maintainer = cluster.clone().map(|cluster| peer::Maintainer {
+            cluster,
+            handler: handler.clone(),
+            slo: config.slo(),
+            window_secs: config.watch_window_secs,
+            mode: config.mode,
+        });
+        let service = PeerService::new(
+            config.component.clone(),
+            tls.identity.namespace.clone(),
+            maintainer,
+            work,
+        )
+        .with_limits(peer::PeerLimits {
+            max_hops: config.peer_max_hops,
+            ..Default::default()
+        });
+        let server_tls = acv_pki::server_config(tls).context("peer TLS server")?;
+        let (bound, _stats, server) = peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the peer API on {addr}"))?;
+        tokio::spawn(server);
+        let url = config
+            .peer_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{bound}"));
+        tracing::info!(%url, identity = %tls.identity, "Peer API listening (mutual TLS).");
+        peer_url = Some(url);
+        let follow = directory
+            .follow(bus.clone(), config.component.clone(), shutdown.clone())
+            .await
+            .context("subscribing to the broadcast for peer discovery")?;
+        tokio::spawn(follow);
+    }
+    let sidecar = acv_sidecar::run::run(&config, bus, serial, cluster, peer_url, readiness, stop.clone());
     tokio::pin!(sidecar);
     let res = tokio::select! {
         () = shutdown_signal() => {
@@ -78,7 +147,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
 
 /// Planner + sandbox + cluster backend, as configured.
-async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
+async fn build_handler(config: &SidecarConfig, peers: Arc<dyn Peers>) -> anyhow::Result<Built> {
     let cluster: Arc<dyn acv_cluster::Cluster> = if config.kube {
         Arc::new(
             acv_kube::KubeCluster::from_env(config.component.clone(), &ProcessEnv)
@@ -93,7 +162,7 @@ async fn build_handler(config: &SidecarConfig) -> anyhow::Result<Built> {
         );
         return Ok((Arc::new(NoPlanner), None));
     };
-    let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), || {
+    let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), peers, || {
         // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
         // released when idle.
         let sandbox_config =

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Agent, SidecarConfig,
-    caps::{ClusterCaps, NoPeers},
+    caps::{ClusterCaps, Peers},
     config::PlannerChoice,
     handler::{NoPlanner, PlanningHandler, TaskHandler},
     watch::Watcher,
@@ -25,6 +25,7 @@ use crate::{
 pub fn planning_handler(
     config: &SidecarConfig,
     cluster: Arc<dyn Cluster>,
+    peers: Arc<dyn Peers>,
     sandbox: impl FnOnce() -> anyhow::Result<Arc<LazySandbox>>,
 ) -> anyhow::Result<Arc<dyn TaskHandler>> {
     let planner: Arc<dyn acv_llm::Planner> = match config.planner {
@@ -39,7 +40,7 @@ pub fn planning_handler(
             ))
         }
     };
-    let caps = Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers)));
+    let caps = Arc::new(ClusterCaps::new(cluster.clone(), peers));
     Ok(Arc::new(PlanningHandler {
         planner,
         sandbox: sandbox()?,
@@ -55,16 +56,21 @@ pub fn planning_handler(
 
 /// Runs the sidecar for `config.component` on `bus` until `shutdown` fires (then waits up to `config.grace` for
 /// the task in hand) or the agent loop ends with an error. With a `cluster` and a non-zero `--watch-interval`
-/// the own SLO health check runs too. `readiness` is set once the inbox is subscribed, and cleared on shutdown.
+/// the own SLO health check runs too; `peer_url` is announced when the peer API runs. `readiness` is set once the inbox is subscribed, and cleared on shutdown.
 pub async fn run(
     config: &SidecarConfig,
     bus: Arc<dyn Bus>,
     handler: Arc<dyn TaskHandler>,
     cluster: Option<Arc<dyn Cluster>>,
+    peer_url: Option<String>,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
+    if let Some(url) = peer_url {
+        // Announced in registration and heartbeats, so peers find this sidecar's peer API.
+        agent = agent.with_peer_url(url);
+    }
     if let Some(cluster) = cluster
         && !config.watch_interval.is_zero()
     {

@@ -127,6 +127,7 @@ async fn broadcast_reaches_every_subscriber(bus: Arc<dyn Bus>) {
             component: catalogue(),
             seq: 1,
             healthy: Some(true),
+            peer_url: None,
         }),
     );
     bus.publish(&hb).await.unwrap();

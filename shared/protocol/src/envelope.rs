@@ -87,6 +87,10 @@ pub struct Heartbeat {
     /// Whether the component met all its SLOs at the last check (`None`: not checked yet).
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// HTTPS base URL of the sidecar's peer endpoint, repeated from the registration so peers that started later
+    /// learn it too (mechanism 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_url: Option<String>,
 }
 
 /// The typed body, tagged by kind.

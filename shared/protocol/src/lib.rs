@@ -15,6 +15,7 @@
 pub mod cluster;
 pub mod envelope;
 pub mod names;
+pub mod peer;
 pub mod report;
 pub mod safety;
 pub mod slo;
@@ -23,6 +24,7 @@ pub mod task;
 pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
 pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
 pub use names::{ComponentName, NameError};
+pub use peer::{PeerAnswer, PeerIntent, PeerOutcome, PeerRequest};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
 pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{

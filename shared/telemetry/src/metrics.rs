@@ -20,6 +20,8 @@ pub enum CounterName {
     BusReconnects,
     /// Tasks handled by a sidecar, by outcome.
     TasksHandled,
+    /// Peer API calls (mechanism 3), by side (`client`/`server`) and outcome.
+    PeerCalls,
 }
 
 /// Histograms exported by acv components.
@@ -27,6 +29,8 @@ pub enum CounterName {
 pub enum HistogramName {
     /// Seconds from a task envelope's creation to its report's arrival.
     TaskRoundTripSeconds,
+    /// Seconds of a peer call as seen by the asking sidecar (TLS handshake included).
+    PeerRoundTripSeconds,
 }
 
 // === impl CounterName ===
@@ -41,6 +45,7 @@ impl CounterName {
             CounterName::BusDeadLettered => "acv_bus_dead_lettered_total",
             CounterName::BusReconnects => "acv_bus_reconnects_total",
             CounterName::TasksHandled => "acv_tasks_handled_total",
+            CounterName::PeerCalls => "acv_peer_calls_total",
         }
     }
 }
@@ -50,6 +55,7 @@ impl HistogramName {
     pub fn as_str(self) -> &'static str {
         match self {
             HistogramName::TaskRoundTripSeconds => "acv_task_round_trip_seconds",
+            HistogramName::PeerRoundTripSeconds => "acv_peer_round_trip_seconds",
         }
     }
 }

@@ -65,6 +65,7 @@ fn samples() -> Vec<Envelope> {
         component: cat.clone(),
         seq: 7,
         healthy: Some(true),
+        peer_url: Some("https://127.0.0.1:9443".into()),
     });
     let reg = Body::Register(Registration {
         component: cat.clone(),

@@ -1,0 +1,58 @@
+//! `acv-certs`: creates a development CA (or reuses the one in `--dir`) and issues one certificate per component
+//! for the peer API. In Kubernetes the same files come from cert-manager (see docs/peers.md).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use acv_pki::{DevCa, Identity, PkiError, Validity, ca::CA_CERT};
+use acv_protocol::ComponentName;
+use clap::Parser;
+
+/// Development certificates for acv's peer API (mutual TLS between sidecars).
+#[derive(Debug, Parser)]
+#[command(name = "acv-certs", version)]
+struct Args {
+    /// Directory to write into; an existing `ca.pem`/`ca.key` there is reused.
+    #[arg(long, default_value = "certs")]
+    dir: PathBuf,
+    /// Namespace in the identities (`spiffe://acv/<namespace>/<component>`).
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Validity of the component certificates, in days.
+    #[arg(long, default_value_t = 30)]
+    days: u64,
+    /// Components to issue certificates for.
+    #[arg(required = true)]
+    components: Vec<ComponentName>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), PkiError> {
+    let ca = if args.dir.join(CA_CERT).exists() {
+        println!("reusing the CA in {}", args.dir.display());
+        DevCa::load(&args.dir)?
+    } else {
+        let ca = DevCa::generate("acv development CA", Duration::from_secs(365 * 86_400))?;
+        ca.write(&args.dir)?;
+        println!("created a CA in {}", args.dir.display());
+        ca
+    };
+    let validity = Validity::from_now(Duration::from_secs(args.days * 86_400));
+    for component in &args.components {
+        let identity = Identity::new(&args.namespace, component.clone())?;
+        let (cert, _key) = ca
+            .issue(&identity, validity)?
+            .write(&args.dir, component.as_str())?;
+        println!("{identity}: {}", cert.display());
+    }
+    Ok(())
+}
