@@ -18,7 +18,11 @@ static TURN: Mutex<()> = Mutex::const_new(());
 
 async fn catalogue_with(replicas: u32) -> LocalRuntime {
     let rt = start(shop_spec(&["catalogue"])).await;
-    rt.cluster("catalogue").unwrap().scale(i64::from(replicas)).await.unwrap();
+    rt.cluster("catalogue")
+        .unwrap()
+        .scale(i64::from(replicas))
+        .await
+        .unwrap();
     rt.wait_ready("catalogue", replicas, Duration::from_secs(30))
         .await
         .unwrap();
@@ -134,7 +138,8 @@ async fn pod_failure_ends_with_its_duration_and_a_rollout_replaces_the_failed_po
     );
     let logs = cat.logs(200).await.unwrap();
     assert!(
-        logs.iter().any(|l| l.contains(&format!("fault {} expired", f.id.0))),
+        logs.iter()
+            .any(|l| l.contains(&format!("fault {} expired", f.id.0))),
         "{logs:#?}"
     );
 
@@ -310,19 +315,43 @@ async fn selectors_over_the_control_api_and_bad_input() {
 
     for (body, why) in [
         (r#"{"kind":"pod_failure","mode":"some"}"#, "unknown mode"),
-        (r#"{"kind":"pod_failure","mode":"fixed-percent","value":101}"#, "percent > 100"),
-        (r#"{"kind":"pod_failure","mode":"fixed-percent","value":0}"#, "percent 0"),
-        (r#"{"kind":"pod_failure","mode":"fixed-percent"}"#, "percent missing"),
-        (r#"{"kind":"pod_failure","mode":"fixed-percent","value":"50"}"#, "value as a string"),
-        (r#"{"kind":"pod_failure","mode":"fixed-percent","value":10}"#, "selects no pod of 3"),
-        (r#"{"kind":"pod_failure","mode":"one","value":1}"#, "value with mode one"),
-        (r#"{"kind":"pod_failure","mode":"fixed","value":-1}"#, "negative count"),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed-percent","value":101}"#,
+            "percent > 100",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed-percent","value":0}"#,
+            "percent 0",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed-percent"}"#,
+            "percent missing",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed-percent","value":"50"}"#,
+            "value as a string",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed-percent","value":10}"#,
+            "selects no pod of 3",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"one","value":1}"#,
+            "value with mode one",
+        ),
+        (
+            r#"{"kind":"pod_failure","mode":"fixed","value":-1}"#,
+            "negative count",
+        ),
     ] {
         let (status, text) = post(api, path, body).await;
         assert_eq!(status, 400, "{why}: {text}");
         assert!(text.contains("\"kind\":\"invalid_argument\""), "{why}: {text}");
     }
-    assert!(rt.faults("catalogue").unwrap().is_empty(), "bad input injects nothing");
+    assert!(
+        rt.faults("catalogue").unwrap().is_empty(),
+        "bad input injects nothing"
+    );
 
     // A good one answers the selection.
     let (status, text) = post(

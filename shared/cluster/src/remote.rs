@@ -67,7 +67,8 @@ impl RemoteCluster {
         selector: Selector,
         duration: Option<Duration>,
     ) -> Result<FaultStatus, ClusterError> {
-        let encode = |v: Result<Value, serde_json::Error>| v.map_err(|e| ClusterError::Backend(e.to_string()));
+        let encode =
+            |v: Result<Value, serde_json::Error>| v.map_err(|e| ClusterError::Backend(e.to_string()));
         let mut body = encode(serde_json::to_value(fault))?;
         let sel = encode(serde_json::to_value(selector))?;
         if let (Value::Object(map), Value::Object(sel)) = (&mut body, sel) {

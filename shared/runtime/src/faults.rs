@@ -101,7 +101,8 @@ impl Service {
             let mut st = lock(&self.state);
             let pods: Vec<(u64, String)> = st.slots.iter().map(|s| (s.uid, s.name(&self.name))).collect();
             let n = selector.count(pods.len())?;
-            let mut targets: Vec<(u64, String)> = pods.choose_multiple(&mut rand::rng(), n).cloned().collect();
+            let mut targets: Vec<(u64, String)> =
+                pods.choose_multiple(&mut rand::rng(), n).cloned().collect();
             targets.sort_by(|a, b| a.1.cmp(&b.1));
             let id = FaultId(st.next_fault_id);
             st.next_fault_id += 1;

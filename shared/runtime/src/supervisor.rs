@@ -379,7 +379,10 @@ impl Service {
         // Start what should run.
         {
             for slot in &mut st.slots {
-                if failed.contains(&slot.uid) || slot.proc.is_some() || slot.restart_at.is_some_and(|t| now < t) {
+                if failed.contains(&slot.uid)
+                    || slot.proc.is_some()
+                    || slot.restart_at.is_some_and(|t| now < t)
+                {
                     continue;
                 }
                 let name = slot.name(&self.name);
