@@ -377,29 +377,24 @@ impl Service {
         }
 
         // Start what should run.
-        {
-            for slot in &mut st.slots {
-                if failed.contains(&slot.uid)
-                    || slot.proc.is_some()
-                    || slot.restart_at.is_some_and(|t| now < t)
-                {
-                    continue;
+        for slot in &mut st.slots {
+            if failed.contains(&slot.uid) || slot.proc.is_some() || slot.restart_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            let name = slot.name(&self.name);
+            match self.spawn_replica(&name, &slot.template) {
+                Ok(p) => {
+                    slot.restart_at = None;
+                    slot.proc = Some(p);
                 }
-                let name = slot.name(&self.name);
-                match self.spawn_replica(&name, &slot.template) {
-                    Ok(p) => {
-                        slot.restart_at = None;
-                        slot.proc = Some(p);
-                    }
-                    Err(e) => {
-                        slot.failures += 1;
-                        let delay = self.backoff(slot.failures);
-                        slot.restart_at = Some(now + delay);
-                        self.event(format!(
-                            "{name} could not start: {e}; retry in {} ms",
-                            delay.as_millis()
-                        ));
-                    }
+                Err(e) => {
+                    slot.failures += 1;
+                    let delay = self.backoff(slot.failures);
+                    slot.restart_at = Some(now + delay);
+                    self.event(format!(
+                        "{name} could not start: {e}; retry in {} ms",
+                        delay.as_millis()
+                    ));
                 }
             }
         }
