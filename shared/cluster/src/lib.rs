@@ -6,7 +6,8 @@
 //! - [`Cluster`]: status, metrics, logs, scale, restart, set image/env/resources, rollback, history of one component.
 //! - [`error`]: [`ClusterError`], typed and classified by [`ClusterError::kind`].
 //! - [`validate`]: input checks every backend applies the same way (replicas, env keys, limits, windows).
-//! - [`fault`]: [`Fault`], the faults a local runtime injects, as its control API carries them.
+//! - [`fault`]: [`Fault`], the faults a local runtime injects, as its control API carries them; [`Selector`] (which
+//!   pods, as Chaos Mesh's `mode`) and [`FaultStatus`].
 //! - [`remote`]: [`RemoteCluster`], the `Cluster` of a local runtime in another process, over its control API.
 #![forbid(unsafe_code)]
 
@@ -18,7 +19,7 @@ pub mod remote;
 pub mod validate;
 
 pub use error::ClusterError;
-pub use fault::{Fault, FaultId};
+pub use fault::{Fault, FaultId, FaultStatus, FaultTarget, Mode, Selector};
 pub use remote::RemoteCluster;
 
 /// A cluster backend scoped to one component (a Deployment, or a local service).

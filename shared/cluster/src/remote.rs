@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{Cluster, ClusterError, Fault, FaultId, validate};
+use crate::{Cluster, ClusterError, Fault, FaultId, FaultStatus, Selector, validate};
 
 const MAX_ANSWER: usize = 16 << 20;
 
@@ -55,14 +55,34 @@ impl RemoteCluster {
         self
     }
 
-    /// Injects a fault into this component (experiments only; not part of [`Cluster`]).
+    /// Injects a fault into every pod of this component (experiments only; not part of [`Cluster`]).
     pub async fn inject(&self, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
-        let mut body = serde_json::to_value(fault).map_err(|e| ClusterError::Backend(e.to_string()))?;
-        if let (Some(d), Value::Object(map)) = (duration, &mut body) {
-            map.insert("duration_secs".into(), json!(d.as_secs_f64()));
+        Ok(self.inject_selected(fault, Selector::ALL, duration).await?.id)
+    }
+
+    /// Injects a fault into the pods `selector` picks among those that exist now; the answer names them.
+    pub async fn inject_selected(
+        &self,
+        fault: Fault,
+        selector: Selector,
+        duration: Option<Duration>,
+    ) -> Result<FaultStatus, ClusterError> {
+        let encode =
+            |v: Result<Value, serde_json::Error>| v.map_err(|e| ClusterError::Backend(e.to_string()));
+        let mut body = encode(serde_json::to_value(fault))?;
+        let sel = encode(serde_json::to_value(selector))?;
+        if let (Value::Object(map), Value::Object(sel)) = (&mut body, sel) {
+            map.extend(sel);
+            if let Some(d) = duration {
+                map.insert("duration_secs".into(), json!(d.as_secs_f64()));
+            }
         }
-        let v: Value = self.call(Method::POST, "faults", Some(body)).await?;
-        serde_json::from_value(v["id"].clone()).map_err(|e| ClusterError::Backend(e.to_string()))
+        self.call(Method::POST, "faults", Some(body)).await
+    }
+
+    /// The active faults of this component.
+    pub async fn faults(&self) -> Result<Vec<FaultStatus>, ClusterError> {
+        self.call(Method::GET, "faults", None).await
     }
 
     /// Clears every fault of this component; how many were active.

@@ -15,7 +15,8 @@
 //! | `POST /v1/components/{c}/env` | `{"key": "k", "value": "v"}` | `Revision` |
 //! | `POST /v1/components/{c}/resources` | `{"cpu_millis": 500, "memory_mib": 256}` | `Revision` |
 //! | `POST /v1/components/{c}/rollback` | | `Revision` |
-//! | `POST /v1/components/{c}/faults` | `Fault` + optional `"duration_secs"` | `{"id": n}` |
+//! | `GET /v1/components/{c}/faults` | | `[FaultStatus]` (active faults) |
+//! | `POST /v1/components/{c}/faults` | `Fault` + optional `"mode"`, `"value"` (a `Selector`), `"duration_secs"` | `FaultStatus` (with `"id"` and the selected pods) |
 //! | `DELETE /v1/components/{c}/faults` | | `{"cleared": n}` |
 //!
 //! Errors answer `{"kind": ClusterError::kind, "message": "..."}` with 400 (bad input), 404 (unknown component),
@@ -25,7 +26,7 @@ use std::convert::Infallible;
 use std::sync::Weak;
 use std::time::Duration;
 
-use acv_cluster::{Cluster, ClusterError, Fault};
+use acv_cluster::{Cluster, ClusterError, Fault, Mode, Selector};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -72,6 +73,10 @@ struct ResourcesBody {
 struct FaultBody {
     #[serde(flatten)]
     fault: Fault,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    value: Option<u32>,
     #[serde(default)]
     duration_secs: Option<f64>,
 }
@@ -227,8 +232,13 @@ async fn route(req: Request<Incoming>, rt: &LocalRuntime) -> Result<Value, Clust
                             ));
                         }
                     };
-                    Ok(json!({"id": rt.inject(name, b.fault, duration)?}))
+                    let selector = Selector {
+                        mode: b.mode,
+                        value: b.value,
+                    };
+                    to_json(&rt.inject_selected(name, b.fault, selector, duration)?)
                 }
+                (Method::GET, "faults") => to_json(&rt.faults(name)?),
                 (Method::DELETE, "faults") => Ok(json!({"cleared": rt.clear_faults(name)?})),
                 (m, a) => Err(ClusterError::invalid("request", format!("no route {m} .../{a}"))),
             }

@@ -1,10 +1,16 @@
-//! Faults applied by the local runtime (the [`Fault`] type itself is the control API's, in `acv-cluster`): pod
-//! failure stops every replica, CPU/memory stress runs a stressor process next to each replica (counted in its
-//! usage), added latency is applied by the front. Faults may expire; each has an id to clear it early.
+//! Faults applied by the local runtime (the [`Fault`] type itself is the control API's, in `acv-cluster`), as
+//! Chaos Mesh applies them under a label selector: at injection the [`Selector`] picks pods among those that exist
+//! (at random, like Chaos Mesh), and only those pods are faulty until the fault ends or is cleared. Pod failure
+//! keeps the selected pods' processes down, CPU/memory stress runs a stressor process next to each selected
+//! replica (counted in its usage), added latency delays the requests the front sends to a selected replica. A pod
+//! created later (scale-out, rollout, restart) is a new pod, so it is clean; a selected pod whose process crashes
+//! and restarts in place is still the same pod and stays faulty.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use acv_cluster::{ClusterError, Fault, FaultId};
+use acv_cluster::{ClusterError, Fault, FaultId, FaultStatus, FaultTarget, Selector};
+use rand::seq::IndexedRandom;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -15,7 +21,35 @@ use crate::supervisor::{Service, ServiceState, Stressor, lock};
 pub(crate) struct ActiveFault {
     pub id: FaultId,
     pub fault: Fault,
+    pub selector: Selector,
+    /// The pods chosen at injection: uid and name.
+    pub targets: Vec<(u64, String)>,
     pub until: Option<Instant>,
+}
+
+// === impl ActiveFault ===
+
+impl ActiveFault {
+    pub(crate) fn hits(&self, uid: u64) -> bool {
+        self.targets.iter().any(|(t, _)| *t == uid)
+    }
+
+    fn status(&self, st: &ServiceState, now: Instant) -> FaultStatus {
+        FaultStatus {
+            id: self.id,
+            fault: self.fault,
+            selector: self.selector,
+            targets: self
+                .targets
+                .iter()
+                .map(|(uid, pod)| FaultTarget {
+                    pod: pod.clone(),
+                    replaced: !st.slots.iter().any(|s| s.uid == *uid),
+                })
+                .collect(),
+            remaining_secs: self.until.map(|u| u.saturating_duration_since(now).as_secs_f64()),
+        }
+    }
 }
 
 /// Arguments appended to the stressor command for `fault`.
@@ -48,8 +82,14 @@ pub(crate) fn added_latency(fault: &Fault) -> Duration {
 // === impl Service ===
 
 impl Service {
-    /// Injects a fault; it ends after `duration` if given.
-    pub fn inject(&self, fault: Fault, duration: Option<Duration>) -> Result<FaultId, ClusterError> {
+    /// Injects a fault into the pods `selector` picks among those that exist now; it ends after `duration` if
+    /// given.
+    pub fn inject(
+        &self,
+        fault: Fault,
+        selector: Selector,
+        duration: Option<Duration>,
+    ) -> Result<FaultStatus, ClusterError> {
         fault.validate()?;
         if fault.is_stress() && self.shared.stressor.is_none() {
             return Err(ClusterError::invalid(
@@ -57,20 +97,46 @@ impl Service {
                 "the runtime file declares no stressor command",
             ));
         }
-        let id = {
+        let status = {
             let mut st = lock(&self.state);
+            let pods: Vec<(u64, String)> = st.slots.iter().map(|s| (s.uid, s.name(&self.name))).collect();
+            let n = selector.count(pods.len())?;
+            let mut targets: Vec<(u64, String)> =
+                pods.choose_multiple(&mut rand::rng(), n).cloned().collect();
+            targets.sort_by(|a, b| a.1.cmp(&b.1));
             let id = FaultId(st.next_fault_id);
             st.next_fault_id += 1;
-            st.faults.push(ActiveFault {
+            let now = Instant::now();
+            let active = ActiveFault {
                 id,
                 fault,
-                until: duration.map(|d| Instant::now() + d),
-            });
-            id
+                selector,
+                targets,
+                until: duration.map(|d| now + d),
+            };
+            let status = active.status(&st, now);
+            st.faults.push(active);
+            status
         };
-        self.event(format!("fault {} injected: {fault:?} for {duration:?}", id.0));
+        let names: Vec<&str> = status.targets.iter().map(|t| t.pod.as_str()).collect();
+        self.event(format!(
+            "fault {} injected: {fault:?} into {} for {duration:?}",
+            status.id.0,
+            names.join(", ")
+        ));
         self.wake.notify_one();
-        Ok(id)
+        Ok(status)
+    }
+
+    /// The active faults.
+    pub fn faults(&self) -> Vec<FaultStatus> {
+        let st = lock(&self.state);
+        let now = Instant::now();
+        st.faults
+            .iter()
+            .filter(|f| f.until.is_none_or(|u| u > now))
+            .map(|f| f.status(&st, now))
+            .collect()
     }
 
     /// Clears faults matching `which` (all if `None`); returns how many were cleared.
@@ -88,18 +154,33 @@ impl Service {
         n
     }
 
-    /// Drops the faults that ran out and hands the front the added latency of those left.
+    /// Drops the faults that ran out.
     pub(crate) fn expire_faults(&self, st: &mut ServiceState, now: Instant) {
-        let before = st.faults.len();
-        st.faults.retain(|f| f.until.is_none_or(|u| u > now));
-        if st.faults.len() != before {
-            self.event(format!("{} fault(s) expired", before - st.faults.len()));
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.faults)
+            .into_iter()
+            .partition(|f| f.until.is_some_and(|u| u <= now));
+        st.faults = kept;
+        for f in gone {
+            self.event(format!("fault {} expired: {:?}", f.id.0, f.fault));
         }
-        let latency = st.faults.iter().map(|f| added_latency(&f.fault)).sum();
-        self.front.set_extra_latency(latency);
     }
 
-    /// Starts and stops stressor processes so that each running replica has one per active stress fault.
+    /// Added latency per pod uid, for the front.
+    pub(crate) fn latency_by_pod(st: &ServiceState) -> BTreeMap<u64, Duration> {
+        let mut out = BTreeMap::new();
+        for f in &st.faults {
+            let d = added_latency(&f.fault);
+            if d > Duration::ZERO {
+                for (uid, _) in &f.targets {
+                    *out.entry(*uid).or_default() += d;
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts and stops stressor processes so that each running replica has one per active stress fault that
+    /// selected its pod.
     pub(crate) fn reconcile_stressors(&self, st: &mut ServiceState) {
         let stress: Vec<ActiveFault> = st
             .faults
@@ -126,7 +207,7 @@ impl Service {
             if slot.proc.is_none() {
                 continue;
             }
-            for f in &stress {
+            for f in stress.iter().filter(|f| f.hits(slot.uid)) {
                 if slot.stressors.iter().any(|s| s.fault == f.id) {
                     continue;
                 }

@@ -33,9 +33,9 @@ pub const BUCKETS: [f64; 30] = [
 /// Routing state of one front, shared with the supervisor.
 #[derive(Debug, Default)]
 pub struct FrontState {
-    backends: RwLock<Arc<Vec<SocketAddr>>>,
+    /// Ready replicas and the latency added to requests sent to each (the added-latency fault).
+    backends: RwLock<Arc<Vec<(SocketAddr, Duration)>>>,
     next: AtomicUsize,
-    extra_latency_ms: AtomicU64,
     forwarded: AtomicU64,
     unavailable: AtomicU64,
     requests: Mutex<BTreeMap<u16, Series>>,
@@ -52,27 +52,25 @@ struct Series {
 // === impl FrontState ===
 
 impl FrontState {
-    /// Replaces the set of ready replicas.
-    pub fn set_backends(&self, mut addrs: Vec<SocketAddr>) {
-        addrs.sort();
+    /// Replaces the set of ready replicas (no added latency).
+    pub fn set_backends(&self, addrs: Vec<SocketAddr>) {
+        self.set_routes(addrs.into_iter().map(|a| (a, Duration::ZERO)).collect());
+    }
+
+    /// Replaces the set of ready replicas, each with the latency added to the requests sent to it (the
+    /// added-latency fault on that pod).
+    pub fn set_routes(&self, mut routes: Vec<(SocketAddr, Duration)>) {
+        routes.sort();
         if let Ok(mut b) = self.backends.write()
-            && **b != addrs
+            && **b != routes
         {
-            *b = Arc::new(addrs);
+            *b = Arc::new(routes);
         }
     }
 
-    /// The ready replicas requests go to.
-    pub fn backends(&self) -> Arc<Vec<SocketAddr>> {
+    /// The ready replicas requests go to, with their added latency.
+    pub fn backends(&self) -> Arc<Vec<(SocketAddr, Duration)>> {
         self.backends.read().map(|b| Arc::clone(&b)).unwrap_or_default()
-    }
-
-    /// Sets the latency added to every request (the added-latency fault).
-    pub fn set_extra_latency(&self, d: Duration) {
-        self.extra_latency_ms.store(
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
     }
 
     /// `(forwarded, answered 503 for lack of a ready replica)` so far.
@@ -136,7 +134,7 @@ impl FrontState {
         set
     }
 
-    fn pick(&self) -> Option<SocketAddr> {
+    fn pick(&self) -> Option<(SocketAddr, Duration)> {
         let list = self.backends();
         if list.is_empty() {
             return None;
@@ -201,10 +199,6 @@ async fn answer(
     state: &FrontState,
     client: Client<HttpConnector, Full<Bytes>>,
 ) -> Response<Body> {
-    let extra = state.extra_latency_ms.load(Ordering::Relaxed);
-    if extra > 0 {
-        tokio::time::sleep(Duration::from_millis(extra)).await;
-    }
     let (parts, body) = req.into_parts();
     let Ok(body) = Limited::new(body, MAX_REQUEST_BODY)
         .collect()
@@ -219,10 +213,13 @@ async fn answer(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let attempts = state.backends().len().clamp(1, MAX_ATTEMPTS);
     for _ in 0..attempts {
-        let Some(addr) = state.pick() else {
+        let Some((addr, delay)) = state.pick() else {
             state.unavailable.fetch_add(1, Ordering::Relaxed);
             return plain(StatusCode::SERVICE_UNAVAILABLE, "no ready replica\n");
         };
+        if delay > Duration::ZERO {
+            tokio::time::sleep(delay).await;
+        }
         let mut out = Request::new(Full::new(body.clone()));
         let Ok(uri) = format!("http://{addr}{path}").parse() else {
             return plain(StatusCode::BAD_REQUEST, "bad request target\n");

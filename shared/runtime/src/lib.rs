@@ -54,7 +54,7 @@ pub mod spec;
 mod supervisor;
 pub mod window;
 
-pub use acv_cluster::{Fault, FaultId};
+pub use acv_cluster::{Fault, FaultId, FaultStatus, FaultTarget, Mode, Selector};
 pub use cluster::{LocalCluster, is_crashlooping};
 pub use spec::{RuntimeSpec, ServiceSpec, Settings, Strategy};
 
@@ -71,6 +71,9 @@ pub struct LocalRuntime {
 pub struct ReplicaInfo {
     /// `NAME-N`.
     pub name: String,
+    /// Unique per pod of the service: a pod replacing another one (rollout, restart, scale-out) gets a new one,
+    /// a process restarted in place keeps it.
+    pub uid: u64,
     /// The process, if one runs.
     pub pid: Option<u32>,
     /// Where it listens, if it runs.
@@ -192,6 +195,7 @@ impl LocalRuntime {
             .iter()
             .map(|s| ReplicaInfo {
                 name: s.name(&svc.name),
+                uid: s.uid,
                 pid: s.proc.as_ref().map(|p| p.pid),
                 addr: s.proc.as_ref().map(|p| p.addr),
                 ready: s.proc.as_ref().is_some_and(|p| p.ready),
@@ -206,14 +210,31 @@ impl LocalRuntime {
         Ok(self.service(name)?.front.counts())
     }
 
-    /// Injects `fault` into service `name`, ending after `duration` if given.
+    /// Injects `fault` into every pod of service `name`, ending after `duration` if given.
     pub fn inject(
         &self,
         name: &str,
         fault: Fault,
         duration: Option<Duration>,
     ) -> Result<FaultId, ClusterError> {
-        self.service(name)?.inject(fault, duration)
+        Ok(self.service(name)?.inject(fault, Selector::ALL, duration)?.id)
+    }
+
+    /// Injects `fault` into the pods of service `name` that `selector` picks among those that exist now (pods
+    /// created later are clean), ending after `duration` if given. The answer names the pods.
+    pub fn inject_selected(
+        &self,
+        name: &str,
+        fault: Fault,
+        selector: Selector,
+        duration: Option<Duration>,
+    ) -> Result<FaultStatus, ClusterError> {
+        self.service(name)?.inject(fault, selector, duration)
+    }
+
+    /// The active faults of service `name`.
+    pub fn faults(&self, name: &str) -> Result<Vec<FaultStatus>, ClusterError> {
+        Ok(self.service(name)?.faults())
     }
 
     /// Clears one fault of service `name`; returns whether it was active.

@@ -91,10 +91,12 @@ impl Service {
                 .any(|s| s.index == index && s.template == *template)
             {
                 if !old_left {
-                    st.slots.push(Slot::new(index, template.clone(), false));
+                    let slot = st.new_slot(index, template.clone(), false);
+                    st.slots.push(slot);
                 } else if surging == 0 {
                     // maxSurge 1: one new pod at a time next to a serving old one.
-                    st.slots.push(Slot::new(index, template.clone(), true));
+                    let slot = st.new_slot(index, template.clone(), true);
+                    st.slots.push(slot);
                 }
             }
         }

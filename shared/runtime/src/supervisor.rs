@@ -2,7 +2,7 @@
 //! status. Roll-outs are in [`rollout`](crate::rollout), faults in [`faults`](crate::faults), the sampler in
 //! [`sampling`](crate::sampling). All state sits behind one std mutex that is never held across an await.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,11 +66,16 @@ pub(crate) struct ServiceState {
     pub slots: Vec<Slot>,
     pub faults: Vec<ActiveFault>,
     pub next_fault_id: u64,
+    /// The uid the next pod gets.
+    pub next_uid: u64,
 }
 
 /// One pod: the replica ordinal it serves, its template, its process if any, and its restart history. During a
 /// rolling update an ordinal has two pods: the old one and a `surge` pod of the new template.
 pub(crate) struct Slot {
+    /// Unique per pod of the service: a pod that replaces another one at the same ordinal gets a new uid (faults
+    /// target uids, so they stay with the pods they were injected into).
+    pub uid: u64,
     pub index: u32,
     /// A pod of the new template started next to the old one (named `NAME-N-next` until it takes over).
     pub surge: bool,
@@ -134,8 +139,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // === impl Slot ===
 
 impl Slot {
-    pub(crate) fn new(index: u32, template: Template, surge: bool) -> Self {
+    fn new(uid: u64, index: u32, template: Template, surge: bool) -> Self {
         Slot {
+            uid,
             index,
             surge,
             template,
@@ -182,8 +188,20 @@ impl ServiceState {
         }
     }
 
-    pub fn pod_failure(&self) -> bool {
-        self.faults.iter().any(|f| f.fault == Fault::PodFailure)
+    /// A new pod (with a fresh uid) for ordinal `index`.
+    pub fn new_slot(&mut self, index: u32, template: Template, surge: bool) -> Slot {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        Slot::new(uid, index, template, surge)
+    }
+
+    /// The uids of the pods an active pod-failure fault selected.
+    pub fn failed_pods(&self) -> BTreeSet<u64> {
+        self.faults
+            .iter()
+            .filter(|f| f.fault == Fault::PodFailure)
+            .flat_map(|f| f.targets.iter().map(|(uid, _)| *uid))
+            .collect()
     }
 }
 
@@ -206,6 +224,7 @@ impl Service {
             slots: Vec::new(),
             faults: Vec::new(),
             next_fault_id: 1,
+            next_uid: 1,
         };
         Service {
             name: spec.name.clone(),
@@ -287,14 +306,14 @@ impl Service {
     }
 
     fn route(&self, st: &ServiceState) {
+        let latency = Self::latency_by_pod(st);
         let ready = st
             .slots
             .iter()
-            .filter_map(|s| s.proc.as_ref())
-            .filter(|p| p.ready)
-            .map(|p| p.addr)
+            .filter_map(|s| s.proc.as_ref().filter(|p| p.ready).map(|p| (s.uid, p.addr)))
+            .map(|(uid, addr)| (addr, latency.get(&uid).copied().unwrap_or_default()))
             .collect();
-        self.front.set_backends(ready);
+        self.front.set_routes(ready);
     }
 
     fn backoff(&self, failures: u32) -> Duration {
@@ -306,7 +325,6 @@ impl Service {
     fn reconcile_locked(&self, st: &mut ServiceState) -> Vec<ProbeTarget> {
         let now = Instant::now();
         self.expire_faults(st, now);
-        let pod_failure = st.pod_failure();
 
         // Reap replicas that exited.
         for slot in &mut st.slots {
@@ -340,45 +358,43 @@ impl Service {
         }
         for index in 0..desired {
             if !st.slots.iter().any(|s| s.index == index) {
-                st.slots.push(Slot::new(index, template.clone(), false));
+                let slot = st.new_slot(index, template.clone(), false);
+                st.slots.push(slot);
             }
         }
 
         // Roll out the current template, ordinal by ordinal.
         self.roll_out(st, &template);
 
-        // Pod failure: nothing runs, nothing restarts.
-        if pod_failure {
-            for slot in &mut st.slots {
-                let name = slot.name(&self.name);
-                if let Some(p) = slot.proc.take() {
-                    self.kill_now(p.child, p.pid, &format!("{name} failed (pod-failure fault)"));
-                }
-                slot.restart_at = None;
+        // Pod failure: in the selected pods nothing runs and nothing restarts.
+        let failed = st.failed_pods();
+        for slot in st.slots.iter_mut().filter(|s| failed.contains(&s.uid)) {
+            let name = slot.name(&self.name);
+            if let Some(p) = slot.proc.take() {
+                self.kill_now(p.child, p.pid, &format!("{name} failed (pod-failure fault)"));
             }
+            slot.restart_at = None;
         }
 
         // Start what should run.
-        if !pod_failure {
-            for slot in &mut st.slots {
-                if slot.proc.is_some() || slot.restart_at.is_some_and(|t| now < t) {
-                    continue;
+        for slot in &mut st.slots {
+            if failed.contains(&slot.uid) || slot.proc.is_some() || slot.restart_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            let name = slot.name(&self.name);
+            match self.spawn_replica(&name, &slot.template) {
+                Ok(p) => {
+                    slot.restart_at = None;
+                    slot.proc = Some(p);
                 }
-                let name = slot.name(&self.name);
-                match self.spawn_replica(&name, &slot.template) {
-                    Ok(p) => {
-                        slot.restart_at = None;
-                        slot.proc = Some(p);
-                    }
-                    Err(e) => {
-                        slot.failures += 1;
-                        let delay = self.backoff(slot.failures);
-                        slot.restart_at = Some(now + delay);
-                        self.event(format!(
-                            "{name} could not start: {e}; retry in {} ms",
-                            delay.as_millis()
-                        ));
-                    }
+                Err(e) => {
+                    slot.failures += 1;
+                    let delay = self.backoff(slot.failures);
+                    slot.restart_at = Some(now + delay);
+                    self.event(format!(
+                        "{name} could not start: {e}; retry in {} ms",
+                        delay.as_millis()
+                    ));
                 }
             }
         }
@@ -502,7 +518,7 @@ impl Service {
     pub fn status(&self) -> ComponentStatus {
         let st = lock(&self.state);
         let grace = Duration::from_millis(self.shared.settings.startup_grace_ms);
-        let pod_failure = st.pod_failure();
+        let failed = st.failed_pods();
         let replicas: Vec<ReplicaStatus> = st
             .slots
             .iter()
@@ -511,7 +527,7 @@ impl Service {
                     Some(p) if p.ready => ReplicaState::Ready,
                     Some(p) if p.was_ready || p.started.elapsed() > grace => ReplicaState::NotReady,
                     Some(_) => ReplicaState::Starting,
-                    None if pod_failure => ReplicaState::NotReady,
+                    None if failed.contains(&s.uid) => ReplicaState::NotReady,
                     None if s.restart_at.is_some() => ReplicaState::CrashLoopBackOff,
                     None => ReplicaState::Starting,
                 };
