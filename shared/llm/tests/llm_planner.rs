@@ -6,13 +6,15 @@ mod support;
 use std::time::Duration;
 
 use acv_llm::{
-    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, PlanError, PlannedStep, Planner, drive,
+    Backend, ChatClient, LlmConfig, LlmPlanner, MaintainerContext, PlanError, PlannedStep,
+    Planner, drive,
     session::{Executor, StepResult},
     testserver::{Reply, ScriptedServer},
 };
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, MetricsSnapshot, Objective, ReportStatus, SloMetric,
-    StepOutcome, TaskSpec,
+    Measurement,
+    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, StepOutcome,
+    TaskSpec,
 };
 use serde_json::json;
 use support::{FakeHost, Model, healthy_state};

@@ -8,8 +8,9 @@ use acv_llm::{
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, MetricsSnapshot, Objective, ReportStatus, SloMetric,
-    SloPolicy, StepOutcome, StepRecord, TaskSpec, Violation,
+    Measurement,
+    Comparison, ComponentName, Goal, MetricsSnapshot, Objective, ReportStatus, SloMetric, SloPolicy,
+    StepOutcome, StepRecord, TaskSpec, Violation,
 };
 use serde_json::json;
 use support::{FakeHost, Model, assert_parses, healthy_state, run_fake};

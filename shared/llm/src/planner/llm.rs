@@ -5,12 +5,13 @@
 //! task, observation, every step with its output), so a repeated turn is a cache hit when a cache seed is set.
 
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, TaskSpec,
-    check_objectives,
+    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, TaskSpec, check_objectives,
 };
 use serde::Deserialize;
 
-use super::{FinalReport, Judgement, MaintainerContext, Plan, PlanError, PlannedStep, Planner, Subtask};
+use super::{
+    FinalReport, Judgement, MaintainerContext, Plan, PlanError, PlannedStep, Planner, Subtask,
+};
 use crate::{
     client::{ChatClient, ChatMessage, ChatRequest, UsageTotals},
     prompts,

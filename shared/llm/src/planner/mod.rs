@@ -14,8 +14,8 @@
 //! [`Planner::judge`] decides from measured [`MetricsSnapshot`]s whether the goal is reached.
 
 use acv_protocol::{
-    ComponentName, ComponentStatus, Goal, Measurement, Mechanism, MetricsSnapshot, Objective, ReportStatus,
-    Revision, SloMetric, SloPolicy, StepRecord, TaskSpec, Violation,
+    ComponentName, ComponentStatus, Goal, Measurement, Mechanism, MetricsSnapshot, Objective, ReportStatus, Revision,
+    SloMetric, SloPolicy, StepRecord, TaskSpec, Violation,
 };
 use serde::{Deserialize, Serialize};
 

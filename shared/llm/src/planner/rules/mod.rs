@@ -15,14 +15,14 @@
 //! Manager rules split a goal over the components it names and judge it from measurements.
 
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, StepOutcome,
-    StepRecord, TaskSpec, Violation, check_health, check_objectives, describe_objective, describe_violation,
-    measured_value, metric_name,
+    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, StepOutcome, StepRecord,
+    TaskSpec, Violation, check_health, check_objectives, describe_objective, describe_violation, measured_value,
+    metric_name,
 };
 
 use super::{
-    FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner,
-    SafetyMode, Subtask, Trigger,
+    FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner, SafetyMode,
+    Subtask, Trigger,
 };
 use crate::client::UsageTotals;
 
