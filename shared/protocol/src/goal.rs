@@ -681,7 +681,7 @@ mod tests {
             "spec": {
                 "text": "Reduce the total P99 latency of Catalogue and Front-end to under 400 ms.",
                 "objectives": [{"components": ["catalogue", "front-end"], "metric": "p99_latency_ms",
-                                "comparison": "below", "threshold": 400, "combine": "total"}],
+                                "comparison": "below", "threshold": 400.0, "combine": "total"}],
                 "deadlineSeconds": 600
             }
         });
