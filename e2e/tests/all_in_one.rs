@@ -25,7 +25,16 @@ async fn one_process_runs_a_task_and_stops_cleanly() {
             "catalogue",
         ])
         .args(["--watch-interval", "0", "--settle", "200ms", "--timeout", "60s"])
-        .args(["--guest", concat!(env!("CARGO_MANIFEST_DIR"), "/../sandbox/guest/build/acv-guest.wasm")])
+        .args(["--manager-api", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(std::env::temp_dir().join(format!("acv-all-in-one-{}", std::process::id())))
+        .args([
+            "--guest",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../sandbox/guest/build/acv-guest.wasm"
+            ),
+        ])
         .args(["--task", "Scale replicas to 2 for your microservice component."])
         .arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")))
         .env("RUST_LOG", "warn");

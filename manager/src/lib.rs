@@ -1,13 +1,20 @@
-//! The acv manager: takes goals and tasks from people, assigns them to sidecars over the bus and collects their
-//! reports. This first cut carries tasks (mechanism 1 via the manager's client) and keeps a registry of sidecars;
-//! goal decomposition and SLO verification build on it.
+//! The acv manager (mechanism 2): takes declarative goals from people, decomposes them into per-component
+//! subtasks, assigns them to sidecars over the bus, and decides by its own measurements whether a goal is achieved,
+//! re-planning up to a round limit. Goals, subtasks and events are durable (SQLite or PostgreSQL), so a manager
+//! killed mid-goal resumes it.
 //!
 //! # Layout
-//! - [`client`]: send a task to a component and wait for its report (used by `acv-manager task send`).
-//! - [`registry`]: which sidecars exist, from their register and heartbeat broadcasts.
-//! - [`server`]: the long-running manager loop.
+//! - [`engine`]: the goal lifecycle (plan, assign with retries and deadlines, verify, re-plan), bus listener.
+//! - [`store`]: the [`store::Store`] trait and its SQLite/PostgreSQL implementation with migrations.
+//! - [`measure`]: how the manager measures components (the local runtime's API).
+//! - [`api`]: the HTTP JSON + SSE API `acvctl` speaks.
+//! - [`registry`]: which sidecars exist and whether they are live, from their register and heartbeat broadcasts.
+//! - [`client`]: send a task to a component directly over the bus and wait for its report (`acv-manager task send`).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod client;
+pub mod engine;
+pub mod measure;
 pub mod registry;
-pub mod server;
+pub mod store;

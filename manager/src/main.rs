@@ -1,12 +1,16 @@
-//! `acv-manager`: runs the manager (`serve`) or acts as its command-line client (`task send`, `bus dead-letters`).
+//! `acv-manager`: runs the manager (`serve`: goal engine, store, HTTP API) or talks to sidecars directly over the
+//! bus (`task send`, `bus dead-letters`). People use `acvctl`, the API's client.
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use acv_bus::{BusConfig, Transport};
 use acv_core::{env::ProcessEnv, readiness::Readiness};
 use acv_manager::{
     client::{Client, ClientError},
+    engine::{Engine, EngineConfig},
+    measure::{Measurer, NoMeasurer, RuntimeMeasurer},
     registry::Registry,
+    store::{SqlStore, Store},
 };
 use acv_protocol::{ComponentName, ReportStatus};
 use acv_telemetry::{LogFormat, admin};
@@ -36,12 +40,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the manager: registry of sidecars, reports and issues.
-    Serve {
-        /// Admin server (/live, /ready, /metrics) address.
-        #[arg(long, env = "ACV_MANAGER_ADMIN_ADDR", default_value = "127.0.0.1:9990")]
-        admin_addr: SocketAddr,
-    },
+    /// Run the manager: goal engine, store, HTTP API, registry of sidecars.
+    Serve(Box<ServeArgs>),
     /// Tasks for sidecars.
     Task {
         #[command(subcommand)]
@@ -52,6 +52,52 @@ enum Command {
         #[command(subcommand)]
         command: BusCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Admin server (/live, /ready, /metrics) address.
+    #[arg(long, env = "ACV_MANAGER_ADMIN_ADDR", default_value = "127.0.0.1:9990")]
+    admin_addr: SocketAddr,
+    /// HTTP API address (acvctl talks to it). Beyond loopback a token is required.
+    #[arg(long, env = "ACV_MANAGER_API_ADDR", default_value = "127.0.0.1:9080")]
+    api_addr: SocketAddr,
+    /// Bearer token the API requires (required when --api-addr is not loopback).
+    #[arg(long, env = "ACV_MANAGER_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Directory of the embedded SQLite store (manager.db).
+    #[arg(long, env = "ACV_MANAGER_STATE_DIR", default_value = "acv-manager-state")]
+    state_dir: PathBuf,
+    /// PostgreSQL URL (postgres://...) instead of the SQLite file, for a manager that must survive its node.
+    #[arg(long, env = "ACV_MANAGER_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Control API of the local runtime (acv-local) the manager measures components through.
+    #[arg(long, env = "ACV_RUNTIME_API")]
+    runtime_api: Option<SocketAddr>,
+    /// Measure through Kubernetes/Prometheus (not implemented in the manager yet).
+    #[arg(long, conflicts_with = "runtime_api")]
+    kube: bool,
+    /// Metrics window the manager verifies goals on, seconds.
+    #[arg(long, default_value_t = 15.0)]
+    metrics_window: f64,
+    /// Deadline of goals that give none.
+    #[arg(long, default_value = "10m", value_parser = acv_core::env::parse_duration)]
+    default_deadline: Duration,
+    /// Assign/verify rounds of goals that give none.
+    #[arg(long, default_value_t = 3)]
+    max_rounds: u32,
+    /// How long one attempt of a subtask may take.
+    #[arg(long, default_value = "3m", value_parser = acv_core::env::parse_duration)]
+    subtask_timeout: Duration,
+    /// Attempts per subtask.
+    #[arg(long, default_value_t = 2)]
+    max_attempts: u32,
+    /// A sidecar is live when its last heartbeat is at most this old.
+    #[arg(long, default_value = "35s", value_parser = acv_core::env::parse_duration)]
+    liveness: Duration,
+    /// Wait after the last answer before measuring.
+    #[arg(long, default_value = "5s", value_parser = acv_core::env::parse_duration)]
+    settle: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,29 +158,7 @@ async fn run(command: Command, bus_config: BusConfig) -> anyhow::Result<ExitCode
         .await
         .with_context(|| format!("connecting the {} bus", bus_config.transport))?;
     match command {
-        Command::Serve { admin_addr } => {
-            let readiness = Readiness::default();
-            let shutdown = CancellationToken::new();
-            let metrics = acv_telemetry::metrics::install_prometheus().ok();
-            let state = admin::AdminState {
-                readiness: readiness.clone(),
-                metrics,
-            };
-            let (_, admin_server) =
-                admin::bind(admin_addr, state, shutdown.clone().cancelled_owned()).await?;
-            let admin_task = tokio::spawn(admin_server);
-            let registry = Arc::new(RwLock::new(Registry::default()));
-            let server = tokio::spawn(acv_manager::server::run(bus, registry, shutdown.clone()));
-            readiness.set(true);
-            if let Err(error) = tokio::signal::ctrl_c().await {
-                tracing::warn!(%error, "Cannot wait for Ctrl-C; shutting down.");
-            }
-            tracing::info!("Shutting down.");
-            shutdown.cancel();
-            server.await.context("manager task")?.context("manager loop")?;
-            admin_task.await.context("admin server task")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(args) => serve(*args, bus).await,
         Command::Task {
             command:
                 TaskCommand::Send {
@@ -186,6 +210,102 @@ async fn run(command: Command, bus_config: BusConfig) -> anyhow::Result<ExitCode
             eprintln!("{} dead letter(s)", letters.len());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<ExitCode> {
+    if !args.api_addr.ip().is_loopback() && args.api_token.as_deref().is_none_or(str::is_empty) {
+        anyhow::bail!(
+            "--api-addr {} is beyond loopback: set --api-token (or ACV_MANAGER_TOKEN) so the API requires it",
+            args.api_addr
+        );
+    }
+    let measurer: Arc<dyn Measurer> = match (args.runtime_api, args.kube) {
+        (Some(api), _) => Arc::new(RuntimeMeasurer::new(api, args.metrics_window)),
+        (None, true) => {
+            anyhow::bail!("--kube: measuring through Kubernetes is not implemented in the manager yet")
+        }
+        (None, false) => {
+            tracing::warn!(
+                "No metrics backend (--runtime-api): goals cannot be verified and will end failed."
+            );
+            Arc::new(NoMeasurer)
+        }
+    };
+    let store: Arc<dyn Store> = match &args.database_url {
+        Some(url) => Arc::new(
+            SqlStore::connect(url, None)
+                .await
+                .context("opening the PostgreSQL store")?,
+        ),
+        None => Arc::new(
+            SqlStore::open_sqlite(&args.state_dir)
+                .await
+                .with_context(|| format!("opening the SQLite store under {}", args.state_dir.display()))?,
+        ),
+    };
+    let config = EngineConfig {
+        default_deadline: args.default_deadline,
+        max_rounds: args.max_rounds.max(1),
+        subtask_timeout: args.subtask_timeout,
+        max_attempts: args.max_attempts.max(1),
+        liveness: args.liveness,
+        settle: args.settle,
+        ..EngineConfig::default()
+    };
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let metrics = acv_telemetry::metrics::install_prometheus().ok();
+    let state = admin::AdminState {
+        readiness: readiness.clone(),
+        metrics,
+    };
+    let (_, admin_server) = admin::bind(args.admin_addr, state, shutdown.clone().cancelled_owned()).await?;
+    let admin_task = tokio::spawn(admin_server);
+    let registry = Arc::new(RwLock::new(Registry::default()));
+    let engine = Engine::new(store, bus, registry, measurer, config);
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("binding the API on {}", args.api_addr))?;
+    let local = listener.local_addr()?;
+    let router = acv_manager::api::router(engine.clone(), args.api_token.clone());
+    let api_shutdown = shutdown.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(api_shutdown.cancelled_owned())
+            .await
+    });
+    let engine_task = tokio::spawn(engine.run(shutdown.clone()));
+    readiness.set(true);
+    tracing::info!(api = %local, "Manager API listening.");
+    println!("acv-manager API on http://{local}");
+    wait_for_signal().await;
+    tracing::info!("Shutting down.");
+    shutdown.cancel();
+    engine_task.await.context("engine task")?.context("engine loop")?;
+    api_task.await.context("API task")?.context("API server")?;
+    admin_task.await.context("admin server task")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot wait for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => if let Err(error) = r {
+            tracing::warn!(%error, "Cannot wait for Ctrl-C.");
+            std::future::pending::<()>().await;
+        },
+        () = term => {}
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use acv_protocol::{Body, ComponentName, Envelope};
 
 /// What is known about one sidecar.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Entry {
     /// Planner reported at registration.
     pub planner: String,
@@ -71,6 +71,23 @@ impl Registry {
             .filter(|(_, e)| now_ms.saturating_sub(e.last_seen_ms) <= max_age_ms)
             .map(|(c, _)| c)
             .collect()
+    }
+
+    /// Whether `component` was seen within `max_age_ms` of `now_ms`.
+    pub fn is_live(&self, component: &ComponentName, now_ms: u64, max_age_ms: u64) -> bool {
+        self.entries
+            .get(component)
+            .is_some_and(|e| now_ms.saturating_sub(e.last_seen_ms) <= max_age_ms)
+    }
+
+    /// Every component ever seen, live or not.
+    pub fn known(&self) -> Vec<ComponentName> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = (&ComponentName, &Entry)> {
+        self.entries.iter()
     }
 
     /// One component's entry.

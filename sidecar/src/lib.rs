@@ -16,8 +16,8 @@ pub mod caps;
 pub mod config;
 pub mod exec;
 pub mod handler;
-pub mod run;
 pub mod peer;
+pub mod run;
 pub mod watch;
 
 pub use agent::Agent;

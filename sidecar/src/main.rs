@@ -113,9 +113,10 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
             ..Default::default()
         });
         let server_tls = acv_pki::server_config(tls).context("peer TLS server")?;
-        let (bound, _stats, server) = peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
-            .await
-            .with_context(|| format!("binding the peer API on {addr}"))?;
+        let (bound, _stats, server) =
+            peer::server::bind(addr, server_tls, Arc::new(service), shutdown.clone())
+                .await
+                .with_context(|| format!("binding the peer API on {addr}"))?;
         tokio::spawn(server);
         let url = config
             .peer_url
@@ -165,9 +166,11 @@ async fn build_handler(config: &SidecarConfig, peers: Arc<dyn Peers>) -> anyhow:
     let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), peers, || {
         // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
         // released when idle.
-        let sandbox_config =
-            acv_sandbox::guest::installed_config(config.guest.as_deref(), config.sandbox_cache_dir.as_deref())
-                .context("locating the sandbox guest")?;
+        let sandbox_config = acv_sandbox::guest::installed_config(
+            config.guest.as_deref(),
+            config.sandbox_cache_dir.as_deref(),
+        )
+        .context("locating the sandbox guest")?;
         let idle = (!config.sandbox_idle.is_zero()).then_some(config.sandbox_idle);
         Ok(Arc::new(acv_sandbox::LazySandbox::new(sandbox_config, idle)))
     })?;

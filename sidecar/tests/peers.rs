@@ -487,7 +487,9 @@ async fn a_request_naming_another_component_than_the_certificate_is_refused() {
 fn planning(cluster: Arc<FakeCluster>, mode: SafetyMode) -> Arc<dyn TaskHandler> {
     Arc::new(PlanningHandler {
         planner: Arc::new(acv_llm::RulesPlanner::new()),
-        sandbox: Arc::new(acv_sandbox::LazySandbox::preloaded(acv_sandbox::dev::shared_sandbox().unwrap())),
+        sandbox: Arc::new(acv_sandbox::LazySandbox::preloaded(
+            acv_sandbox::dev::shared_sandbox().unwrap(),
+        )),
         cluster: cluster.clone(),
         caps: Arc::new(ClusterCaps::new(cluster, Arc::new(NoPeers))),
         mode,

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acv_bus::{Bus, BusConfig, Transport};
-use acv_runtime::{LocalRuntime, RuntimeSpec};
 use acv_core::readiness::Readiness;
 use acv_manager::client::{Client, ClientError};
 use acv_protocol::{ComponentName, ReportStatus};
+use acv_runtime::{LocalRuntime, RuntimeSpec};
 use acv_sidecar::{SidecarConfig, config::PlannerChoice};
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -80,9 +80,27 @@ struct Cli {
     /// this binary.
     #[arg(long, env = acv_sandbox::guest::ENV_GUEST)]
     guest: Option<PathBuf>,
+    /// Address of the manager's HTTP API (goals, tasks, agents) that `acvctl` talks to; the API only listens on
+    /// loopback here (no token).
+    #[arg(long, env = "ACV_MANAGER_API_ADDR", default_value = "127.0.0.1:9080", value_parser = loopback_addr)]
+    manager_api: SocketAddr,
+    /// Directory of the manager's SQLite store (goals, subtasks, events).
+    #[arg(long, env = "ACV_MANAGER_STATE_DIR", default_value = ".acv-state")]
+    state_dir: PathBuf,
     /// Directory of the guest's compiled-code cache. Default: `cache/` next to the guest.
     #[arg(long, env = acv_sandbox::guest::ENV_CACHE_DIR)]
     sandbox_cache_dir: Option<PathBuf>,
+}
+
+fn loopback_addr(s: &str) -> Result<SocketAddr, String> {
+    let a: SocketAddr = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if a.ip().is_loopback() {
+        Ok(a)
+    } else {
+        Err(format!(
+            "{a} is beyond loopback: the all-in-one manager API has no token; use acv-manager serve"
+        ))
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -194,8 +212,40 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
 
     let bus = acv_bus::connect(&BusConfig::default().with_transport(Transport::Memory)).await?;
     let stop = CancellationToken::new();
+    // The manager: goal engine (its store under --state-dir, measurements from this runtime's control API) and
+    // its HTTP API, so `acvctl --manager http://<manager-api>` creates goals and sends tasks from another shell.
     let registry = Arc::new(RwLock::new(acv_manager::registry::Registry::default()));
-    let manager = tokio::spawn(acv_manager::server::run(bus.clone(), registry, stop.clone()));
+    let store: Arc<dyn acv_manager::store::Store> = Arc::new(
+        acv_manager::store::SqlStore::open_sqlite(&cli.state_dir)
+            .await
+            .with_context(|| format!("opening the manager's store under {}", cli.state_dir.display()))?,
+    );
+    let measurer = Arc::new(acv_manager::measure::RuntimeMeasurer::new(
+        api,
+        cli.watch_window_secs,
+    ));
+    let engine = acv_manager::engine::Engine::new(
+        store,
+        bus.clone(),
+        registry,
+        measurer,
+        acv_manager::engine::EngineConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind(cli.manager_api)
+        .await
+        .with_context(|| format!("binding the manager API on {}", cli.manager_api))?;
+    println!(
+        "manager    http://{}   (acvctl --manager http://{0} ...)",
+        listener.local_addr()?
+    );
+    let router = acv_manager::api::router(engine.clone(), None);
+    let api_stop = stop.clone();
+    let manager_api = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(api_stop.cancelled_owned())
+            .await
+    });
+    let manager = tokio::spawn(engine.run(stop.clone()));
 
     let sidecars = match start_sidecars(cli, rt, &components, &bus, &stop).await {
         Ok(s) => s,
@@ -237,6 +287,10 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
         }
     }
     manager.await.context("manager task")?.context("manager loop")?;
+    manager_api
+        .await
+        .context("manager API task")?
+        .context("manager API")?;
     Ok(code)
 }
 
@@ -252,8 +306,9 @@ async fn start_sidecars(
         None
     } else {
         // --guest / ACV_SANDBOX_GUEST, else acv-guest.wasm next to this binary; loaded at the first step.
-        let config = acv_sandbox::guest::installed_config(cli.guest.as_deref(), cli.sandbox_cache_dir.as_deref())
-            .context("locating the sandbox guest")?;
+        let config =
+            acv_sandbox::guest::installed_config(cli.guest.as_deref(), cli.sandbox_cache_dir.as_deref())
+                .context("locating the sandbox guest")?;
         Some(Arc::new(acv_sandbox::LazySandbox::new(config, None)))
     };
     let planner = cli
@@ -282,9 +337,12 @@ async fn start_sidecars(
         ])
         .map_err(|e| Usage(format!("sidecar settings: {e}")))?;
         let cluster: Arc<dyn acv_cluster::Cluster> = Arc::new(rt.cluster(component.as_str())?);
-        let handler = acv_sidecar::run::planning_handler(&config, cluster.clone(), Arc::new(acv_sidecar::caps::NoPeers), || {
-            sandbox.clone().context("no sandbox loaded")
-        })
+        let handler = acv_sidecar::run::planning_handler(
+            &config,
+            cluster.clone(),
+            Arc::new(acv_sidecar::caps::NoPeers),
+            || sandbox.clone().context("no sandbox loaded"),
+        )
         .map_err(|e| Usage(format!("{e:#}")))?;
         let readiness = Readiness::default();
         let task = tokio::spawn({

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`cluster`]: component status, metrics snapshots and revisions reported by cluster backends.
 //! - [`envelope`]: the versioned [`Envelope`] every bus message travels in, addresses, encode/decode.
+//! - [`goal`]: goal resources (spec, objectives with each/total/average), their status, events and subtasks.
 //! - [`task`]: task and goal bodies (imperative text, declarative SLO objectives).
 //! - [`report`]: reports (RESPONSE / ISSUE), evidence and the steps an agent took.
 //! - [`safety`]: the safety modes (observe, approve, autonomous) and which host calls mutate.
@@ -14,6 +15,7 @@
 
 pub mod cluster;
 pub mod envelope;
+pub mod goal;
 pub mod names;
 pub mod peer;
 pub mod report;
@@ -23,6 +25,10 @@ pub mod task;
 
 pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
 pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
+pub use goal::{
+    Combine, EventKind, GoalError, GoalEvent, GoalObjective, GoalRecord, GoalResource, GoalSpec, GoalState,
+    ObjectiveResult, SubtaskRecord, SubtaskState,
+};
 pub use names::{ComponentName, NameError};
 pub use peer::{PeerAnswer, PeerIntent, PeerOutcome, PeerRequest};
 pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};

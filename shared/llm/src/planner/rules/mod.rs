@@ -19,6 +19,7 @@ use super::{
 use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 
+pub mod goal;
 mod manager;
 pub mod parse;
 mod playbook;
