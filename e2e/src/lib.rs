@@ -5,10 +5,12 @@
 //!   `acv-shop <service>`, with Sock Shop's `request_duration_seconds` histogram, `/health` and a version switch.
 //! - [`stress`]: the stressor behind the local runtime's CPU/memory stress faults (`acv-shop stress`).
 //! - [`testbed`]: the shop's runtime spec (compiled-in `shop.yaml`, ephemeral ports, fast timings).
+//! - [`runfile`]: the `[FILE] [NAME=VALUE ...]` arguments of `acv-local` and `acv-all-in-one`.
 //! - [`load`]: the open-loop load generator (constant, steps, ramp; presets light/moderate/heavy/increase).
 #![forbid(unsafe_code)]
 
 pub mod load;
+pub mod runfile;
 pub mod shop;
 pub mod stress;
 pub mod testbed;

@@ -7,7 +7,6 @@
 //! Exit codes: 2 bad arguments, 64 a bad runtime file or configuration, 3 a task answered with an ISSUE, 4 a task
 //! without a report in time, 1 failure.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,16 +15,16 @@ use std::time::Duration;
 
 use acv_bus::{Bus, BusConfig, Transport};
 use acv_core::readiness::Readiness;
+use acv_e2e::runfile::RuntimeFileArgs;
 use acv_manager::client::{Client, ClientError};
 use acv_protocol::{ComponentName, ReportStatus};
-use acv_runtime::{LocalRuntime, RuntimeSpec};
+use acv_runtime::LocalRuntime;
 use acv_sidecar::{SidecarConfig, config::PlannerChoice};
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
-const DEFAULT_FILE: &str = "e2e/shop.yaml";
 /// Exit code when a component answered with an ISSUE (as `acv-manager task send`).
 const EXIT_ISSUE: u8 = 3;
 /// Exit code when no report came in time (as `acv-manager task send`).
@@ -37,12 +36,8 @@ const EXIT_TIMEOUT: u8 = 4;
 #[derive(Debug, Parser)]
 #[command(name = "acv-all-in-one", version)]
 struct Cli {
-    /// The runtime file (services, commands, ports, health checks) [default: e2e/shop.yaml].
-    #[arg(env = "ACV_RUNTIME_FILE")]
-    file: Option<PathBuf>,
-    /// Variables substituted into the runtime file, e.g. `FRONT_END_PORT=0` or `SHOP_BIN=/path/acv-shop`.
-    #[arg(value_name = "NAME=VALUE", value_parser = parse_var)]
-    vars: Vec<(String, String)>,
+    #[command(flatten)]
+    runtime_file: RuntimeFileArgs,
     /// Address of the runtime's control API, for acv-chaos and curl (port 0 picks a free one; it is printed).
     #[arg(long, env = "ACV_RUNTIME_API", default_value = "127.0.0.1:7070")]
     api: SocketAddr,
@@ -103,26 +98,13 @@ fn loopback_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
-    }
-}
-
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // `acv-all-in-one NAME=VALUE ...` without a file: the first assignment landed in the file's place.
-    if let Some(f) = cli
-        .file
-        .take_if(|f| !f.exists() && f.to_string_lossy().contains('='))
-    {
-        match parse_var(&f.to_string_lossy()) {
-            Ok(v) => cli.vars.insert(0, v),
-            Err(e) => Cli::command()
-                .error(clap::error::ErrorKind::ValueValidation, e)
-                .exit(),
-        }
+    if let Err(e) = cli.runtime_file.fix_positionals() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit()
     }
     let format = if cli.log_json {
         acv_telemetry::LogFormat::Json
@@ -132,19 +114,11 @@ fn main() -> ExitCode {
     if let Err(e) = acv_telemetry::init_tracing(format) {
         eprintln!("warning: {e}");
     }
-    let file = cli.file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    let mut vars = BTreeMap::new();
-    if let Some(sibling) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("acv-shop")))
-    {
-        vars.insert("SHOP_BIN".to_owned(), sibling.display().to_string());
-    }
-    vars.extend(cli.vars.iter().cloned());
-    let spec = match RuntimeSpec::from_file(&file, &vars).and_then(|s| s.validate().map(|()| s)) {
+    let file = cli.runtime_file.path();
+    let spec = match cli.runtime_file.load() {
         Ok(spec) => spec,
         Err(e) => {
-            eprintln!("error: runtime file {}: {e}", file.display());
+            eprintln!("error: {e}");
             return ExitCode::from(acv_core::EX_USAGE);
         }
     };

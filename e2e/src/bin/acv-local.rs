@@ -3,70 +3,43 @@
 //! every address, and runs until Ctrl-C / SIGTERM, then stops every process. `SHOP_BIN` defaults to the `acv-shop`
 //! next to this binary. Exit codes: 2 bad arguments, 64 a runtime file that cannot be read or is invalid, 1 failure.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acv_runtime::{LocalRuntime, RuntimeSpec};
+use acv_e2e::runfile::RuntimeFileArgs;
+use acv_runtime::LocalRuntime;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-const DEFAULT_FILE: &str = "e2e/shop.yaml";
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Runs the services of a runtime file as processes on loopback (the local runtime) and serves its control API.
 #[derive(Debug, Parser)]
 #[command(name = "acv-local", version)]
 struct Cli {
-    /// The runtime file (services, commands, ports, health checks) [default: e2e/shop.yaml].
-    #[arg(env = "ACV_RUNTIME_FILE")]
-    file: Option<PathBuf>,
-    /// Variables substituted into the runtime file, e.g. `FRONT_END_PORT=0` or `SHOP_BIN=/path/acv-shop`.
-    #[arg(value_name = "NAME=VALUE", value_parser = parse_var)]
-    vars: Vec<(String, String)>,
+    #[command(flatten)]
+    runtime_file: RuntimeFileArgs,
     /// Address of the control API (port 0 picks a free one; the address is printed).
     #[arg(long, env = "ACV_RUNTIME_API", default_value = "127.0.0.1:7070")]
     api: SocketAddr,
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
-    }
-}
-
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // `acv-local NAME=VALUE ...` without a file: the first assignment landed in the file's place.
-    if let Some(f) = cli
-        .file
-        .take_if(|f| !f.exists() && f.to_string_lossy().contains('='))
-    {
-        match parse_var(&f.to_string_lossy()) {
-            Ok(v) => cli.vars.insert(0, v),
-            Err(e) => Cli::command()
-                .error(clap::error::ErrorKind::ValueValidation, e)
-                .exit(),
-        }
+    if let Err(e) = cli.runtime_file.fix_positionals() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit()
     }
-    let file = cli.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    let mut vars = BTreeMap::new();
-    if let Some(sibling) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("acv-shop")))
-    {
-        vars.insert("SHOP_BIN".to_owned(), sibling.display().to_string());
-    }
-    vars.extend(cli.vars.iter().cloned());
+    let file = cli.runtime_file.path();
     acv_core::block_on(async move {
-        let spec = match RuntimeSpec::from_file(&file, &vars).and_then(|s| s.validate().map(|()| s)) {
+        let spec = match cli.runtime_file.load() {
             Ok(spec) => spec,
             Err(e) => {
-                eprintln!("error: runtime file {}: {e}", file.display());
+                eprintln!("error: {e}");
                 return ExitCode::from(acv_core::EX_USAGE);
             }
         };
