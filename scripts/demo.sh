@@ -41,7 +41,7 @@ if [ -n "$PORT" ] && ! port_open "$PORT"; then
 fi
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; if [ -n "${STATE_DIR:-}" ]; then rm -rf "$STATE_DIR"; fi; }
 trap cleanup EXIT
 wait_http() { # url what
   for _ in $(seq 1 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -103,7 +103,10 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$CAT_PORT/health" "catalogue"
 
 say "starting acv-manager serve and acv-sidecar for catalogue on $TRANSPORT"
-"$BIN_DIR/acv-manager" --bus "$TRANSPORT" serve --admin-addr "$MANAGER_ADMIN" 2> >(sed 's/^/[manager] /' >&2) &
+STATE_DIR="$(mktemp -d -t acv-demo-manager.XXXXXX)"
+MANAGER_API="127.0.0.1:${DEMO_MANAGER_API_PORT:-19080}"
+"$BIN_DIR/acv-manager" --bus "$TRANSPORT" serve --admin-addr "$MANAGER_ADMIN" --api-addr "$MANAGER_API" \
+  --runtime-api "$API" --state-dir "$STATE_DIR" 2> >(sed 's/^/[manager] /' >&2) &
 PIDS+=($!)
 "$BIN_DIR/acv-sidecar" --component catalogue --bus "$TRANSPORT" --runtime-api "$API" --admin-addr "$SIDECAR_ADMIN" \
   --guest "$GUEST" --watch-interval 3s --watch-window-secs 10 --settle 2s --heartbeat 5s 2> >(sed 's/^/[sidecar] /' >&2) &
@@ -121,6 +124,15 @@ status
 say "light load for 8 s, then an L1 metrics task"
 "$BIN_DIR/acv-loadgen" --target "127.0.0.1:$CAT_PORT" --rps 20 --secs 8 --path /catalogue >/dev/null
 task "Report the P99 latency of your microservice component."
+
+say "mechanism 2: a declarative goal through the manager, judged by the manager's own measurement (under load)"
+"$BIN_DIR/acv-loadgen" --target "127.0.0.1:$CAT_PORT" --rps 20 --secs 20 --path /catalogue >/dev/null &
+LOAD=$!
+sleep 5
+say "acvctl goal create --wait \"Reduce the P99 latency of Catalogue to under 300 ms.\""
+ACV_MANAGER_URL="http://$MANAGER_API" "$BIN_DIR/acvctl" goal create --wait --timeout 60s \
+  "Reduce the P99 latency of Catalogue to under 300 ms." || echo "(exit code $?)"
+wait "$LOAD" 2>/dev/null || true
 
 say "L5: a bad release (0.3.6 crashes at start); the sidecar's own health check must detect and fix it"
 task "Update the image version of your microservice component to 0.3.6."
