@@ -173,6 +173,11 @@ fn chaos_refuses_bad_faults_and_reports_an_absent_runtime() {
     expect(&run(bin, &["Cata Logue", "clear"], &[]), 2, "lowercase");
     expect(&run(bin, &["catalogue", "memory-stress"], &[]), 2, "--mib");
     expect(
+        &run(bin, &["catalogue", "pod-failure", "--mode", "some"], &[]),
+        2,
+        "'some'",
+    );
+    expect(
         &run(bin, &["catalogue", "latency", "--ms", "5", "--secs=-1"], &[]),
         2,
         "--secs",

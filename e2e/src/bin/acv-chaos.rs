@@ -1,5 +1,7 @@
-//! `acv-chaos [--api 127.0.0.1:7070] COMPONENT FAULT [--secs S]`: injects a fault into a service of a running
-//! local runtime (`acv-local`) through its control API, like applying a Chaos Mesh experiment. FAULT is one of
+//! `acv-chaos [--api 127.0.0.1:7070] COMPONENT FAULT [--secs S] [--mode M [--value N]]`: injects a fault into a
+//! service of a running local runtime (`acv-local`) through its control API, like applying a Chaos Mesh experiment:
+//! `--mode` one | all (default) | fixed | fixed-percent picks the pods at injection, as Chaos Mesh's `mode`/`value`
+//! (pods created later are clean). FAULT is one of
 //! `pod-failure`, `cpu-stress [--workers N] [--load P]` (default the paper's 2 workers at 50 %),
 //! `memory-stress --mib M`, `latency --ms N`, or `clear` (removes every fault of the component).
 //! Exit codes: 2 bad arguments, 64 a fault or component the runtime refuses, 1 failure (e.g. no runtime answers).
@@ -8,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use acv_cluster::{ClusterError, Fault, RemoteCluster};
+use acv_cluster::{ClusterError, Fault, Mode, RemoteCluster, Selector};
 use acv_protocol::ComponentName;
 use clap::{Parser, Subcommand};
 
@@ -28,15 +30,29 @@ struct Cli {
     /// How long the fault lasts, seconds (without it, until cleared).
     #[arg(long, global = true, value_parser = parse_secs)]
     secs: Option<Duration>,
+    /// Which pods, chosen at injection among those that exist (Chaos Mesh's `mode`).
+    #[arg(long, global = true, value_enum, default_value = "all")]
+    mode: ModeArg,
+    /// The mode's number: pods for `fixed`, percent (1-100, rounded down) for `fixed-percent`.
+    #[arg(long, global = true)]
+    value: Option<u32>,
     /// The service, e.g. `catalogue`.
     component: ComponentName,
     #[command(subcommand)]
     fault: FaultCommand,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    One,
+    All,
+    Fixed,
+    FixedPercent,
+}
+
 #[derive(Debug, Subcommand)]
 enum FaultCommand {
-    /// Every replica stops and stays down (Chaos Mesh PodChaos pod-failure).
+    /// The selected pods stop and stay down (Chaos Mesh PodChaos pod-failure).
     PodFailure,
     /// A stressor burning CPU next to each replica, counted as the replica's (StressChaos).
     CpuStress {
@@ -104,7 +120,23 @@ async fn run(cli: Cli) -> Result<(), ClusterError> {
         FaultCommand::MemoryStress { mib } => Fault::MemoryStress { mib },
         FaultCommand::Latency { ms } => Fault::Latency { ms },
     };
-    let id = cluster.inject(fault, cli.secs).await?;
-    println!("injected fault {} into {}: {fault:?}", id.0, cli.component);
+    let selector = Selector {
+        mode: match cli.mode {
+            ModeArg::One => Mode::One,
+            ModeArg::All => Mode::All,
+            ModeArg::Fixed => Mode::Fixed,
+            ModeArg::FixedPercent => Mode::FixedPercent,
+        },
+        value: cli.value,
+    };
+    // The runtime checks the selector (a value where none belongs, a percent out of range, no pod selected).
+    let status = cluster.inject_selected(fault, selector, cli.secs).await?;
+    let pods: Vec<&str> = status.targets.iter().map(|t| t.pod.as_str()).collect();
+    println!(
+        "injected fault {} into {} ({}): {fault:?}",
+        status.id.0,
+        cli.component,
+        pods.join(", ")
+    );
     Ok(())
 }
