@@ -4,7 +4,9 @@
 //! manager assigns the subtask, the sidecar acts, the manager verifies by its own measurement — and the test then
 //! measures again itself. The sidecar's own watcher is off, so only the manager's subtask can fix it.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+mod common;
+
+use std::{sync::Arc, time::Duration};
 
 use acv_bus::{BusConfig, Transport};
 use acv_cluster::{Cluster, Fault, RemoteCluster, Selector};
@@ -25,19 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 const GOAL: &str = "Reduce the average CPU usage of Catalogue to under 30% of resource limit.";
 
-fn shop_bin() -> PathBuf {
-    if let Some(p) = acv_e2e::testbed::find_shop_bin() {
-        return p;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo)
-        .args(["build", "-p", "acv-e2e", "--bin", "acv-shop"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "building acv-shop failed");
-    acv_e2e::testbed::find_shop_bin().expect("acv-shop after build")
-}
-
 async fn cpu(cluster: &dyn Cluster) -> f64 {
     cluster
         .metrics(3.0)
@@ -49,14 +38,7 @@ async fn cpu(cluster: &dyn Cluster) -> f64 {
 
 async fn cpu_goal_is_achieved_on(transport: Transport) {
     let catalogue = ComponentName::new("catalogue").unwrap();
-    let spec = acv_e2e::testbed::ShopOptions {
-        shop_bin: shop_bin(),
-        ephemeral_ports: true,
-        fast: true,
-        services: vec!["catalogue".into()],
-    }
-    .spec()
-    .unwrap();
+    let spec = common::shop_spec(&["catalogue"]);
     let rt = Arc::new(LocalRuntime::start(spec).await.unwrap());
     rt.wait_all_ready(Duration::from_secs(30)).await.unwrap();
     let api = rt.serve_api("127.0.0.1:0".parse().unwrap()).await.unwrap();

@@ -3,7 +3,9 @@
 //! → the report goes back on the bus. State is checked on the runtime itself, not on what the report claims.
 //! (These tests live in e2e, above both the sidecar and the testbed, so the layering stays one way.)
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+mod common;
+
+use std::{sync::Arc, time::Duration};
 
 use acv_bus::{Bus, memory::MemoryBus};
 use acv_cluster::Cluster;
@@ -20,20 +22,6 @@ use acv_sidecar::{
     watch::Watcher,
 };
 use tokio_util::sync::CancellationToken;
-
-/// `acv-shop`, built on demand when this test runs without the rest of the workspace.
-fn shop_bin() -> PathBuf {
-    if let Some(p) = acv_e2e::testbed::find_shop_bin() {
-        return p;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo)
-        .args(["build", "-p", "acv-e2e", "--bin", "acv-shop"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "building acv-shop failed");
-    acv_e2e::testbed::find_shop_bin().expect("acv-shop after build")
-}
 
 struct Rig {
     runtime: LocalRuntime,
@@ -62,14 +50,7 @@ async fn rig(mode: SafetyMode, watch: Option<Duration>) -> Rig {
 }
 
 async fn rig_with(mode: SafetyMode, watch: Option<Duration>, sandbox: Arc<LazySandbox>) -> Rig {
-    let spec = acv_e2e::testbed::ShopOptions {
-        shop_bin: shop_bin(),
-        ephemeral_ports: true,
-        fast: true,
-        services: vec!["catalogue".into()],
-    }
-    .spec()
-    .unwrap();
+    let spec = common::shop_spec(&["catalogue"]);
     let runtime = LocalRuntime::start(spec).await.unwrap();
     runtime.wait_all_ready(Duration::from_secs(30)).await.unwrap();
     let cluster: Arc<dyn Cluster> = Arc::new(runtime.cluster("catalogue").unwrap());
