@@ -294,13 +294,7 @@ impl Store for SqlStore {
         .bind(json(&g.results))
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "goal",
-                id: g.id.clone(),
-            });
-        }
-        Ok(())
+        updated(done.rows_affected(), "goal", &g.id)
     }
 
     async fn goal(&self, id: &str) -> Result<Option<GoalRecord>, StoreError> {
@@ -466,13 +460,7 @@ impl Store for SqlStore {
             .bind(t.report.as_ref().map(json))
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "task",
-                id: t.id.clone(),
-            });
-        }
-        Ok(())
+        updated(done.rows_affected(), "task", &t.id)
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
@@ -492,4 +480,15 @@ impl Store for SqlStore {
             .await?;
         rows.iter().map(task_from).collect()
     }
+}
+
+/// An UPDATE by id that touched no row means the record does not exist.
+fn updated(rows: u64, what: &'static str, id: &str) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::NotFound {
+            what,
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
 }
