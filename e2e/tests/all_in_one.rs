@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -38,27 +37,7 @@ async fn one_process_runs_a_task_and_stops_cleanly() {
         .args(["--task", "Scale replicas to 2 for your microservice component."])
         .arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")))
         .env("RUST_LOG", "warn");
-    for v in [
-        "FRONT_END",
-        "CATALOGUE",
-        "CARTS",
-        "ORDERS",
-        "PAYMENT",
-        "SHIPPING",
-        "USER",
-    ] {
-        cmd.arg(format!("{v}_PORT=0"));
-    }
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_shop_binary(&mut cmd);
     let mut api: Option<SocketAddr> = None;
     let mut lines = Vec::new();
     loop {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,27 +95,7 @@ async fn acv_local_serves_the_shop_and_stops_its_children() {
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml"))
         .args(["--api", "127.0.0.1:0"]);
     cmd.arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")));
-    for v in [
-        "FRONT_END",
-        "CATALOGUE",
-        "CARTS",
-        "ORDERS",
-        "PAYMENT",
-        "SHIPPING",
-        "USER",
-    ] {
-        cmd.arg(format!("{v}_PORT=0"));
-    }
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_shop_binary(&mut cmd);
     let mut api: Option<SocketAddr> = None;
     loop {
         let line = rx

@@ -116,3 +116,25 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     }
     out
 }
+
+/// Spawns a binary that runs the shop (`acv-local`, `acv-all-in-one`) with every shop port set to 0, and forwards
+/// its stdout lines to the returned channel (it prints the addresses it bound).
+pub fn spawn_shop_binary(
+    cmd: &mut std::process::Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    for s in ALL {
+        cmd.arg(format!("{}_PORT=0", s.to_ascii_uppercase().replace('-', "_")));
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
