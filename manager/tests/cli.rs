@@ -34,6 +34,7 @@ async fn responder(bus: Arc<dyn Bus>) {
     while let Some(Ok(d)) = inbox.next().await {
         if let Body::Task(task) = &d.envelope.body {
             let report = ReportBody {
+                diagnosis: None,
                 task_id: task.task_id.clone(),
                 component: task.component.clone(),
                 status: ReportStatus::Response,

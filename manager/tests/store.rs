@@ -156,6 +156,7 @@ async fn suite(store: &dyn Store) {
     ));
     t.state = TaskState::Reported;
     t.report = Some(ReportBody {
+        diagnosis: None,
         task_id: "t1".into(),
         component: c("catalogue"),
         status: ReportStatus::Response,

@@ -164,6 +164,7 @@ impl Agent {
             Address::Manager,
             acv_core::now_ms(),
             Body::Issue(IssueBody {
+                diagnosis: None,
                 component: self.component.clone(),
                 message: format!("SLO violation detected: {}", described.join("; ")),
                 violations: check.violations.clone(),

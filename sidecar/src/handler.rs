@@ -35,6 +35,7 @@ pub struct NoPlanner;
 impl TaskHandler for NoPlanner {
     async fn handle(&self, component: &ComponentName, task: &TaskBody) -> ReportBody {
         ReportBody {
+            diagnosis: None,
             task_id: task.task_id.clone(),
             component: component.clone(),
             status: ReportStatus::Issue,
@@ -58,6 +59,7 @@ impl TaskHandler for NoPlanner {
         violations: &[Violation],
     ) -> ReportBody {
         ReportBody {
+            diagnosis: None,
             task_id: work_id.to_owned(),
             component: component.clone(),
             status: ReportStatus::Issue,
@@ -138,6 +140,7 @@ impl PlanningHandler {
                     value: serde_json::to_value(done.usage).unwrap_or_default(),
                 });
                 ReportBody {
+                    diagnosis: None,
                     task_id: work_id.to_owned(),
                     component: component.clone(),
                     status: done.report.status,
@@ -152,6 +155,7 @@ impl PlanningHandler {
                     value: failure.turns.into(),
                 });
                 ReportBody {
+                    diagnosis: None,
                     task_id: work_id.to_owned(),
                     component: component.clone(),
                     status: ReportStatus::Issue,

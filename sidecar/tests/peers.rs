@@ -229,6 +229,7 @@ impl TaskHandler for Counting {
     async fn mitigate(&self, c: &ComponentName, id: &str, _: &[Violation]) -> ReportBody {
         self.0.fetch_add(1, Ordering::SeqCst);
         ReportBody {
+            diagnosis: None,
             task_id: id.into(),
             component: c.clone(),
             status: ReportStatus::Response,
@@ -586,6 +587,7 @@ impl TaskHandler for AskBack {
         };
         self.answers.lock().unwrap().push(text.clone());
         ReportBody {
+            diagnosis: None,
             task_id: id.into(),
             component: c.clone(),
             status: ReportStatus::Issue,

@@ -112,6 +112,7 @@ impl TaskHandler for Counting {
     async fn mitigate(&self, c: &ComponentName, id: &str, _: &[Violation]) -> ReportBody {
         *self.0.lock().unwrap() += 1;
         ReportBody {
+            diagnosis: None,
             task_id: id.into(),
             component: c.clone(),
             status: ReportStatus::Response,

@@ -174,6 +174,7 @@ pub async fn fake_sidecar(
                     }
                 }
                 let report = ReportBody {
+                    diagnosis: None,
                     task_id: task.task_id.clone(),
                     component: me.clone(),
                     status: ReportStatus::Response,

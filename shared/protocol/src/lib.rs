@@ -31,7 +31,9 @@ pub use goal::{
 };
 pub use names::{ComponentName, NameError};
 pub use peer::{PeerAnswer, PeerIntent, PeerOutcome, PeerRequest};
-pub use report::{Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, StepOutcome, StepRecord};
+pub use report::{
+    Diagnosis, Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, RootCause, StepOutcome, StepRecord,
+};
 pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{
     Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives,

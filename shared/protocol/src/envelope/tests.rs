@@ -36,6 +36,7 @@ fn samples() -> Vec<Envelope> {
         mechanism: Mechanism::ManagerLed,
     });
     let report = Body::Report(ReportBody {
+        diagnosis: None,
         task_id: "t-1".into(),
         component: cat.clone(),
         status: ReportStatus::Response,
@@ -54,6 +55,7 @@ fn samples() -> Vec<Envelope> {
         }],
     });
     let issue = Body::Issue(IssueBody {
+        diagnosis: None,
         component: cat.clone(),
         message: "slow".into(),
         violations: vec![Violation {
