@@ -90,8 +90,10 @@ for b in "${WANT[@]}"; do
     nats)
       log "starting NATS with JetStream"
       as_root mkdir -p /var/lib/nats-server
-      as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
-        -a 127.0.0.1 -p "$port" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+      # Our own pidfile: matching by executable alone would take any other nats-server on the machine (another
+      # port, another user's) for ours and start nothing.
+      as_root start-stop-daemon --start --oknodo --background --make-pidfile --pidfile /run/acv-nats-server.pid \
+        --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p "$port" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
       if [ "$MODE" = dry ]; then continue; fi
       wait_port NATS "$port" 30
       ;;
