@@ -6,8 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
 use acv_llm::{Executor, Observation, PlannedStep, StepResult};
-use acv_protocol::{ComponentName, StepOutcome};
-use acv_sandbox::{Capabilities, LazySandbox, Limits, RunOutcome, SafetyMode, Verdict};
+use acv_protocol::{ComponentName, HOST_CALLS, StepOutcome};
+use acv_sandbox::{CallOutcome, Capabilities, LazySandbox, Limits, RunOutcome, SafetyMode, Verdict};
+use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
 
 /// Longest step output kept in a report, in bytes.
 pub const MAX_STEP_OUTPUT: usize = 8 * 1024;
@@ -90,6 +91,33 @@ pub fn step_result(run: &RunOutcome) -> StepResult {
     }
 }
 
+/// Counts a run by verdict, its duration, and each host call by name and result (`acv_sandbox_runs_total`,
+/// `acv_sandbox_run_duration_seconds`, `acv_host_calls_total`). Call names come from the fixed host API, so the
+/// label set stays bounded whatever a program calls.
+fn record_metrics(run: &RunOutcome) {
+    let verdict = run.verdict.label();
+    count(CounterName::SandboxRuns, &[("verdict", verdict)], 1);
+    observe(
+        HistogramName::SandboxRunSeconds,
+        &[("verdict", verdict)],
+        run.elapsed.as_secs_f64(),
+    );
+    for call in &run.calls {
+        let name = HOST_CALLS
+            .iter()
+            .find(|n| **n == call.name)
+            .copied()
+            .unwrap_or("other");
+        let result = match call.outcome {
+            CallOutcome::Ok { .. } => "ok",
+            CallOutcome::Error { .. } => "error",
+            CallOutcome::Refused { .. } => "refused",
+            CallOutcome::PendingApproval => "pending_approval",
+        };
+        count(CounterName::HostCalls, &[("call", name), ("result", result)], 1);
+    }
+}
+
 fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
@@ -117,6 +145,7 @@ impl Executor for SandboxExecutor {
             .await;
         match run {
             Ok(run) => {
+                record_metrics(&run);
                 for call in &run.calls {
                     tracing::info!(target: "acv::audit", component = %self.component, step = index,
                         seq = call.seq, call = %call.name, args = %call.args,

@@ -2,6 +2,7 @@
 //! the turn budget runs out. The sidecar plugs its sandbox in as the [`Executor`]; tests plug in fakes.
 
 use acv_protocol::{ReportStatus, StepOutcome, StepRecord};
+use acv_telemetry::metrics::{CounterName, count};
 
 use crate::{
     client::UsageTotals,
@@ -62,6 +63,26 @@ pub struct TaskFailure {
     pub usage: UsageTotals,
 }
 
+/// Counts one planner turn by planner kind (`acv_planner_turns_total`) and the tokens it billed
+/// (`acv_llm_tokens_total`); the model name is not a label, so the label set stays bounded.
+fn count_turn(planner: &dyn Planner, usage: Option<&UsageTotals>) {
+    let name = planner.name();
+    let kind = match name.split(':').next().unwrap_or_default() {
+        "rules" => "rules",
+        "llm" => "llm",
+        _ => "other",
+    };
+    count(CounterName::PlannerTurns, &[("planner", kind)], 1);
+    if let Some(u) = usage {
+        count(CounterName::LlmTokens, &[("kind", "prompt")], u.prompt_tokens);
+        count(
+            CounterName::LlmTokens,
+            &[("kind", "completion")],
+            u.completion_tokens,
+        );
+    }
+}
+
 /// Drives `planner` from `ctx` (normally turn 1 with no steps) to a final report.
 pub async fn drive(
     planner: &dyn Planner,
@@ -82,7 +103,9 @@ pub async fn drive(
         if let Some(obs) = exec.observe().await {
             ctx.observation = Some(obs);
         }
-        let plan = match planner.next(&ctx).await {
+        let plan = planner.next(&ctx).await;
+        count_turn(planner, plan.as_ref().ok().map(|p| &p.usage));
+        let plan = match plan {
             Ok(p) => p,
             Err(e) => {
                 ctx.turn += 1;
