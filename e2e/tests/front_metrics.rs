@@ -12,7 +12,7 @@ use acv_cluster::{Cluster, Fault};
 use acv_e2e::load::{self, Call, LoadReport, LoadSpec, Profile};
 use acv_protocol::MetricsSnapshot;
 use acv_runtime::{LocalRuntime, RuntimeSpec};
-use common::shutdown_and_check_no_leaks;
+use common::{assert_p99_agrees, shutdown_and_check_no_leaks};
 
 /// Sample interval of the test runtime.
 const SAMPLE_MS: u64 = 500;
@@ -61,10 +61,7 @@ fn check(what: &str, m: &MetricsSnapshot, report: &LoadReport) {
         m.window_secs,
         report.sent
     );
-    assert!(
-        (ours - theirs).abs() <= tol,
-        "{what}: runtime P99 {ours:.1} ms vs load generator P99 {theirs:.1} ms"
-    );
+    assert_p99_agrees(what, ours, report, tol);
     #[allow(clippy::cast_precision_loss)]
     let sent = report.sent as f64;
     assert!(

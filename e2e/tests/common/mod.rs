@@ -138,3 +138,18 @@ pub fn spawn_shop_binary(
     });
     (child, rx)
 }
+
+/// Asserts that a server-side P99 (the runtime's histogram) agrees with the load generator's client-side figures.
+/// The client times from its side, so a stall of the client on a busy machine (with a few hundred requests, P99 is
+/// the 2nd or 3rd slowest) inflates its P99 but not the server's. So the server's P99 must not be above the client's
+/// (beyond the histogram's bucket tolerance `tol_ms`), and not below the client's P90 either, which would be a
+/// histogram missing the slow requests.
+#[allow(dead_code)]
+pub fn assert_p99_agrees(what: &str, server_p99_ms: f64, client: &acv_e2e::load::LoadReport, tol_ms: f64) {
+    let (p99, p90) = (client.p99_ms.unwrap(), client.p90_ms.unwrap());
+    assert!(
+        server_p99_ms <= p99 + tol_ms && (server_p99_ms >= p99 - tol_ms || server_p99_ms >= p90 - tol_ms),
+        "{what}: server P99 {server_p99_ms:.1} ms vs load generator P99 {p99:.1} ms, P90 {p90:.1} ms \
+         (tolerance {tol_ms:.1} ms)"
+    );
+}
