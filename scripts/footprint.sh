@@ -53,6 +53,16 @@ task "Scale replicas to 2 for your microservice component."
 AFTER_TASK="$(kib "$SIDECAR" VmRSS)"
 sleep $((IDLE_SECS + 3))
 AFTER_IDLE="$(kib "$SIDECAR" VmRSS)"
+# The allocator hands freed pages back gradually (jemalloc's decay: 10 s); read again after a longer quiet period.
+LONG_SECS="${FOOTPRINT_LONG_IDLE_SECS:-30}"
+sleep "$LONG_SECS"
+AFTER_LONG="$(kib "$SIDECAR" VmRSS)"
+ANON_LONG="$(kib "$SIDECAR" RssAnon)"
+FILE_LONG="$(kib "$SIDECAR" RssFile)"
+# Where the resident memory is after the long idle: heap/anonymous vs the binary's own pages vs other files.
+BIN_REAL="$(readlink -f "$SIDECAR_BIN")"
+BREAKDOWN="$(awk -v bin="$BIN_REAL" '/^[0-9a-f]+-[0-9a-f]+ /{ name = ($6 == "" ? "[anonymous]" : $6); if (name == bin) name = "the sidecar binary (code, file-backed)"; else if (name ~ /^\//) name = "other files"; next }
+  /^Rss:/{ rss[name] += $2 } END { for (n in rss) if (rss[n] >= 512) printf "  %-30s %7.1f MiB\n", n, rss[n] / 1024 }' "/proc/$SIDECAR/smaps" | sort -k2 -t' ' -rn)"
 PEAK="$(kib "$SIDECAR" VmHWM)"
 THREADS="$(kib "$SIDECAR" Threads)"
 
@@ -60,6 +70,10 @@ echo "== acv-sidecar footprint ($(basename "$(dirname "$SIDECAR_BIN")") build, s
 printf '%-44s %9s MiB\n' "RSS idle, before any task" "$(mib "$IDLE_BEFORE")"
 printf '%-44s %9s MiB\n' "RSS right after two tasks" "$(mib "$AFTER_TASK")"
 printf '%-44s %9s MiB\n' "RSS after $((IDLE_SECS + 3)) s idle (sandbox released)" "$(mib "$AFTER_IDLE")"
+printf '%-44s %9s MiB\n' "RSS after $((IDLE_SECS + 3 + LONG_SECS)) s idle" "$(mib "$AFTER_LONG")"
+printf '%-44s %9s MiB\n' "  of which anonymous (heap, stacks: RssAnon)" "$(mib "$ANON_LONG")"
+printf '%-44s %9s MiB\n' "  of which file-backed (code pages: RssFile)" "$(mib "$FILE_LONG")"
+echo "$BREAKDOWN"
 printf '%-44s %9s MiB\n' "peak RSS (VmHWM)" "$(mib "$PEAK")"
 printf '%-44s %9s\n' "threads after idle" "$THREADS"
 grep -q "Sandbox released" "$TMP/sidecar.log" || echo "(note: the sidecar did not log a sandbox release)"

@@ -15,12 +15,6 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// jemalloc with its background purging thread: pages freed when the sandbox is released (after `--sandbox-idle`)
-/// go back to the OS within jemalloc's decay time (10 s), where glibc's malloc kept about 10 MiB resident for good.
-/// Measured with `make footprint` (docs/sandbox.md).
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let config = SidecarConfig::parse();
