@@ -30,9 +30,6 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The overlays and standalone kustomizations a person applies.
-const RENDERED: &[&str] = &["overlays/nats", "overlays/rabbitmq", "shop", "chaos", "examples"];
-
 #[test]
 fn every_manifest_parses_into_its_typed_object() {
     let mut files = Vec::new();
