@@ -67,7 +67,8 @@ fn spawn(root: &Path, args: &[String], env: &[(&str, String)]) -> Child {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        // Logs go to a file: an unread pipe would fill up and block the sidecar.
+        .stderr(std::fs::File::create(root.join("sidecar.log")).unwrap());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -147,7 +148,10 @@ async fn the_copied_sidecar_runs_tasks_with_the_guest_next_to_it_or_configured()
                 Duration::from_secs(240),
             )
             .await
-            .unwrap_or_else(|e| panic!("{tag}: no report: {e}"));
+            .unwrap_or_else(|e| {
+                let log = std::fs::read_to_string(root.join("sidecar.log")).unwrap_or_default();
+                panic!("{tag}: no report: {e}\n{log}")
+            });
         let r = &reply.report;
         assert_eq!(r.status, ReportStatus::Response, "{tag}: {}", r.message);
         assert!(
@@ -215,9 +219,9 @@ fn without_the_guest_the_copied_sidecar_stops_at_once_saying_where_it_looked() {
         .map(|s| (*s).to_owned())
         .collect();
         let child = spawn(&root, &args, &env);
-        let out = wait_output(child, Duration::from_secs(30));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "it must fail: {stderr}");
+        let status = wait_exit(child, Duration::from_secs(30));
+        let stderr = std::fs::read_to_string(root.join("sidecar.log")).unwrap_or_default();
+        assert!(!status.success(), "it must fail: {stderr}");
         assert!(
             stderr.contains(&expected.display().to_string()) && stderr.contains("ACV_SANDBOX_GUEST"),
             "the message names the path and the setting: {stderr}"
@@ -226,19 +230,16 @@ fn without_the_guest_the_copied_sidecar_stops_at_once_saying_where_it_looked() {
     }
 }
 
-/// Waits for `child` to exit (killing it after `limit`, which fails the caller's assertions).
-fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
+/// Waits for `child` to exit (killing it after `limit` and failing).
+fn wait_exit(mut child: Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().ok();
-    let out = child.wait_with_output().unwrap();
-    panic!(
-        "the sidecar did not stop within {limit:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child.wait().ok();
+    panic!("the sidecar did not stop within {limit:?}");
 }
