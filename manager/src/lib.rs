@@ -9,12 +9,14 @@
 //! - [`measure`]: how the manager measures components (the local runtime's API).
 //! - [`api`]: the HTTP JSON + SSE API `acvctl` speaks.
 //! - [`registry`]: which sidecars exist and whether they are live, from their register and heartbeat broadcasts.
+//! - [`k8s`]: on Kubernetes, the Goal controller and the sidecar-injection webhook (`acv_kube`), off unless asked.
 //! - [`client`]: send a task to a component directly over the bus and wait for its report (`acv-manager task send`).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod client;
 pub mod engine;
+pub mod k8s;
 pub mod measure;
 pub mod registry;
 pub mod store;

@@ -74,7 +74,7 @@ struct ServeArgs {
     /// Control API of the local runtime (acv-local) the manager measures components through.
     #[arg(long, env = "ACV_RUNTIME_API")]
     runtime_api: Option<SocketAddr>,
-    /// Measure through Kubernetes/Prometheus (not implemented in the manager yet).
+    /// Measure through Kubernetes (Deployment status) and Prometheus (ACV_KUBE_NAMESPACE, ACV_KUBE_PROMETHEUS_URL).
     #[arg(long, conflicts_with = "runtime_api")]
     kube: bool,
     /// Metrics window the manager verifies goals on, seconds.
@@ -98,6 +98,9 @@ struct ServeArgs {
     /// Wait after the last answer before measuring.
     #[arg(long, default_value = "5s", value_parser = acv_core::env::parse_duration)]
     settle: Duration,
+    /// Kubernetes: Goal controller and sidecar-injection webhook.
+    #[command(flatten)]
+    k8s: acv_manager::k8s::K8sArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,9 +225,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     }
     let measurer: Arc<dyn Measurer> = match (args.runtime_api, args.kube) {
         (Some(api), _) => Arc::new(RuntimeMeasurer::new(api, args.metrics_window)),
-        (None, true) => {
-            anyhow::bail!("--kube: measuring through Kubernetes is not implemented in the manager yet")
-        }
+        (None, true) => Arc::new(acv_manager::k8s::KubeMeasurer::connect(args.metrics_window).await?),
         (None, false) => {
             tracing::warn!(
                 "No metrics backend (--runtime-api): goals cannot be verified and will end failed."
@@ -275,6 +276,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
             .with_graceful_shutdown(api_shutdown.cancelled_owned())
             .await
     });
+    let k8s_tasks = acv_manager::k8s::spawn(args.k8s.clone(), engine.clone(), shutdown.clone()).await?;
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     readiness.set(true);
     tracing::info!(api = %local, "Manager API listening.");
@@ -285,6 +287,9 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     engine_task.await.context("engine task")?.context("engine loop")?;
     api_task.await.context("API task")?.context("API server")?;
     admin_task.await.context("admin server task")?;
+    for task in k8s_tasks {
+        task.await.context("Kubernetes task")??;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -171,6 +171,12 @@ pub fn testcontext(options: KubeOptions) -> (KubeCluster, ApiServerVerifier) {
     (cluster, ApiServerVerifier(handle))
 }
 
+/// A bare client over a mocked API server, plus the verifier that plays the server.
+pub fn mock_client() -> (kube::Client, ApiServerVerifier) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), ApiServerVerifier(handle))
+}
+
 // === impl ApiServerVerifier ===
 
 impl ApiServerVerifier {

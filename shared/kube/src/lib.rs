@@ -11,6 +11,9 @@
 //! - [`patch`]: the patch bodies (`kubectl scale`, `rollout restart`, `set image`, `rollout undo`, …).
 //! - [`promql`]: PromQL builders; [`prometheus`]: the instant-query client.
 //! - [`quantity`]: exact parsing of `500m`, `1`, `512Mi`, `1Gi` into millicores and MiB.
+//! - [`crd`]: the `Goal` custom resource (same spec as `acvctl goal apply -f`), its status, the generated CRD.
+//! - [`controller`]: the Goal controller (kube-rs runtime) feeding goals to the manager and writing `.status`.
+//! - [`webhook`]: sidecar injection (a pure AdmissionReview → JSON patch function) and its rustls server.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -18,12 +21,15 @@ use std::time::Duration;
 use acv_core::env::{EnvError, Parser, Strings};
 
 pub mod cluster;
+pub mod controller;
+pub mod crd;
 pub mod error;
 pub mod model;
 pub mod patch;
 pub mod prometheus;
 pub mod promql;
 pub mod quantity;
+pub mod webhook;
 
 #[cfg(test)]
 mod fixtures;

@@ -20,6 +20,7 @@ pub const GOAL_KIND: &str = "Goal";
 
 /// How the values of several components combine into the one value an objective judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Combine {
     /// Every component on its own must meet the threshold.
@@ -33,6 +34,7 @@ pub enum Combine {
 
 /// One measurable objective over one or more components.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GoalObjective {
     /// The components measured (at least one).
@@ -50,6 +52,7 @@ pub struct GoalObjective {
 
 /// What a person asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GoalSpec {
     /// The goal in words as given ("Reduce the total P99 latency of Catalogue and Front-end to under 400 ms.").
@@ -158,6 +161,7 @@ pub enum GoalError {
 
 /// Where a goal is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GoalState {
     /// Stored, not yet looked at.

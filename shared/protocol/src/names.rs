@@ -29,6 +29,28 @@ pub struct ComponentName(String);
 
 // === impl ComponentName ===
 
+/// The JSON schema of a component name (for the Goal CRD): a string with the DNS-label rule of [`ComponentName::new`].
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ComponentName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ComponentName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A component (Deployment) name: an RFC 1123 DNS label.",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 impl ComponentName {
     /// Validates and wraps a name.
     pub fn new(name: impl Into<String>) -> Result<Self, NameError> {

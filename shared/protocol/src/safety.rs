@@ -40,6 +40,7 @@ pub fn is_mutating_call(name: &str) -> bool {
 
 /// What a maintainer's programs may do to its component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SafetyMode {
     /// Read-only: mutating calls are refused and recorded as refused.

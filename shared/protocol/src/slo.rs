@@ -8,6 +8,7 @@ use crate::{ComponentName, ComponentStatus, MetricsSnapshot};
 
 /// A measurable quantity of one component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SloMetric {
     /// 99th percentile request latency in milliseconds over the measurement window.
@@ -24,6 +25,7 @@ pub enum SloMetric {
 
 /// How a measured value must compare with the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     /// The value must be strictly below the threshold.

@@ -1,0 +1,230 @@
+//! The manager on Kubernetes: the Goal controller (Goal resources → this manager's goals, state → `.status`) and
+//! the sidecar-injection webhook (HTTPS on its own port). Both are off unless asked for (`--goal-controller`,
+//! `--webhook-addr` with `--webhook-tls-dir`); the logic lives in `acv_kube::{controller, webhook}`.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use acv_kube::controller::{ControllerOptions, GoalSink, GoalView, SinkError};
+use acv_kube::webhook::{InjectorConfig, server};
+use acv_protocol::GoalResource;
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError};
+use crate::measure::Measurer;
+
+/// Command-line flags of `acv-manager serve` for Kubernetes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct K8sArgs {
+    /// Serve the sidecar-injection webhook (HTTPS) on this address (off when unset).
+    #[arg(long, env = "ACV_MANAGER_WEBHOOK_ADDR", requires = "webhook_tls_dir")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key (a mounted cert-manager Secret).
+    #[arg(long, env = "ACV_MANAGER_WEBHOOK_TLS_DIR", requires = "webhook_addr")]
+    pub webhook_tls_dir: Option<PathBuf>,
+    /// Image of the injected sidecar.
+    #[arg(long, env = "ACV_MANAGER_INJECT_IMAGE", default_value = concat!("acv/sidecar:", env!("CARGO_PKG_VERSION")))]
+    pub inject_image: String,
+    /// Extra env of injected sidecars, KEY=VALUE (repeatable, or comma-separated), e.g. the bus URL.
+    #[arg(long, env = "ACV_MANAGER_INJECT_ENV", value_delimiter = ',', value_parser = parse_env_pair)]
+    pub inject_env: Vec<(String, String)>,
+    /// Run the Goal controller: Goal resources become goals, their state goes to `.status` (in-cluster config).
+    #[arg(long, env = "ACV_MANAGER_GOAL_CONTROLLER")]
+    pub goal_controller: bool,
+    /// Watch Goals in this namespace only (default: all namespaces).
+    #[arg(long, env = "ACV_MANAGER_GOAL_NAMESPACE", requires = "goal_controller")]
+    pub goal_namespace: Option<String>,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let valid = !k.is_empty()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !k.as_bytes()[0].is_ascii_digit();
+    if !valid {
+        return Err(format!("{k:?} is not an environment variable name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// The engine as the Goal controller's sink: `create` is idempotent for the same name and spec, so every
+/// reconcile can call it and read the current state back.
+pub struct EngineSink(pub Arc<Engine>);
+
+#[async_trait::async_trait]
+impl GoalSink for EngineSink {
+    async fn apply(&self, goal: GoalResource) -> Result<GoalView, SinkError> {
+        let record = match self.0.create(goal).await {
+            Ok(r) => r,
+            Err(e @ (EngineError::Invalid(_) | EngineError::Refused(_))) => {
+                return Err(SinkError::Refused(e.to_string()));
+            }
+            Err(EngineError::Conflict(id)) => {
+                return Err(SinkError::Refused(format!(
+                    "goal {id:?} was accepted with a different spec and goals do not change: delete this Goal and \
+                     create one with a new name"
+                )));
+            }
+            Err(e) => return Err(SinkError::Unavailable(e.to_string())),
+        };
+        let events = self
+            .0
+            .store()
+            .events(&record.id, 0)
+            .await
+            .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+        Ok(GoalView {
+            events: events.len() as u64,
+            last_event: events.last().map(|e| e.message.clone()),
+            record,
+        })
+    }
+}
+
+/// Measures components through Kubernetes (Deployment status) and Prometheus (metrics), read-only: `--kube`.
+/// The components are Deployments in one namespace (`ACV_KUBE_NAMESPACE`, else the client's default); the
+/// Prometheus URL and request-metric names are the sidecars' `ACV_KUBE_*` keys (see docs/kubernetes.md).
+pub struct KubeMeasurer {
+    client: kube::Client,
+    namespace: String,
+    options: acv_kube::KubeOptions,
+    window_secs: f64,
+}
+
+impl KubeMeasurer {
+    /// Reads the `ACV_KUBE_*` keys and connects with the ambient configuration (in-cluster, else `KUBECONFIG`).
+    pub async fn connect(window_secs: f64) -> anyhow::Result<Self> {
+        let env = acv_core::env::ProcessEnv;
+        let mut options = acv_kube::KubeOptions::from_env(&env).context("ACV_KUBE_* configuration")?;
+        // One manager measures many components: each is the Deployment (and container) of its own name.
+        options.deployment = None;
+        options.container = None;
+        if options.prometheus_url.is_none() {
+            tracing::warn!("--kube without ACV_KUBE_PROMETHEUS_URL: only replica status can be measured.");
+        }
+        acv_kube::install_crypto_provider();
+        let client = kube::Client::try_default()
+            .await
+            .context("Kubernetes client for measuring (in-cluster config or KUBECONFIG)")?;
+        let namespace = acv_core::env::Strings::get(&env, acv_kube::ENV_NAMESPACE)
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        Ok(Self::new(client, namespace, options, window_secs))
+    }
+
+    /// A measurer over `client` (tests pass a mocked one).
+    pub fn new(
+        client: kube::Client,
+        namespace: String,
+        options: acv_kube::KubeOptions,
+        window_secs: f64,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            options,
+            window_secs,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Measurer for KubeMeasurer {
+    async fn measure(
+        &self,
+        components: &[acv_protocol::ComponentName],
+    ) -> Vec<(acv_protocol::ComponentName, acv_protocol::Measurement)> {
+        use acv_cluster::Cluster;
+        let mut out = Vec::with_capacity(components.len());
+        for c in components {
+            let cluster = match acv_kube::KubeCluster::new(
+                self.client.clone(),
+                self.namespace.clone(),
+                c.clone(),
+                self.options.clone(),
+            ) {
+                Ok(k) => k,
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot measure through Kubernetes.");
+                    return out;
+                }
+            };
+            let metrics = cluster
+                .metrics(self.window_secs)
+                .await
+                .inspect_err(|error| tracing::warn!(component = %c, %error, "Measuring metrics failed."))
+                .ok();
+            let status = cluster
+                .status()
+                .await
+                .inspect_err(|error| tracing::warn!(component = %c, %error, "Reading status failed."))
+                .ok();
+            if metrics.is_some() || status.is_some() {
+                out.push((c.clone(), acv_protocol::Measurement { metrics, status }));
+            }
+        }
+        out
+    }
+}
+
+/// Starts what `args` asks for; the returned tasks end on `shutdown`.
+pub async fn spawn(
+    args: K8sArgs,
+    engine: Arc<Engine>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
+    let mut tasks = Vec::new();
+    if let (Some(addr), Some(dir)) = (args.webhook_addr, &args.webhook_tls_dir) {
+        let tls = server::load_tls(dir)?;
+        let config = InjectorConfig {
+            image: args.inject_image.clone(),
+            env: args.inject_env.clone(),
+            ..InjectorConfig::default()
+        };
+        let (bound, fut) =
+            server::bind(addr, tls, server::router(Arc::new(config)), shutdown.clone()).await?;
+        tracing::info!(addr = %bound, image = %args.inject_image, "Sidecar-injection webhook listening (HTTPS).");
+        tasks.push(tokio::spawn(async move {
+            fut.await;
+            Ok(())
+        }));
+    }
+    if args.goal_controller {
+        acv_kube::install_crypto_provider();
+        let client = kube::Client::try_default()
+            .await
+            .context("Kubernetes client for the Goal controller (in-cluster config or KUBECONFIG)")?;
+        let options = ControllerOptions {
+            namespace: args.goal_namespace.clone(),
+            ..ControllerOptions::default()
+        };
+        let sink: Arc<dyn GoalSink> = Arc::new(EngineSink(engine));
+        tasks.push(tokio::spawn(async move {
+            acv_kube::controller::run(client, sink, options, shutdown)
+                .await
+                .context("Goal controller")
+                .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "Goal controller stopped."))
+        }));
+    }
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inject_env_pairs_are_checked() {
+        assert_eq!(
+            parse_env_pair("ACV_NATS_URL=nats://nats:4222").unwrap(),
+            ("ACV_NATS_URL".into(), "nats://nats:4222".into())
+        );
+        assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), String::new()));
+        assert!(parse_env_pair("no-equals").is_err());
+        assert!(parse_env_pair("BAD-KEY=1").is_err());
+        assert!(parse_env_pair("1X=1").is_err());
+        assert!(parse_env_pair("=1").is_err());
+    }
+}
