@@ -246,13 +246,14 @@ pub struct Case {
     pub services: Vec<String>,
     /// The workload.
     pub workload: Workload,
-    /// Changes before the episode.
-    #[serde(default)]
+    /// Changes before the episode (`- scale: 0`).
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub setup: Vec<SetupStep>,
     /// The fault.
     #[serde(default)]
     pub fault: Option<FaultSpec>,
-    /// What the agent is asked.
+    /// What the agent is asked (`{task: TEXT}`, `health_check`, `{goal: TEXT}`).
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub ask: Ask,
     /// What must hold afterwards.
     pub expect: Expect,
