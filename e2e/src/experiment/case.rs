@@ -480,9 +480,10 @@ mod tests {
         let e = Case::parse(&format!("{base}expect: {{restarted: true}}\nbogus: 1\n"), p).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         let e = Case::parse(
-            &base
-                .replace("catalogue", "warehouse")
-                .replace("ask:", "expect: {running: true}\nask:"),
+            &format!(
+                "{}expect: {{running: true}}\n",
+                base.replace("catalogue", "warehouse")
+            ),
             p,
         )
         .unwrap_err();

@@ -568,7 +568,11 @@ async fn drive(
         .filter(|b| !broken_before.contains(b))
         .collect();
 
+    let flagged = msgs
+        .iter()
+        .any(|(at, b)| matches!(b, Body::Issue(_)) && *at >= since(fault_at));
     let obs = Observation {
+        flagged,
         agent: matches!(arm, Arm::Agent),
         claim,
         report: report.clone(),

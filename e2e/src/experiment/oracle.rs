@@ -58,6 +58,8 @@ pub struct Observation {
     pub report: Option<ReportBody>,
     /// The diagnosis: the report's, else one from the sidecar's own watcher during the episode.
     pub diagnosis: Option<Diagnosis>,
+    /// The sidecar's own watcher raised an SLO-violation issue (structured, with the violations) after the fault.
+    pub flagged: bool,
     /// Pod uids before the task.
     pub uids_before: Vec<u64>,
     /// Pods after: (uid, ready).
@@ -313,14 +315,20 @@ pub fn objective_value(o: &GoalObjective, after: &BTreeMap<String, Measurement>)
     }
 }
 
-/// L3: the agent's verdict against the injected ground truth.
+/// L3: the agent's verdict against the injected ground truth. Its first verdict counts: the watcher's issue when it
+/// raised one after the fault (it may have mitigated before the health-check task even arrived), else the report's.
 pub fn l3_verdict(e: &Expect, obs: &Observation) -> LevelScore {
     let truth = if e.violation == Some(true) {
         Verdict::Violated
     } else {
         Verdict::Healthy
     };
-    match verdict(obs.report.as_ref(), obs.diagnosis.as_ref()) {
+    let said = if obs.flagged {
+        Some(Verdict::Violated)
+    } else {
+        verdict(obs.report.as_ref(), obs.diagnosis.as_ref())
+    };
+    match said {
         Some(v) if v == truth => score(3, true, format!("said {v:?}, injected {truth:?}")),
         v => score(3, false, format!("said {v:?}, injected {truth:?}")),
     }
@@ -576,6 +584,13 @@ mod tests {
         );
         o.report = Some(report(ReportStatus::Response, "fixed it", true));
         assert_eq!(l3_verdict(&e, &o).passed, Some(true));
+        o.report = Some(report(ReportStatus::Response, "all good", false));
+        o.flagged = true;
+        assert_eq!(
+            l3_verdict(&e, &o).passed,
+            Some(true),
+            "the watcher's issue came first"
+        );
     }
 
     #[test]
