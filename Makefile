@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
 TRANSPORT ?=
 
-.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci certs
+.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci certs experiments
 
 all: build
 
@@ -43,6 +43,19 @@ demo-local:
 all-in-one: guest
 	$(CARGO) build --locked -p acv-e2e --bins
 	$(CARGO_TARGET_DIR)/debug/acv-all-in-one e2e/shop.yaml --guest sandbox/guest/build/acv-guest.wasm
+
+## experiments: the paper's L1-L5 evaluation on every case of e2e/cases (15 dataset scenarios + 4 manager tasks) with
+## the agent, no agent and the classic baselines, scored by measurement, into results/<run>/ (results.json, summary.md,
+## timeline-*.svg). PLANNER=rules|llm|none, RUNS=3; QUICK=1 runs each case once; EXPERIMENT_ARGS passes more options
+## (e.g. --only restart,pod_failure or --acv-dataset ../shared/acv-dataset). See docs/experiments.md.
+PLANNER ?= rules
+RUNS ?= 3
+QUICK ?=
+EXPERIMENT_ARGS ?=
+experiments: guest
+	$(CARGO) build --locked -p acv-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/acv-experiment --guest sandbox/guest/build/acv-guest.wasm --planner $(PLANNER) \
+	  $(if $(QUICK),--quick,--runs $(RUNS)) $(EXPERIMENT_ARGS)
 
 ## bench: print round-trip latency and throughput per transport (and the other benches as they land)
 bench: guest

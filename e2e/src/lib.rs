@@ -7,8 +7,10 @@
 //! - [`testbed`]: the shop's runtime spec (compiled-in `shop.yaml`, ephemeral ports, fast timings).
 //! - [`runfile`]: the `[FILE] [NAME=VALUE ...]` arguments of `acv-local` and `acv-all-in-one`.
 //! - [`load`]: the open-loop load generator (constant, steps, ramp; presets light/moderate/heavy/increase).
+//! - [`experiment`]: the L1–L5 experiment harness behind `acv-experiment`.
 #![forbid(unsafe_code)]
 
+pub mod experiment;
 pub mod load;
 pub mod runfile;
 pub mod shop;
