@@ -212,7 +212,7 @@ async fn sqlite_store_suite_and_reopen() {
         again.goal("g2").await.unwrap().unwrap().state,
         GoalState::Achieved
     );
-    assert_eq!(again.events("g1", 0).await.unwrap().len(), 3);
+    assert_eq!(again.events("g1", 0).await.unwrap().len(), 5);
     again.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
