@@ -73,6 +73,26 @@ struct Delivered {
     at: Mutex<Vec<Instant>>,
 }
 
+/// Announces a simulated sidecar on the broadcast (again when the manager missed it: on RabbitMQ a broadcast sent
+/// before the manager's queue is bound reaches nobody).
+async fn register(bus: &dyn Bus, name: ComponentName) -> anyhow::Result<()> {
+    let reg = Registration {
+        component: name.clone(),
+        peer_url: None,
+        planner: "sim".into(),
+        version: "bench".into(),
+    };
+    bus.publish(&Envelope::new(
+        uuid::Uuid::new_v4().to_string(),
+        Address::Component(name),
+        Address::Broadcast,
+        acv_core::now_ms(),
+        Body::Register(reg),
+    ))
+    .await?;
+    Ok(())
+}
+
 async fn sim_sidecar(
     bus: Arc<dyn Bus>,
     name: ComponentName,
@@ -80,21 +100,7 @@ async fn sim_sidecar(
 ) -> anyhow::Result<()> {
     let me = Address::Component(name.clone());
     let mut inbox = bus.subscribe(&me).await?;
-    let reg = Registration {
-        component: name,
-        peer_url: None,
-        planner: "sim".into(),
-        version: "bench".into(),
-    };
-    let id = uuid::Uuid::new_v4().to_string();
-    bus.publish(&Envelope::new(
-        id,
-        me,
-        Address::Broadcast,
-        acv_core::now_ms(),
-        Body::Register(reg),
-    ))
-    .await?;
+    register(&*bus, name).await?;
     tokio::spawn(async move {
         while let Some(Ok(d)) = inbox.next().await {
             if matches!(d.envelope.body, Body::Task(_)) {
@@ -172,9 +178,17 @@ async fn measure(
     for n in &names {
         sim_sidecar(bus.clone(), n.clone(), delivered.clone()).await?;
     }
+    let mut announced = Instant::now();
     loop {
-        if engine.registry().read().await.known().len() >= sidecars {
+        let known = engine.registry().read().await.known();
+        if known.len() >= sidecars {
             break;
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            for n in names.iter().filter(|n| !known.contains(n)) {
+                register(&*bus, n.clone()).await?;
+            }
+            announced = Instant::now();
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(120),
