@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p acv-manager --bench fanout` (needs RabbitMQ and NATS on 127.0.0.1).
 //! `ACV_BENCH_SIDECARS` (default 1000), `ACV_BENCH_GOALS` goals per transport (default 5),
-//! `ACV_BENCH_TRANSPORTS` (default `nats,amqp`).
+//! `ACV_BENCH_TRANSPORTS` (default `nats,amqp`), `ACV_BENCH_TIMEOUT_SECS` per transport (default 300): a transport
+//! that does not finish in time is reported as such and the bench goes on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +73,26 @@ struct Delivered {
     at: Mutex<Vec<Instant>>,
 }
 
+/// Announces a simulated sidecar on the broadcast (again when the manager missed it: on RabbitMQ a broadcast sent
+/// before the manager's queue is bound reaches nobody).
+async fn register(bus: &dyn Bus, name: ComponentName) -> anyhow::Result<()> {
+    let reg = Registration {
+        component: name.clone(),
+        peer_url: None,
+        planner: "sim".into(),
+        version: "bench".into(),
+    };
+    bus.publish(&Envelope::new(
+        uuid::Uuid::new_v4().to_string(),
+        Address::Component(name),
+        Address::Broadcast,
+        acv_core::now_ms(),
+        Body::Register(reg),
+    ))
+    .await?;
+    Ok(())
+}
+
 async fn sim_sidecar(
     bus: Arc<dyn Bus>,
     name: ComponentName,
@@ -79,21 +100,7 @@ async fn sim_sidecar(
 ) -> anyhow::Result<()> {
     let me = Address::Component(name.clone());
     let mut inbox = bus.subscribe(&me).await?;
-    let reg = Registration {
-        component: name,
-        peer_url: None,
-        planner: "sim".into(),
-        version: "bench".into(),
-    };
-    let id = uuid::Uuid::new_v4().to_string();
-    bus.publish(&Envelope::new(
-        id,
-        me,
-        Address::Broadcast,
-        acv_core::now_ms(),
-        Body::Register(reg),
-    ))
-    .await?;
+    register(&*bus, name).await?;
     tokio::spawn(async move {
         while let Some(Ok(d)) = inbox.next().await {
             if matches!(d.envelope.body, Body::Task(_)) {
@@ -108,12 +115,44 @@ async fn sim_sidecar(
     Ok(())
 }
 
-async fn run(transport: Transport, sidecars: usize, goals: usize) -> anyhow::Result<()> {
+/// One transport: the measurement bounded by `limit`, then the bench's namespace and store are removed whatever
+/// happened (a thousand queues must not be left on a shared broker).
+async fn run(transport: Transport, sidecars: usize, goals: usize, limit: Duration) -> anyhow::Result<()> {
     let mut config = BusConfig::default().with_transport(transport);
     config.namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let bus = acv_bus::connect(&config).await?;
     let dir = std::env::temp_dir().join(format!("acv-bench-{}", config.namespace));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&dir).await?);
+    let shutdown = CancellationToken::new();
+    let outcome = tokio::time::timeout(
+        limit,
+        measure(transport, bus.clone(), &dir, shutdown.clone(), sidecars, goals),
+    )
+    .await;
+    shutdown.cancel();
+    if let Err(e) = bus.delete_namespace().await {
+        eprintln!("warning: deleting the bench namespace: {e}");
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("warning: removing {}: {e}", dir.display());
+    }
+    match outcome {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!(
+            "did not finish within {} s (ACV_BENCH_TIMEOUT_SECS)",
+            limit.as_secs()
+        ),
+    }
+}
+
+async fn measure(
+    transport: Transport,
+    bus: Arc<dyn Bus>,
+    dir: &std::path::Path,
+    shutdown: CancellationToken,
+    sidecars: usize,
+    goals: usize,
+) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(dir).await?);
     let engine_config = EngineConfig {
         liveness: Duration::from_secs(3600),
         tick: Duration::from_millis(20),
@@ -127,7 +166,6 @@ async fn run(transport: Transport, sidecars: usize, goals: usize) -> anyhow::Res
         Arc::new(Slow),
         engine_config,
     );
-    let shutdown = CancellationToken::new();
     tokio::spawn(engine.clone().run(shutdown.clone()));
     let delivered = Arc::new(Delivered {
         count: AtomicUsize::new(0),
@@ -140,9 +178,17 @@ async fn run(transport: Transport, sidecars: usize, goals: usize) -> anyhow::Res
     for n in &names {
         sim_sidecar(bus.clone(), n.clone(), delivered.clone()).await?;
     }
+    let mut announced = Instant::now();
     loop {
-        if engine.registry().read().await.known().len() >= sidecars {
+        let known = engine.registry().read().await.known();
+        if known.len() >= sidecars {
             break;
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            for n in names.iter().filter(|n| !known.contains(n)) {
+                register(&*bus, n.clone()).await?;
+            }
+            announced = Instant::now();
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(120),
@@ -205,13 +251,6 @@ async fn run(transport: Transport, sidecars: usize, goals: usize) -> anyhow::Res
     if transport == Transport::Nats {
         api_reads(engine.clone(), &names[0]).await?;
     }
-    shutdown.cancel();
-    if let Err(e) = bus.delete_namespace().await {
-        eprintln!("warning: deleting the bench namespace: {e}");
-    }
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        eprintln!("warning: removing {}: {e}", dir.display());
-    }
     Ok(())
 }
 
@@ -263,12 +302,13 @@ fn main() -> anyhow::Result<()> {
     let sidecars = env_usize("ACV_BENCH_SIDECARS", 1000);
     let goals = env_usize("ACV_BENCH_GOALS", 5);
     let transports = std::env::var("ACV_BENCH_TRANSPORTS").unwrap_or_else(|_| "nats,amqp".into());
+    let limit = Duration::from_secs(env_usize("ACV_BENCH_TIMEOUT_SECS", 300) as u64);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         println!("manager fan-out (one goal over N simulated sidecars in one process; SQLite store)");
         for t in transports.split(',') {
             let transport: Transport = t.trim().parse().map_err(anyhow::Error::msg)?;
-            if let Err(e) = run(transport, sidecars, goals).await {
+            if let Err(e) = run(transport, sidecars, goals, limit).await {
                 println!("{:<6} failed: {e:#}", transport.as_str());
             }
         }

@@ -101,6 +101,20 @@ struct ServeArgs {
     /// Kubernetes: Goal controller and sidecar-injection webhook.
     #[command(flatten)]
     k8s: acv_manager::k8s::K8sArgs,
+    /// Who splits goals into subtasks: `rules` (deterministic), or `llm`: the LLM planner's manager prompt, each
+    /// proposal checked by the rules decomposer (which is used instead when it fails). The LLM is configured like
+    /// the sidecar's: `ACV_LLM_CONFIG` or `ACV_LLM_*` (docs/planners.md).
+    #[arg(long, env = "ACV_MANAGER_PLANNER", value_enum, default_value = "rules")]
+    planner: DecomposerChoice,
+}
+
+/// The goal decomposer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DecomposerChoice {
+    /// The deterministic rules decomposer.
+    Rules,
+    /// The LLM planner's manager prompt, checked by the rules.
+    Llm,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +268,18 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
         settle: args.settle,
         ..EngineConfig::default()
     };
+    let decomposer: Option<Arc<dyn acv_llm::Planner>> = match args.planner {
+        DecomposerChoice::Rules => None,
+        DecomposerChoice::Llm => {
+            let llm = acv_llm::LlmConfig::from_env(&ProcessEnv)
+                .context("LLM configuration")?
+                .context(
+                    "--planner llm needs ACV_LLM_CONFIG or ACV_LLM_BACKEND/ACV_LLM_MODEL (see docs/planners.md)",
+                )?;
+            let client = acv_llm::ChatClient::new(llm).context("LLM client")?;
+            Some(Arc::new(acv_llm::LlmPlanner::new(client)))
+        }
+    };
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     let metrics = acv_telemetry::metrics::install_prometheus().ok();
@@ -264,7 +290,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     let (_, admin_server) = admin::bind(args.admin_addr, state, shutdown.clone().cancelled_owned()).await?;
     let admin_task = tokio::spawn(admin_server);
     let registry = Arc::new(RwLock::new(Registry::default()));
-    let engine = Engine::new(store, bus, registry, measurer, config);
+    let engine = Engine::with_decomposer(store, bus, registry, measurer, config, decomposer);
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("binding the API on {}", args.api_addr))?;

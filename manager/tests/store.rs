@@ -1,7 +1,7 @@
 //! The same store suite on SQLite (a file in a fresh state dir) and on PostgreSQL (127.0.0.1:5432, db `test`, a
 //! fresh schema per run, dropped afterwards).
 
-use acv_manager::store::{GoalFilter, SqlStore, Store, StoreError, TaskRecord, TaskState};
+use acv_manager::store::{GoalFilter, NewEvent, SqlStore, Store, StoreError, TaskRecord, TaskState};
 use acv_protocol::{
     Combine, Comparison, ComponentName, EventKind, Goal, GoalObjective, GoalRecord, GoalSpec, GoalState,
     ReportBody, ReportStatus, SloMetric, SubtaskRecord, SubtaskState, TaskSpec,
@@ -139,6 +139,31 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.subtask(&s.id).await.unwrap(), Some(s));
     assert!(store.subtasks("g2").await.unwrap().is_empty());
 
+    // A batch: subtasks (one new, one replaced) and events in one transaction, numbered after the last event.
+    let mut replaced = subtask("g1", 1, "catalogue");
+    replaced.state = SubtaskState::Sent;
+    replaced.attempts = 1;
+    let fresh = subtask("g1", 2, "carts");
+    let events: Vec<NewEvent> = ["sent catalogue", "subtask carts"]
+        .iter()
+        .map(|m| NewEvent {
+            at_ms: 20,
+            kind: EventKind::Subtask,
+            state: GoalState::Assigned,
+            message: (*m).to_owned(),
+        })
+        .collect();
+    let stored = store
+        .put_batch("g1", &[replaced.clone(), fresh.clone()], &events)
+        .await
+        .unwrap();
+    assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(store.events("g1", 3).await.unwrap(), stored);
+    assert_eq!(store.subtask(&replaced.id).await.unwrap(), Some(replaced));
+    assert_eq!(store.subtask(&fresh.id).await.unwrap(), Some(fresh));
+    assert_eq!(store.subtasks("g1").await.unwrap().len(), 3);
+    assert!(store.put_batch("g1", &[], &[]).await.unwrap().is_empty());
+
     // Tasks: create, conflict, report.
     let mut t = TaskRecord {
         id: "t1".into(),
@@ -187,7 +212,7 @@ async fn sqlite_store_suite_and_reopen() {
         again.goal("g2").await.unwrap().unwrap().state,
         GoalState::Achieved
     );
-    assert_eq!(again.events("g1", 0).await.unwrap().len(), 3);
+    assert_eq!(again.events("g1", 0).await.unwrap().len(), 5);
     again.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,10 +1,11 @@
 //! One step of a goal's lifecycle, decided from its stored state: plan (resolve, measure, split into subtasks),
 //! assign (send to live sidecars, retry, time out), verify (measure and decide, or re-plan).
 
-use acv_llm::planner::rules::goal::{DecomposeError, resolve, split, subtasks};
+use acv_llm::Subtask;
+use acv_llm::planner::rules::goal::{DecomposeError, check_split, resolve, split, subtasks};
 use acv_protocol::{
-    Address, Body, ComponentName, Envelope, EventKind, GoalObjective, GoalRecord, GoalState, Mechanism,
-    SafetyMode, SubtaskRecord, SubtaskState, TaskBody,
+    Address, Body, ComponentName, Envelope, EventKind, Goal, GoalObjective, GoalRecord, GoalState,
+    Measurement, Mechanism, Objective, SafetyMode, SubtaskRecord, SubtaskState, TaskBody, TaskSpec,
     goal::{describe_result, evaluate},
 };
 
@@ -75,10 +76,11 @@ impl Engine {
                 .transition(&mut g, GoalState::Achieved, format!("already holds: {facts}"))
                 .await;
         }
-        let parts = split(&unmet, &measured);
         g.round += 1;
-        let tasks = subtasks(&g.spec.text, &parts);
+        let tasks = self.split_round(&g, &unmet, &known, &measured).await?;
         let mut names = Vec::new();
+        let mut records = Vec::with_capacity(tasks.len());
+        let mut events = Vec::with_capacity(tasks.len());
         for t in tasks {
             let s = SubtaskRecord {
                 id: format!("{}-r{}-{}", g.id, g.round, t.component),
@@ -95,15 +97,15 @@ impl Engine {
                 report_status: None,
                 message: String::new(),
             };
-            self.store.put_subtask(&s).await?;
-            self.record(
-                &g,
+            events.push((
                 EventKind::Subtask,
-                &format!("subtask {} for {}: {}", s.id, s.component, s.spec.text()),
-            )
-            .await?;
+                format!("subtask {} for {}: {}", s.id, s.component, s.spec.text()),
+            ));
             names.push(t.component.to_string());
+            records.push(s);
         }
+        // One transaction for the whole round (a goal over 1,000 components is one write, not 2,000).
+        self.commit(&g, &records, events).await?;
         let reason = format!(
             "round {}: {} subtask(s) for {}",
             g.round,
@@ -113,10 +115,93 @@ impl Engine {
         self.transition(&mut g, GoalState::Assigned, reason).await
     }
 
+    /// This round's subtasks: the rules' split by measured share, or the LLM planner's proposal when one is
+    /// configured and it passes the rules' check (an event records which, and why a proposal was refused).
+    async fn split_round(
+        &self,
+        g: &GoalRecord,
+        unmet: &[GoalObjective],
+        known: &[ComponentName],
+        measured: &[(ComponentName, Measurement)],
+    ) -> Result<Vec<Subtask>, EngineError> {
+        let rules = || subtasks(&g.spec.text, &split(unmet, measured));
+        let Some(planner) = &self.decomposer else {
+            return Ok(rules());
+        };
+        let wanted = unmet
+            .iter()
+            .map(GoalObjective::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let text = if g.spec.text.trim().is_empty() {
+            format!("Reach: {wanted}.")
+        } else {
+            format!("{} (objectives: {wanted})", g.spec.text.trim())
+        };
+        let goal = Goal {
+            text,
+            objectives: Vec::new(),
+        };
+        let proposal = match planner.decompose(&goal, known, measured).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(
+                    g,
+                    EventKind::Subtask,
+                    &format!(
+                        "{} could not decompose ({e}); using the rules decomposer",
+                        planner.name()
+                    ),
+                )
+                .await?;
+                return Ok(rules());
+            }
+        };
+        let parts: Vec<(ComponentName, Vec<Objective>)> = proposal
+            .iter()
+            .map(|s| {
+                let objectives = match &s.spec {
+                    TaskSpec::Declarative { goal } => goal.objectives.clone(),
+                    TaskSpec::Imperative { .. } => Vec::new(),
+                };
+                (s.component.clone(), objectives)
+            })
+            .collect();
+        match check_split(unmet, &parts) {
+            Ok(()) => {
+                self.record(
+                    g,
+                    EventKind::Subtask,
+                    &format!(
+                        "{} decomposed round {} (checked by the rules)",
+                        planner.name(),
+                        g.round
+                    ),
+                )
+                .await?;
+                Ok(proposal)
+            }
+            Err(why) => {
+                self.record(
+                    g,
+                    EventKind::Subtask,
+                    &format!(
+                        "{} proposed a split the rules refuse ({why}); using the rules decomposer",
+                        planner.name()
+                    ),
+                )
+                .await?;
+                Ok(rules())
+            }
+        }
+    }
+
     async fn assign(&self, mut g: GoalRecord, now: u64) -> Result<(), EngineError> {
         let goal_over = now >= g.deadline_ms;
         let liveness = ms(self.config.liveness);
         let mut open = 0;
+        let mut changed = Vec::new();
+        let mut events = Vec::new();
         for mut s in self.store.subtasks(&g.id).await? {
             if s.round != g.round || !s.state.is_open() {
                 continue;
@@ -128,7 +213,7 @@ impl Engine {
                 s.message = "the goal's deadline passed before an answer".into();
             } else {
                 match s.state {
-                    SubtaskState::Pending if live => self.send(&g, &mut s, now).await?,
+                    SubtaskState::Pending if live => events.push(self.send(&g, &mut s, now).await?),
                     SubtaskState::Pending if expired => {
                         s.state = SubtaskState::TimedOut;
                         s.message = format!(
@@ -138,7 +223,7 @@ impl Engine {
                         );
                     }
                     SubtaskState::Sent if expired && s.attempts < self.config.max_attempts && live => {
-                        self.send(&g, &mut s, now).await?;
+                        events.push(self.send(&g, &mut s, now).await?);
                     }
                     SubtaskState::Sent if expired => {
                         s.state = SubtaskState::TimedOut;
@@ -158,18 +243,20 @@ impl Engine {
                 }
             }
             s.updated_ms = now;
-            self.store.put_subtask(&s).await?;
             if s.state == SubtaskState::TimedOut {
-                self.record(
-                    &g,
+                events.push((
                     EventKind::Subtask,
-                    &format!("subtask {} timed out: {}", s.id, s.message),
-                )
-                .await?;
+                    format!("subtask {} timed out: {}", s.id, s.message),
+                ));
             } else {
                 open += 1;
             }
+            changed.push(s);
         }
+        // Every send and time-out of this tick in one transaction. A crash between a send and this write leaves
+        // the subtask as it was, so it is sent again with the same id (sidecars and the report path are
+        // idempotent on it).
+        self.commit(&g, &changed, events).await?;
         if open == 0 {
             let reason = if goal_over {
                 "deadline reached; measuring".to_owned()
@@ -181,7 +268,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn send(&self, g: &GoalRecord, s: &mut SubtaskRecord, now: u64) -> Result<(), EngineError> {
+    /// Publishes one attempt of `s` and updates it (the caller stores it); returns the event to record.
+    async fn send(
+        &self,
+        g: &GoalRecord,
+        s: &mut SubtaskRecord,
+        now: u64,
+    ) -> Result<(EventKind, String), EngineError> {
         s.attempts += 1;
         s.state = SubtaskState::Sent;
         s.deadline_ms = now
@@ -203,13 +296,10 @@ impl Engine {
         )
         .with_deadline_ms(s.deadline_ms);
         self.bus.publish(&env).await?;
-        self.record(
-            g,
+        Ok((
             EventKind::Subtask,
-            &format!("sent {} to {} (attempt {})", s.id, s.component, s.attempts),
-        )
-        .await?;
-        Ok(())
+            format!("sent {} to {} (attempt {})", s.id, s.component, s.attempts),
+        ))
     }
 
     async fn verify(&self, mut g: GoalRecord, now: u64) -> Result<(), EngineError> {

@@ -1,5 +1,5 @@
-//! The goal engine: takes goals, decomposes them with the rules decomposer, assigns subtasks to sidecars over the
-//! bus, handles silence (no heartbeat, no answer) with retries and deadlines, verifies by its own measurement and
+//! The goal engine: takes goals, decomposes them (the rules decomposer, or the LLM planner's manager prompt checked
+//! by the rules), assigns subtasks to sidecars over the bus, handles silence (no heartbeat, no answer) with retries and deadlines, verifies by its own measurement and
 //! re-plans up to a round limit.
 //!
 //! Every decision is taken from the stored state ([`Store`]) on a tick, so a manager killed at any point and started
@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acv_bus::{Bus, BusError};
+use acv_llm::Planner;
 use acv_llm::planner::rules::goal::{DecomposeError, resolve};
 use acv_protocol::{
     Address, Body, ComponentName, Envelope, EventKind, GoalError, GoalEvent, GoalRecord, GoalResource,
-    GoalSpec, GoalState, Mechanism, ReportBody, ReportStatus, SubtaskState, TaskBody, TaskSpec,
+    GoalSpec, GoalState, Mechanism, ReportBody, ReportStatus, SubtaskRecord, SubtaskState, TaskBody,
+    TaskSpec,
 };
 use tokio::sync::{Mutex, Notify, RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +24,7 @@ mod lifecycle;
 
 use crate::measure::Measurer;
 use crate::registry::Registry;
-use crate::store::{GoalFilter, Store, StoreError, TaskRecord, TaskState};
+use crate::store::{GoalFilter, NewEvent, Store, StoreError, TaskRecord, TaskState};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub struct Engine {
     bus: Arc<dyn Bus>,
     registry: Arc<RwLock<Registry>>,
     measurer: Arc<dyn Measurer>,
+    /// The LLM planner whose manager prompt proposes each round's split (validated by the rules decomposer, which
+    /// is used instead when the proposal fails); `None`: the rules decomposer alone.
+    decomposer: Option<Arc<dyn Planner>>,
     config: EngineConfig,
     events: broadcast::Sender<GoalEvent>,
     wake: Notify,
@@ -113,7 +118,7 @@ fn new_id() -> String {
 // === impl Engine ===
 
 impl Engine {
-    /// An engine over these parts; [`Engine::run`] starts it.
+    /// An engine over these parts with the rules decomposer; [`Engine::run`] starts it.
     pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
@@ -121,12 +126,28 @@ impl Engine {
         measurer: Arc<dyn Measurer>,
         config: EngineConfig,
     ) -> Arc<Self> {
+        Self::with_decomposer(store, bus, registry, measurer, config, None)
+    }
+
+    /// An engine whose rounds are split by `decomposer` (the LLM planner's manager prompt) when given: its proposal
+    /// is checked by the rules decomposer ([`check_split`](acv_llm::planner::rules::goal::check_split)) and
+    /// replaced by the rules' own split, with an event saying why, when it names other components, leaves one out
+    /// or does not add up to the goal, or when the LLM fails.
+    pub fn with_decomposer(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        registry: Arc<RwLock<Registry>>,
+        measurer: Arc<dyn Measurer>,
+        config: EngineConfig,
+        decomposer: Option<Arc<dyn Planner>>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
             bus,
             registry,
             measurer,
+            decomposer,
             config,
             events,
             wake: Notify::new(),
@@ -239,14 +260,16 @@ impl Engine {
             });
         }
         let now = acv_core::now_ms();
+        let mut closed = Vec::new();
         for mut s in self.store.subtasks(id).await? {
             if s.state.is_open() {
                 s.state = SubtaskState::Cancelled;
                 s.updated_ms = now;
                 s.message = "goal cancelled".into();
-                self.store.put_subtask(&s).await?;
+                closed.push(s);
             }
         }
+        self.commit(&g, &closed, Vec::new()).await?;
         self.transition(&mut g, GoalState::Cancelled, "cancelled on request".into())
             .await?;
         Ok(g)
@@ -387,18 +410,20 @@ impl Engine {
             s.report_status = Some(r.status);
             s.message = r.message.clone();
             s.updated_ms = now;
-            self.store.put_subtask(&s).await?;
-            if let Some(g) = self.store.goal(&s.goal_id).await? {
-                let word = match r.status {
-                    ReportStatus::Response => "RESPONSE",
-                    ReportStatus::Issue => "ISSUE",
-                };
-                self.record(
-                    &g,
-                    EventKind::Report,
-                    &format!("{} answered {word}: {}", s.component, r.message),
-                )
-                .await?;
+            let word = match r.status {
+                ReportStatus::Response => "RESPONSE",
+                ReportStatus::Issue => "ISSUE",
+            };
+            match self.store.goal(&s.goal_id).await? {
+                // The answer and its event in one transaction.
+                Some(g) => {
+                    let event = (
+                        EventKind::Report,
+                        format!("{} answered {word}: {}", s.component, r.message),
+                    );
+                    self.commit(&g, std::slice::from_ref(&s), vec![event]).await?;
+                }
+                None => self.store.put_subtask(&s).await?,
             }
             self.wake.notify_one();
         } else if let Some(mut t) = self.store.task(&r.task_id).await? {
@@ -444,6 +469,33 @@ impl Engine {
             tracing::info!(goal = %g.id, %state, reason = %g.reason, "Goal finished.");
         }
         self.record(g, EventKind::State, &message).await
+    }
+
+    /// Stores `subtasks` and appends `events` (kind, message; at the goal's current state) in one transaction.
+    async fn commit(
+        &self,
+        g: &GoalRecord,
+        subtasks: &[SubtaskRecord],
+        events: Vec<(EventKind, String)>,
+    ) -> Result<(), EngineError> {
+        if subtasks.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        let at_ms = acv_core::now_ms();
+        let events: Vec<NewEvent> = events
+            .into_iter()
+            .map(|(kind, message)| NewEvent {
+                at_ms,
+                kind,
+                state: g.state,
+                message,
+            })
+            .collect();
+        for e in self.store.put_batch(&g.id, subtasks, &events).await? {
+            // Nobody listening is fine.
+            let _receivers = self.events.send(e);
+        }
+        Ok(())
     }
 
     async fn record(&self, g: &GoalRecord, kind: EventKind, message: &str) -> Result<(), EngineError> {

@@ -91,6 +91,19 @@ pub enum GoalFilter {
     State(GoalState),
 }
 
+/// An event to append; the store gives it its sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+    /// What kind of event.
+    pub kind: EventKind,
+    /// The goal's state at the time.
+    pub state: GoalState,
+    /// For a person.
+    pub message: String,
+}
+
 /// The manager's durable state.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -120,6 +133,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts or replaces a subtask (by id).
     async fn put_subtask(&self, subtask: &SubtaskRecord) -> Result<(), StoreError>;
+    /// Inserts or replaces `subtasks` and appends `events` to goal `goal_id`, in one transaction: all or none are
+    /// stored, and a round over a thousand components is one write to disk rather than thousands. Returns the
+    /// events with their sequence numbers.
+    async fn put_batch(
+        &self,
+        goal_id: &str,
+        subtasks: &[SubtaskRecord],
+        events: &[NewEvent],
+    ) -> Result<Vec<GoalEvent>, StoreError>;
     /// One subtask.
     async fn subtask(&self, id: &str) -> Result<Option<SubtaskRecord>, StoreError>;
     /// A goal's subtasks, by round then component.

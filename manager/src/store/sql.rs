@@ -11,7 +11,7 @@ use sqlx::{
 };
 use tokio::sync::Mutex;
 
-use super::{GoalFilter, Store, StoreError, TaskRecord};
+use super::{GoalFilter, NewEvent, Store, StoreError, TaskRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,6 +76,63 @@ fn enum_str<T: Serialize>(v: &T) -> String {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn upsert_subtask_sql() -> String {
+    format!(
+        "INSERT INTO subtasks ({SUBTASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (id) DO UPDATE SET goal_id = excluded.goal_id, round = excluded.round, \
+         component = excluded.component, spec = excluded.spec, state = excluded.state, \
+         attempts = excluded.attempts, deadline_ms = excluded.deadline_ms, updated_ms = excluded.updated_ms, \
+         report_status = excluded.report_status, message = excluded.message"
+    )
+}
+
+/// Inserts or replaces a subtask (`sql` from [`upsert_subtask_sql`]).
+fn upsert_subtask<'q>(sql: &'q str, s: &SubtaskRecord) -> AnyQuery<'q> {
+    sqlx::query(sql)
+        .bind(s.id.clone())
+        .bind(s.goal_id.clone())
+        .bind(i64::from(s.round))
+        .bind(s.component.to_string())
+        .bind(json(&s.spec))
+        .bind(s.state.as_str())
+        .bind(i64::from(s.attempts))
+        .bind(to_i64(s.deadline_ms))
+        .bind(to_i64(s.updated_ms))
+        .bind(s.report_status.as_ref().map(enum_str))
+        .bind(s.message.clone())
+}
+
+fn insert_event(
+    goal_id: &str,
+    seq: u64,
+    at_ms: u64,
+    kind: EventKind,
+    state: GoalState,
+    message: &str,
+) -> AnyQuery<'static> {
+    sqlx::query(
+        "INSERT INTO goal_events (goal_id, seq, at_ms, kind, state, message) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(goal_id.to_owned())
+    .bind(to_i64(seq))
+    .bind(to_i64(at_ms))
+    .bind(enum_str(&kind))
+    .bind(state.as_str())
+    .bind(message.to_owned())
+}
+
+/// The goal's next event sequence number (callers hold the append lock).
+async fn next_seq(conn: &mut sqlx::AnyConnection, goal_id: &str) -> Result<u64, StoreError> {
+    let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS m FROM goal_events WHERE goal_id = $1")
+        .bind(goal_id.to_owned())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("m")?;
+    Ok(to_u64(last.unwrap_or(0)) + 1)
 }
 
 // === impl SqlStore ===
@@ -344,23 +401,11 @@ impl Store for SqlStore {
         message: &str,
     ) -> Result<GoalEvent, StoreError> {
         let _one = self.append.lock().await;
-        let last: Option<i64> = sqlx::query("SELECT MAX(seq) AS m FROM goal_events WHERE goal_id = $1")
-            .bind(goal_id.to_owned())
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("m")?;
-        let seq = to_u64(last.unwrap_or(0)) + 1;
-        sqlx::query(
-            "INSERT INTO goal_events (goal_id, seq, at_ms, kind, state, message) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(goal_id.to_owned())
-        .bind(to_i64(seq))
-        .bind(to_i64(at_ms))
-        .bind(enum_str(&kind))
-        .bind(state.as_str())
-        .bind(message.to_owned())
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let seq = next_seq(&mut conn, goal_id).await?;
+        insert_event(goal_id, seq, at_ms, kind, state, message)
+            .execute(&mut *conn)
+            .await?;
         Ok(GoalEvent {
             goal_id: goal_id.to_owned(),
             seq,
@@ -384,28 +429,43 @@ impl Store for SqlStore {
     }
 
     async fn put_subtask(&self, s: &SubtaskRecord) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO subtasks ({SUBTASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET goal_id = excluded.goal_id, round = excluded.round, \
-             component = excluded.component, spec = excluded.spec, state = excluded.state, \
-             attempts = excluded.attempts, deadline_ms = excluded.deadline_ms, updated_ms = excluded.updated_ms, \
-             report_status = excluded.report_status, message = excluded.message"
-        );
-        sqlx::query(&sql)
-            .bind(s.id.clone())
-            .bind(s.goal_id.clone())
-            .bind(i64::from(s.round))
-            .bind(s.component.to_string())
-            .bind(json(&s.spec))
-            .bind(s.state.as_str())
-            .bind(i64::from(s.attempts))
-            .bind(to_i64(s.deadline_ms))
-            .bind(to_i64(s.updated_ms))
-            .bind(s.report_status.as_ref().map(enum_str))
-            .bind(s.message.clone())
-            .execute(&self.pool)
-            .await?;
+        let sql = upsert_subtask_sql();
+        upsert_subtask(&sql, s).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn put_batch(
+        &self,
+        goal_id: &str,
+        subtasks: &[SubtaskRecord],
+        events: &[NewEvent],
+    ) -> Result<Vec<GoalEvent>, StoreError> {
+        let _one = self.append.lock().await;
+        let sql = upsert_subtask_sql();
+        let mut tx = self.pool.begin().await?;
+        for s in subtasks {
+            upsert_subtask(&sql, s).execute(&mut *tx).await?;
+        }
+        let mut out = Vec::with_capacity(events.len());
+        if !events.is_empty() {
+            let mut seq = next_seq(&mut tx, goal_id).await?;
+            for e in events {
+                insert_event(goal_id, seq, e.at_ms, e.kind, e.state, &e.message)
+                    .execute(&mut *tx)
+                    .await?;
+                out.push(GoalEvent {
+                    goal_id: goal_id.to_owned(),
+                    seq,
+                    at_ms: e.at_ms,
+                    kind: e.kind,
+                    state: e.state,
+                    message: e.message.clone(),
+                });
+                seq += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn subtask(&self, id: &str) -> Result<Option<SubtaskRecord>, StoreError> {

@@ -298,6 +298,9 @@ pub struct ObjectiveResult {
     pub value: Option<f64>,
     /// Whether it holds.
     pub met: bool,
+    /// Components left out because they served no request in the window (see [`evaluate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle: Vec<ComponentName>,
 }
 
 // === impl GoalState ===
@@ -562,8 +565,26 @@ impl GoalObjective {
     }
 }
 
+/// Whether `m` is a reachable component that served no request in the window: its metrics came back with a
+/// request rate of 0 and (when its status is known) it has a ready pod. Its latency and error rate are then
+/// undefined rather than unknown.
+fn idle(m: &Measurement) -> bool {
+    let no_requests = m
+        .metrics
+        .as_ref()
+        .is_some_and(|x| x.request_rate == Some(0.0) && x.p99_ms.is_none());
+    let serving = m.status.as_ref().is_none_or(|s| s.ready_replicas > 0);
+    no_requests && serving
+}
+
 /// Judges each objective from measurements: each / total / average over its components. A component not measured
 /// (or whose metric is missing) makes its objective unmet — the manager never assumes.
+///
+/// One exception, so a goal over a quiet service means what a person expects: an upper bound (`below`) on P99
+/// latency or error rate is not broken by a component that is up but served no request in the window (no request
+/// was slow or failed). Such a component is left out of the combination and listed in `idle`; when every component
+/// is idle the objective holds with no value. A lower bound (`at_least`) on those metrics is never met without
+/// requests, and a component that cannot be reached, or has no ready pod, still counts as not measured.
 pub fn evaluate(
     objectives: &[GoalObjective],
     measured: &[(ComponentName, Measurement)],
@@ -586,9 +607,26 @@ pub fn evaluate(
                 Comparison::Below => v < o.threshold,
                 Comparison::AtLeast => v >= o.threshold,
             };
-            let values: Option<Vec<f64>> = per_component.iter().map(|(_, v)| *v).collect();
+            let vacuous = o.comparison == Comparison::Below
+                && matches!(o.metric, SloMetric::P99LatencyMs | SloMetric::ErrorRatePercent);
+            let idle_components: Vec<ComponentName> = if vacuous {
+                per_component
+                    .iter()
+                    .filter(|(c, v)| v.is_none() && measured.iter().any(|(m, x)| m == c && idle(x)))
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let values: Option<Vec<f64>> = per_component
+                .iter()
+                .filter(|(c, _)| !idle_components.contains(c))
+                .map(|(_, v)| *v)
+                .collect();
             let (value, met) = match (&values, o.combine) {
                 (None, _) => (None, false),
+                // Every component idle: nothing broke the upper bound.
+                (Some(vs), _) if vs.is_empty() => (None, true),
                 (Some(vs), Combine::Each) => {
                     // The worst value is the one that decides.
                     let worst = match o.comparison {
@@ -611,6 +649,7 @@ pub fn evaluate(
                 per_component,
                 value,
                 met,
+                idle: idle_components,
             }
         })
         .collect()
@@ -623,13 +662,16 @@ pub fn describe_result(r: &ObjectiveResult) -> String {
         .iter()
         .map(|(c, v)| match v {
             Some(x) => format!("{c} {x:.1}"),
+            None if r.idle.contains(c) => format!("{c} no requests in the window"),
             None => format!("{c} not measured"),
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let value = r
-        .value
-        .map_or_else(|| "not measured".to_owned(), |v| format!("measured {v:.1}"));
+    let value = match r.value {
+        Some(v) => format!("measured {v:.1}"),
+        None if r.met => "no requests in the window, so nothing was slow or failed".to_owned(),
+        None => "not measured".to_owned(),
+    };
     let verdict = if r.met { "holds" } else { "does not hold" };
     format!("{}: {value} ({parts}) — {verdict}", r.objective.describe())
 }
@@ -824,6 +866,79 @@ mod tests {
             "{}",
             describe_result(r)
         );
+    }
+
+    #[test]
+    fn no_traffic_does_not_break_an_upper_bound_on_latency() {
+        let quiet = |ready: u32| {
+            let mut m = p99(None);
+            if let Some(x) = m.metrics.as_mut() {
+                x.request_rate = Some(0.0);
+            }
+            m.status = Some(crate::ComponentStatus {
+                component: c("b"),
+                desired_replicas: 1,
+                ready_replicas: ready,
+                replicas: Vec::new(),
+                revision: 1,
+                image: "x".into(),
+                env: std::collections::BTreeMap::new(),
+                limits: crate::ResourceLimits {
+                    cpu_millis: 100,
+                    memory_mib: 64,
+                },
+            });
+            m
+        };
+        let one = obj(
+            &["b"],
+            SloMetric::P99LatencyMs,
+            Comparison::Below,
+            300.0,
+            Combine::Each,
+        );
+        let r = &evaluate(std::slice::from_ref(&one), &[(c("b"), quiet(1))])[0];
+        assert!(r.met && r.value.is_none() && r.idle == vec![c("b")], "{r:?}");
+        assert!(
+            describe_result(r).contains("no requests in the window"),
+            "{}",
+            describe_result(r)
+        );
+        // Down (no ready pod), or unreachable: not measured, not met.
+        assert!(!evaluate(std::slice::from_ref(&one), &[(c("b"), quiet(0))])[0].met);
+        assert!(!evaluate(std::slice::from_ref(&one), &[])[0].met);
+        // A total over a busy and a quiet component judges the busy one alone.
+        let total = obj(
+            &["a", "b"],
+            SloMetric::P99LatencyMs,
+            Comparison::Below,
+            400.0,
+            Combine::Total,
+        );
+        let r = &evaluate(
+            std::slice::from_ref(&total),
+            &[(c("a"), p99(Some(350.0))), (c("b"), quiet(1))],
+        )[0];
+        assert_eq!((r.value, r.met), (Some(350.0), true));
+        let r = &evaluate(&[total], &[(c("a"), p99(Some(450.0))), (c("b"), quiet(1))])[0];
+        assert!(!r.met);
+        // A lower bound, or another metric, is not met by silence.
+        let at_least = obj(
+            &["b"],
+            SloMetric::P99LatencyMs,
+            Comparison::AtLeast,
+            1.0,
+            Combine::Each,
+        );
+        assert!(!evaluate(&[at_least], &[(c("b"), quiet(1))])[0].met);
+        let cpu = obj(
+            &["b"],
+            SloMetric::CpuPercentOfLimit,
+            Comparison::Below,
+            30.0,
+            Combine::Each,
+        );
+        assert!(!evaluate(&[cpu], &[(c("b"), quiet(1))])[0].met);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! component that uses most of the budget is asked for the largest absolute part of the cut.
 
 use acv_protocol::{
-    Combine, ComponentName, Goal, GoalError, GoalObjective, GoalSpec, Measurement, Objective, TaskSpec,
-    describe_objective, goal::validate_objectives, measured_value,
+    Combine, Comparison, ComponentName, Goal, GoalError, GoalObjective, GoalSpec, Measurement, Objective,
+    TaskSpec, describe_objective, goal::validate_objectives, measured_value, metric_name,
 };
 use regex::Regex;
 
@@ -218,6 +218,73 @@ pub fn split(
     out
 }
 
+/// Checks a split proposed by someone else (the LLM planner's manager prompt) against the goal's objectives, as
+/// the rules decomposer understands them: every part is for a component the objectives name, every objective gets
+/// a share on every one of its components (same metric and direction), and the shares add up to the goal — each
+/// share within the threshold for `each`, the shares' sum (`total`) or mean (`average`) within it. A split that
+/// passes can be assigned as is; one that does not is refused with the first problem found.
+pub fn check_split(
+    objectives: &[GoalObjective],
+    parts: &[(ComponentName, Vec<Objective>)],
+) -> Result<(), String> {
+    let named: Vec<&ComponentName> = objectives.iter().flat_map(|o| &o.components).collect();
+    if let Some((c, _)) = parts.iter().find(|(c, _)| !named.contains(&c)) {
+        return Err(format!("{c} is not part of this goal"));
+    }
+    for o in objectives {
+        let mut shares = Vec::with_capacity(o.components.len());
+        for c in &o.components {
+            let share = parts
+                .iter()
+                .filter(|(p, _)| p == c)
+                .flat_map(|(_, os)| os)
+                .filter(|x| x.metric == o.metric && x.comparison == o.comparison && x.threshold.is_finite())
+                .map(|x| x.threshold)
+                // Several shares for one component: the strictest one is what it will work towards.
+                .reduce(|a, b| match o.comparison {
+                    Comparison::Below => a.min(b),
+                    Comparison::AtLeast => a.max(b),
+                });
+            match share {
+                Some(t) => shares.push(t),
+                None => {
+                    return Err(format!(
+                        "{c} has no {} objective for \"{}\"",
+                        metric_name(o.metric),
+                        o.describe()
+                    ));
+                }
+            }
+        }
+        let n = shares.len().max(1) as f64;
+        let combined = match o.combine {
+            Combine::Each => match o.comparison {
+                Comparison::Below => shares.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                Comparison::AtLeast => shares.iter().copied().fold(f64::INFINITY, f64::min),
+            },
+            Combine::Total => shares.iter().sum(),
+            Combine::Average => shares.iter().sum::<f64>() / n,
+        };
+        // A hundredth of slack for shares rounded to two decimals.
+        let fits = match o.comparison {
+            Comparison::Below => combined <= o.threshold + 0.01,
+            Comparison::AtLeast => combined >= o.threshold - 0.01,
+        };
+        if !fits {
+            return Err(format!(
+                "the shares ({}) do not add up to \"{}\"",
+                shares
+                    .iter()
+                    .map(|t| format!("{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                o.describe()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -252,7 +319,7 @@ pub fn subtasks(text: &str, parts: &[(ComponentName, Vec<Objective>)]) -> Vec<Su
 
 #[cfg(test)]
 mod tests {
-    use acv_protocol::{Comparison, MetricsSnapshot, SloMetric};
+    use acv_protocol::{MetricsSnapshot, SloMetric};
 
     use super::*;
 
@@ -395,5 +462,53 @@ mod tests {
                 .text()
                 .contains("your part: cpu_percent_of_limit of front-end below 30")
         );
+    }
+
+    #[test]
+    fn a_proposed_split_is_checked_against_the_goal() {
+        let k = known();
+        let total = resolve(
+            &GoalSpec::from_text("Reduce the total P99 latency of Catalogue and Front-end to under 400 ms."),
+            &k,
+        )
+        .unwrap();
+        let part = |name: &str, t: f64| {
+            (
+                c(name),
+                vec![Objective {
+                    component: c(name),
+                    metric: SloMetric::P99LatencyMs,
+                    comparison: Comparison::Below,
+                    threshold: t,
+                }],
+            )
+        };
+        assert_eq!(
+            check_split(&total, &[part("catalogue", 150.0), part("front-end", 250.0)]),
+            Ok(())
+        );
+        let err = check_split(&total, &[part("catalogue", 300.0), part("front-end", 300.0)]).unwrap_err();
+        assert!(err.contains("do not add up"), "{err}");
+        let err = check_split(&total, &[part("catalogue", 150.0)]).unwrap_err();
+        assert!(err.contains("front-end has no objective"), "{err}");
+        let err = check_split(
+            &total,
+            &[
+                part("catalogue", 100.0),
+                part("front-end", 100.0),
+                part("carts", 100.0),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.contains("carts is not part of this goal"), "{err}");
+        // The rules' own split always passes.
+        let measured = [m("catalogue", 300.0, 10.0), m("front-end", 500.0, 10.0)];
+        assert_eq!(check_split(&total, &split(&total, &measured)), Ok(()));
+        let each = resolve(
+            &GoalSpec::from_text("Reduce each Catalogue and Front-end's CPU usage to under 30%."),
+            &k,
+        )
+        .unwrap();
+        assert_eq!(check_split(&each, &split(&each, &[])), Ok(()));
     }
 }

@@ -1,0 +1,375 @@
+//! The manager's black-box rig: real processes only — `acv-local` running the shop, `acv-manager serve` (SQLite
+//! under a temp `--state-dir`, measuring through the runtime's control API), one `acv-sidecar` per component (rules
+//! planner, watcher off, so only the manager's subtasks act) — on a real broker, in a namespace of its own. Goals
+//! are created with the real `acvctl`. The test reads the runtime itself (control API, its own load generator)
+//! rather than taking the manager's word.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use acv_bus::{BusConfig, Transport};
+use acv_cluster::RemoteCluster;
+use acv_protocol::ComponentName;
+
+use crate::common;
+
+/// The directory with Cargo's binaries for this profile (where `acv-shop` is).
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_acv-shop"))
+        .parent()
+        .expect("acv-shop has a directory")
+        .to_path_buf()
+}
+
+/// `acv-manager`, `acvctl` and `acv-sidecar` live in other packages, so Cargo does not build them for this test:
+/// build them once per test process (a no-op when they are up to date), in the same target directory and profile.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let dir = bin_dir();
+        let profile = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let target = dir.parent().expect("the target directory").to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "acv-manager",
+            "-p",
+            "acv-sidecar",
+            "--bins",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("CARGO_TARGET_DIR", &target);
+        if profile != "debug" {
+            cmd.args(["--profile", profile.as_str()]);
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("cargo build of acv-manager and acv-sidecar failed: {s}")),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    let path = bin_dir().join(name);
+    assert!(path.is_file(), "{} missing", path.display());
+    path
+}
+
+/// The sandbox guest of this checkout (`make guest`).
+fn guest() -> PathBuf {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sandbox/guest/build/acv-guest.wasm"
+    ));
+    assert!(p.is_file(), "{} missing: run `make guest` first", p.display());
+    p
+}
+
+/// Reads lines from `rx` until one starts with `prefix`; returns the rest of it.
+fn line_after(rx: &Receiver<String>, prefix: &str, secs: u64, what: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("{what} did not print {prefix:?} within {secs}s: {e}"));
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim().to_owned();
+        }
+    }
+}
+
+fn spawn_lines(cmd: &mut Command) -> (Child, Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("process starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Timings of the manager under test.
+#[derive(Debug, Clone)]
+pub struct ManagerTimings {
+    /// `--metrics-window`, s.
+    pub metrics_window: f64,
+    /// `--settle`.
+    pub settle: &'static str,
+    /// `--subtask-timeout`.
+    pub subtask_timeout: &'static str,
+    /// `--liveness`.
+    pub liveness: &'static str,
+    /// `--max-rounds`.
+    pub max_rounds: u32,
+}
+
+impl Default for ManagerTimings {
+    fn default() -> Self {
+        Self {
+            metrics_window: 5.0,
+            settle: "6s",
+            subtask_timeout: "60s",
+            liveness: "4s",
+            max_rounds: 4,
+        }
+    }
+}
+
+/// The running processes.
+pub struct Stack {
+    /// Broker.
+    pub transport: Transport,
+    namespace: String,
+    local: Child,
+    /// The runtime's control API.
+    pub runtime_api: SocketAddr,
+    /// Each shop service's front.
+    pub addrs: BTreeMap<String, SocketAddr>,
+    manager: Option<Child>,
+    /// The manager's HTTP API (fixed for the life of the stack, so a restarted manager keeps its URL).
+    pub manager_api: SocketAddr,
+    timings: ManagerTimings,
+    state_dir: PathBuf,
+    sidecars: BTreeMap<String, Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+// === impl Stack ===
+
+impl Stack {
+    /// The shop on `acv-local` (all services), then the manager; no sidecars yet.
+    pub fn start(transport: Transport, timings: ManagerTimings) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_acv-local"));
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml"))
+            .args(["--api", "127.0.0.1:0"])
+            .arg(format!("SHOP_BIN={}", env!("CARGO_BIN_EXE_acv-shop")))
+            .args(["PROBE_INTERVAL_MS=200", "STARTUP_GRACE_MS=3000"]);
+        let (local, rx) = common::spawn_shop_binary(&mut cmd);
+        let mut addrs = BTreeMap::new();
+        let mut runtime_api = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("acv-local prints its addresses");
+            if let Some(a) = line.strip_prefix("api        http://") {
+                runtime_api = Some(a.parse().expect("api address"));
+            } else if line.starts_with("all services ready") {
+                break;
+            } else if let Some((name, url)) = line.split_once(" http://") {
+                if let Ok(a) = url.trim().parse() {
+                    addrs.insert(name.trim().to_owned(), a);
+                }
+            }
+        }
+        let namespace = format!("acv-mgr-{}", uuid::Uuid::new_v4().simple());
+        let state_dir = std::env::temp_dir().join(format!("{namespace}-state"));
+        let mut stack = Self {
+            transport,
+            namespace,
+            local,
+            runtime_api: runtime_api.expect("acv-local printed its API address"),
+            addrs,
+            manager: None,
+            manager_api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            timings,
+            state_dir,
+            sidecars: BTreeMap::new(),
+        };
+        stack.start_manager();
+        stack
+    }
+
+    fn bus_env(&self, cmd: &mut Command) {
+        cmd.env(acv_bus::config::ENV_BUS, self.transport.to_string())
+            .env(acv_bus::config::ENV_BUS_NAMESPACE, &self.namespace)
+            .env("RUST_LOG", "info");
+    }
+
+    /// Starts (or restarts) `acv-manager serve` on the same API address and state directory.
+    pub fn start_manager(&mut self) {
+        assert!(self.manager.is_none(), "the manager is already running");
+        let t = &self.timings;
+        let mut cmd = Command::new(bin("acv-manager"));
+        self.bus_env(&mut cmd);
+        cmd.arg("serve")
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--api-addr", &self.manager_api.to_string()])
+            .args(["--runtime-api", &self.runtime_api.to_string()])
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(["--metrics-window", &t.metrics_window.to_string()])
+            .args(["--settle", t.settle])
+            .args(["--subtask-timeout", t.subtask_timeout])
+            .args(["--liveness", t.liveness])
+            .args(["--max-rounds", &t.max_rounds.to_string()]);
+        let (child, rx) = spawn_lines(&mut cmd);
+        let api = line_after(&rx, "acv-manager API on http://", 30, "acv-manager");
+        assert_eq!(api, self.manager_api.to_string());
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        self.manager = Some(child);
+    }
+
+    /// SIGKILLs the manager process (no shutdown of any kind).
+    pub fn kill_manager(&mut self) {
+        let mut child = self.manager.take().expect("the manager is running");
+        common::kill9(child.id());
+        let _status = child.wait();
+    }
+
+    /// Starts the sidecar of `component` (rules planner, watcher off, fast heartbeats).
+    pub fn start_sidecar(&mut self, component: &str) {
+        assert!(
+            !self.sidecars.contains_key(component),
+            "{component} already has a sidecar"
+        );
+        let mut cmd = Command::new(bin("acv-sidecar"));
+        self.bus_env(&mut cmd);
+        cmd.args(["--component", component])
+            .args(["--runtime-api", &self.runtime_api.to_string()])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .arg("--guest")
+            .arg(guest())
+            .args(["--watch-interval", "0", "--heartbeat", "1s", "--settle", "2s"])
+            .args(["--sandbox-idle", "0"])
+            .stdout(Stdio::null());
+        let child = cmd.spawn().expect("acv-sidecar starts");
+        self.sidecars.insert(component.to_owned(), child);
+    }
+
+    /// SIGKILLs the sidecar of `component`.
+    pub fn kill_sidecar(&mut self, component: &str) {
+        let mut child = self.sidecars.remove(component).expect("that sidecar runs");
+        common::kill9(child.id());
+        let _status = child.wait();
+    }
+
+    /// The manager's URL for `acvctl`.
+    pub fn manager_url(&self) -> String {
+        format!("http://{}", self.manager_api)
+    }
+
+    /// Runs `acvctl` against the manager.
+    pub fn acvctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("acvctl"))
+            .args(["--manager", &self.manager_url()])
+            .args(args)
+            .output()
+            .expect("acvctl runs")
+    }
+
+    /// Waits until the manager lists every one of `components` as live.
+    pub async fn wait_agents_live(&self, components: &[&str], secs: u64) {
+        common::eventually(secs, "sidecars live in the manager's registry", || async {
+            let (code, body) = common::get(self.manager_api, "/v1/agents").await;
+            if code != 200 {
+                return None;
+            }
+            let agents: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let live = |c: &str| {
+                agents.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x["component"].as_str() == Some(c) && x["live"].as_bool() == Some(true))
+                })
+            };
+            components.iter().all(|c| live(c)).then_some(())
+        })
+        .await;
+    }
+
+    /// `GET /v1/goals/{id}`: the goal, its subtasks and events.
+    pub async fn goal(&self, id: &str) -> serde_json::Value {
+        let (code, body) = common::get(self.manager_api, &format!("/v1/goals/{id}")).await;
+        assert_eq!(code, 200, "GET goal {id}: {body}");
+        serde_json::from_str(&body).expect("goal JSON")
+    }
+
+    /// The goal's events as lines, for failure messages.
+    pub async fn story(&self, id: &str) -> String {
+        let g = self.goal(id).await;
+        g["events"]
+            .as_array()
+            .map(|es| {
+                es.iter()
+                    .map(|e| {
+                        format!(
+                            "  {} {}",
+                            e["state"].as_str().unwrap_or("?"),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// A read-only view of `component` through the runtime's control API (what the test measures with).
+    pub fn cluster(&self, component: &str) -> RemoteCluster {
+        RemoteCluster::new(self.runtime_api, ComponentName::new(component).unwrap()).unwrap()
+    }
+
+    /// The front of a shop service.
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.addrs[service]
+    }
+
+    /// Stops every process, deletes the bus namespace and the state directory.
+    pub async fn stop(mut self) {
+        for (_, mut c) in std::mem::take(&mut self.sidecars) {
+            common::kill_term(c.id());
+            let _status = c.wait();
+        }
+        if let Some(mut m) = self.manager.take() {
+            common::kill_term(m.id());
+            let _status = m.wait();
+        }
+        common::kill_term(self.local.id());
+        let _status = self.local.wait();
+        let mut config = BusConfig::default().with_transport(self.transport);
+        config.namespace.clone_from(&self.namespace);
+        if let Ok(bus) = acv_bus::connect(&config).await {
+            let _deleted = bus.delete_namespace().await;
+        }
+        let _removed = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+impl Drop for Stack {
+    /// A failed test still stops its processes (SIGKILL; the runtime's children follow their parent).
+    fn drop(&mut self) {
+        for c in self.sidecars.values_mut().chain(self.manager.as_mut()) {
+            let _killed = c.kill();
+            let _status = c.wait();
+        }
+        if self.local.try_wait().ok().flatten().is_none() {
+            common::kill_term(self.local.id());
+            let _status = self.local.wait();
+        }
+    }
+}
