@@ -18,6 +18,8 @@ pub enum CounterName {
     BusDeadLettered,
     /// Connection re-establishments after a broker connection was lost.
     BusReconnects,
+    /// Envelopes rejected (dead-lettered) because their `from` does not match the broker-verified sender.
+    BusSenderRejected,
     /// Tasks handled by a sidecar, by outcome.
     TasksHandled,
     /// Peer API calls (mechanism 3), by side (`client`/`server`) and outcome.
@@ -44,6 +46,7 @@ impl CounterName {
             CounterName::BusDuplicates => "acv_bus_duplicates_total",
             CounterName::BusDeadLettered => "acv_bus_dead_lettered_total",
             CounterName::BusReconnects => "acv_bus_reconnects_total",
+            CounterName::BusSenderRejected => "acv_bus_sender_rejected_total",
             CounterName::TasksHandled => "acv_tasks_handled_total",
             CounterName::PeerCalls => "acv_peer_calls_total",
         }
