@@ -61,27 +61,26 @@ fn valid_envelope() -> Value {
         "spec": {"type": "imperative", "text": "scale to 2"}, "mechanism": "solo"}})
 }
 
-/// Replaces the value at a random path of `base` with `with`.
-fn mutate(base: &mut Value, path: &[usize], with: Value) {
-    let mut cur = base;
-    for &i in path {
-        let next = match cur {
-            Value::Object(m) if !m.is_empty() => {
-                let k = m.keys().nth(i % m.len()).cloned().unwrap_or_default();
-                m.get_mut(&k)
+/// Replaces the value at a random path of `cur` with `with` (stopping early at a leaf).
+fn mutate(cur: &mut Value, path: &[usize], with: Value) {
+    let Some((&i, rest)) = path.split_first() else {
+        *cur = with;
+        return;
+    };
+    match cur {
+        Value::Object(m) if !m.is_empty() => {
+            let key = m.keys().nth(i % m.len()).cloned();
+            match key.and_then(|k| m.get_mut(&k)) {
+                Some(next) => mutate(next, rest, with),
+                None => *cur = with,
             }
-            Value::Array(a) if !a.is_empty() => {
-                let n = a.len();
-                a.get_mut(i % n)
-            }
-            _ => None,
-        };
-        match next {
-            Some(n) => cur = n,
-            None => break,
         }
+        Value::Array(a) if !a.is_empty() => {
+            let n = a.len();
+            mutate(&mut a[i % n], rest, with);
+        }
+        _ => *cur = with,
     }
-    *cur = with;
 }
 
 proptest! {
