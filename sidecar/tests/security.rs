@@ -11,7 +11,7 @@ use std::{
 };
 
 use acv_bus::{
-    Bus, BusConfig, Principal, Subscription,
+    BusConfig, Principal, Subscription,
     testing::{NatsServer, RabbitUsers},
 };
 use acv_protocol::{
@@ -156,8 +156,8 @@ async fn scenario(config: impl Fn(&Principal) -> BusConfig) {
     );
 
     shutdown.cancel();
-    let _ = running.await;
-    let _ = manager.delete_namespace().await;
+    let _outcome = running.await;
+    let _outcome = manager.delete_namespace().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,9 +110,10 @@ impl RabbitUsers {
 impl Drop for RabbitUsers {
     fn drop(&mut self) {
         for (p, _) in &self.users {
-            let _ = run(Command::new("rabbitmqctl").args(["-q", "delete_user", &p.user(&self.namespace)]));
+            let _outcome =
+                run(Command::new("rabbitmqctl").args(["-q", "delete_user", &p.user(&self.namespace)]));
         }
-        let _ = run(Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.namespace]));
+        let _outcome = run(Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.namespace]));
     }
 }
 
@@ -193,8 +194,8 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _outcome = self.child.kill();
+        let _outcome = self.child.wait();
+        let _outcome = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -81,7 +81,7 @@ async fn dead_letter_of(admin: &dyn Bus, id: &str) -> acv_bus::DeadLetter {
 }
 
 /// The scenario both transports must pass. `manager`, `cat`, `fe`: buses connected as those principals.
-async fn forged_senders_are_rejected(manager: &dyn Bus, cat: &dyn Bus, fe: &dyn Bus, ns: &str) {
+async fn forged_senders_are_rejected(manager: &dyn Bus, cat: &dyn Bus, fe: &dyn Bus) {
     let cat_inbox = Address::Component(catalogue());
     let mut inbox = cat.subscribe(&cat_inbox).await.unwrap();
     let mut mgr_inbox = manager.subscribe(&Address::Manager).await.unwrap();
@@ -149,7 +149,6 @@ async fn forged_senders_are_rejected(manager: &dyn Bus, cat: &dyn Bus, fe: &dyn 
         )),
         "{rendered}"
     );
-    let _ = ns;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +163,7 @@ async fn amqp_senders_are_broker_verified() {
     let manager = connect(Principal::Manager).await;
     let cat = connect(Principal::Component(catalogue())).await;
     let fe = connect(Principal::Component(front_end())).await;
-    forged_senders_are_rejected(&manager, &cat, &fe, &users.namespace).await;
+    forged_senders_are_rejected(&manager, &cat, &fe).await;
 
     // RabbitMQ itself refuses a `user_id` that is not the connection's user.
     let conn = lapin::Connection::connect(
@@ -197,7 +196,7 @@ async fn amqp_senders_are_broker_verified() {
     );
     // And a sidecar cannot read the dead letters (only the manager may).
     assert!(fe.take_dead_letters(1).await.is_err());
-    let _ = manager.delete_namespace().await;
+    let _outcome = manager.delete_namespace().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +231,7 @@ async fn nats_senders_are_broker_verified() {
     let mut spy_inbox = raw.subscribe(format!("{ns}.inbox.>")).await.unwrap();
     raw.flush().await.unwrap();
 
-    forged_senders_are_rejected(&manager, &cat, &fe, &ns).await;
+    forged_senders_are_rejected(&manager, &cat, &fe).await;
 
     let mut js = async_nats::jetstream::new(raw.clone());
     js.set_timeout(Duration::from_secs(2));
@@ -254,5 +253,5 @@ async fn nats_senders_are_broker_verified() {
     let mut inbox = cat.subscribe(&Address::Component(catalogue())).await.unwrap();
     assert_quiet(&mut inbox, Duration::from_millis(1000)).await;
     drop(inbox);
-    let _ = manager.delete_namespace().await;
+    let _outcome = manager.delete_namespace().await;
 }

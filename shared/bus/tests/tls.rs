@@ -50,7 +50,7 @@ impl Pki {
 
 impl Drop for Pki {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _outcome = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -95,7 +95,7 @@ async fn nats_over_tls_and_plain_refused() {
     config.tls_required = true;
     let bus = NatsBus::connect(config).await.expect("TLS connection");
     round_trip(&bus).await;
-    let _ = bus.delete_namespace().await;
+    let _outcome = bus.delete_namespace().await;
 
     // Without the CA (so without a TLS session the client trusts) the server cannot be used.
     let plain = tokio::time::timeout(
@@ -135,7 +135,7 @@ async fn tls_front(pki: &Pki) -> u16 {
                 let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", 5672)).await else {
                     return;
                 };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                let _outcome = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
             });
         }
     });
@@ -169,5 +169,5 @@ async fn amqps_with_rustls_and_plain_refused() {
         !matches!(failed, Ok(Ok(_))),
         "an untrusted certificate was accepted"
     );
-    let _ = bus.delete_namespace().await;
+    let _outcome = bus.delete_namespace().await;
 }

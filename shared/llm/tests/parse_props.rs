@@ -58,7 +58,10 @@ fn answer() -> impl Strategy<Value = String> {
         1 => format!("{pre}\n```json\n{json}\n```\n{post}"),
         2 => format!("{pre}{json}{post}"),
         _ => {
-            let cut = json.len() / 2;
+            let mut cut = json.len() / 2;
+            while !json.is_char_boundary(cut) {
+                cut -= 1;
+            }
             json[..cut].to_owned()
         }
     })
@@ -69,8 +72,8 @@ proptest! {
 
     #[test]
     fn plans_from_any_text_never_panic(text in ".{0,400}") {
-        let _ = extract_json(&text);
-        let _ = validate_plan(&text, &ctx());
+        let _outcome = extract_json(&text);
+        let _outcome = validate_plan(&text, &ctx());
     }
 
     #[test]
@@ -78,23 +81,23 @@ proptest! {
         if let Some(json) = extract_json(&text) {
             prop_assert!(text.contains(json));
         }
-        let _ = validate_plan(&text, &ctx());
+        let _outcome = validate_plan(&text, &ctx());
     }
 
     #[test]
     fn observations_never_panic(text in ".{0,200}", json in "\\{.{0,80}\\}") {
-        let _ = parse_observation(&text);
-        let _ = parse_observation(&format!("noise\nACV_OBSERVATION {json}\n{text}"));
+        let _outcome = parse_observation(&text);
+        let _outcome = parse_observation(&format!("noise\nACV_OBSERVATION {json}\n{text}"));
     }
 
     #[test]
     fn task_and_goal_text_never_panic(text in ".{0,200}") {
         let own = ComponentName::new("catalogue").unwrap();
-        let _ = parse_task(&text, &own);
-        let _ = parse_intent(&text);
-        let _ = parse_objectives_text(&text);
-        let _ = components_in(&text, &known());
-        let _ = parse_goal_objectives(&text, &known());
+        let _outcome = parse_task(&text, &own);
+        let _outcome = parse_intent(&text);
+        let _outcome = parse_objectives_text(&text);
+        let _outcome = components_in(&text, &known());
+        let _outcome = parse_goal_objectives(&text, &known());
     }
 
     #[test]
@@ -106,12 +109,12 @@ proptest! {
     ) {
         let own = ComponentName::new("catalogue").unwrap();
         let text = format!("{verb} catalogue to {n}{unit} {tail}");
-        let _ = parse_task(&text, &own);
-        let _ = parse_objectives_text(&format!("p95 latency below {n}{unit} and error rate under {n}{unit}"));
+        let _outcome = parse_task(&text, &own);
+        let _outcome = parse_objectives_text(&format!("p95 latency below {n}{unit} and error rate under {n}{unit}"));
     }
 
     #[test]
     fn llm_config_files_never_panic(text in ".{0,200}") {
-        let _ = LlmConfig::parse_file(&text);
+        let _outcome = LlmConfig::parse_file(&text);
     }
 }

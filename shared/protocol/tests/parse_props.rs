@@ -88,12 +88,12 @@ proptest! {
 
     #[test]
     fn envelope_decode_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Envelope::decode(&bytes);
+        let _outcome = Envelope::decode(&bytes);
     }
 
     #[test]
     fn envelope_decode_never_panics_on_json(v in any_json()) {
-        let _ = Envelope::decode(v.to_string().as_bytes());
+        let _outcome = Envelope::decode(v.to_string().as_bytes());
     }
 
     #[test]
@@ -123,9 +123,9 @@ proptest! {
     #[test]
     fn goal_resources_parse_and_validate_without_panics(v in any_json()) {
         if let Ok(goal) = serde_json::from_value::<GoalResource>(v.clone()) {
-            let _ = goal.validate();
+            let _outcome = goal.validate();
         }
-        let _ = serde_yaml::from_str::<GoalResource>(&v.to_string());
+        let _outcome = serde_yaml::from_str::<GoalResource>(&v.to_string());
     }
 }
 

@@ -80,27 +80,27 @@ proptest! {
 
     #[test]
     fn runtime_file_never_panics_on_text(text in ".{0,300}") {
-        let _ = RuntimeSpec::parse(&text, &vars());
+        let _outcome = RuntimeSpec::parse(&text, &vars());
     }
 
     #[test]
     fn runtime_file_never_panics_on_edited_shop(edits in prop::collection::vec(edit(), 1..4)) {
-        let _ = RuntimeSpec::parse(&apply(&edits), &vars());
+        let _outcome = RuntimeSpec::parse(&apply(&edits), &vars());
     }
 
     #[test]
     fn fault_bodies_never_panic(text in ".{0,120}", kind in prop_oneof![
         Just("cpu_stress"), Just("latency"), Just("kill"), Just("crash"), Just("x")], n in any::<i64>()) {
-        let _ = serde_json::from_str::<Fault>(&text);
-        let _ = serde_json::from_str::<Selector>(&text);
+        let _outcome = serde_json::from_str::<Fault>(&text);
+        let _outcome = serde_json::from_str::<Selector>(&text);
         let body = format!(r#"{{"kind":"{kind}","workers":{n},"load_percent":{n},"ms":{n}}}"#);
-        let _ = serde_json::from_str::<Fault>(&body);
-        let _ = serde_json::from_str::<Selector>(&format!(r#"{{"mode":"fixed-percent","value":{n}}}"#));
+        let _outcome = serde_json::from_str::<Fault>(&body);
+        let _outcome = serde_json::from_str::<Selector>(&format!(r#"{{"mode":"fixed-percent","value":{n}}}"#));
     }
 
     #[test]
     fn prometheus_text_never_panics(text in "([a-z_]{1,8}(\\{[a-z]{1,3}=\"[^\"]{0,4}\"\\})? ?-?[0-9.eE+]{0,6}( [0-9]{0,4})?\n|# .{0,10}\n|.{0,10}\n){0,8}") {
-        let _ = prom::parse(&text);
+        let _outcome = prom::parse(&text);
     }
 }
 
