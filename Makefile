@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
 TRANSPORT ?=
 
-.PHONY: all build demo demo-local all-in-one brokers test bench footprint guest lint fmt check-fmt clippy ci certs experiments
+.PHONY: all build demo demo-local all-in-one brokers broker-users test bench footprint guest lint fmt check-fmt clippy ci certs experiments
 
 all: build
 
@@ -23,6 +23,10 @@ guest:
 ## brokers: install (Debian packages) and start RabbitMQ and NATS when they do not answer; quick when they do
 brokers:
 	scripts/brokers.sh
+
+## broker-users: per-agent RabbitMQ users/permissions and a NATS users config (docs/security.md; NAMESPACE=...)
+broker-users:
+	BROKER_USERS_BIN="$(CARGO) run -q --locked -p acv-bus --bin acv-broker-users --" scripts/broker-users.sh
 
 ## test: unit + integration tests, including the bus suite against real RabbitMQ and NATS
 test: guest brokers

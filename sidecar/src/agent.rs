@@ -8,7 +8,7 @@ use acv_protocol::{Address, Body, ComponentName, Envelope, Heartbeat, IssueBody,
 use acv_telemetry::metrics::{CounterName, count};
 use tokio_util::sync::CancellationToken;
 
-use crate::{handler::TaskHandler, watch::Watcher};
+use crate::{handler::TaskHandler, policy::TaskPolicy, watch::Watcher};
 
 /// A running sidecar agent.
 pub struct Agent {
@@ -24,6 +24,8 @@ pub struct Agent {
     confirm_checks: u32,
     /// The peer API's URL announced in registration and heartbeats (mechanism 3).
     peer_url: Option<String>,
+    /// Who may send tasks (checked before planning).
+    policy: TaskPolicy,
 }
 
 fn new_id() -> String {
@@ -50,7 +52,14 @@ impl Agent {
             failing_checks: 0,
             confirm_checks: 2,
             peer_url: None,
+            policy: TaskPolicy::default(),
         }
+    }
+
+    /// Replaces the default task policy (manager and operators' clients may task; peers may not).
+    pub fn with_policy(mut self, policy: TaskPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Also checks the component's SLOs every `interval` and mitigates violations by itself (MAPE-K), reporting
@@ -224,7 +233,10 @@ impl Agent {
         };
         if let Some(task) = task {
             tracing::info!(task_id = %task.task_id, from = %env.from, text = task.spec.text(), "Task received.");
-            let report = self.handler.handle(&self.component, &task).await;
+            let report = match self.policy.permits(&env.from, &self.component) {
+                Ok(()) => self.handler.handle(&self.component, &task).await,
+                Err(reason) => crate::policy::refusal(&self.component, &task, &reason),
+            };
             let reply = Envelope::new(
                 new_id(),
                 self.me(),

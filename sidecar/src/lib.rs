@@ -8,6 +8,7 @@
 //!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
 //! - [`run`]: the handler for a configured component and the agent loop until shutdown (binary or in-process).
 //! - [`peer`]: mechanism 3, the mutual-TLS peer API (server, client, discovery).
+//! - [`policy`]: who may send tasks to this sidecar (manager and operators' clients; peers only ask).
 //! - [`watch`]: the own health check against the SLO policy (detect), driving mitigation in [`agent`].
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod exec;
 pub mod handler;
 pub mod peer;
+pub mod policy;
 pub mod run;
 pub mod watch;
 

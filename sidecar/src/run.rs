@@ -66,7 +66,8 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat);
+    let policy = crate::policy::TaskPolicy::from_env(&acv_core::env::ProcessEnv)?;
+    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat).with_policy(policy);
     if let Some(url) = peer_url {
         // Announced in registration and heartbeats, so peers find this sidecar's peer API.
         agent = agent.with_peer_url(url);

@@ -5,8 +5,14 @@
 //!   bound with the inbox token as routing key. Publishers declare the destination queue before their first
 //!   publish, so a message sent while the consumer is down waits in the queue.
 //! - fanout exchange `NS.broadcast`; each broadcast subscriber gets an exclusive auto-delete queue.
-//! - durable queue `NS.dead-letter` for payloads that did not decode, with headers `x-acv-reason` and
-//!   `x-acv-inbox`.
+//! - durable queue `NS.dead-letter`, fed by the fanout exchange `NS.dead-letter`, for payloads that were rejected
+//!   (undecodable, or from an unverified sender), with headers `x-acv-reason` and `x-acv-inbox`.
+//!
+//! Identity: every publish carries the `user_id` property set to the connection's user, which RabbitMQ validates;
+//! receivers compare it with the envelope's `from` ([`crate::identity`]). Declarations are passive first (they
+//! need no permission), and only what is missing is declared for real, so agents with per-agent users and narrow
+//! `configure` permissions work on topology the manager (or an admin) created. `amqps://` URLs use rustls, with
+//! the CA from [`BusConfig::tls_ca`].
 //!
 //! Messages are persistent, publishes wait for publisher confirms (a nack is an error), consumers ack manually and
 //! each subscription has its own connection so that a dead consumer's unacked messages are requeued by the broker.
@@ -52,11 +58,23 @@ pub struct AmqpBus {
     outage: Arc<Outage>,
     /// The publisher connection's part in it.
     publisher: ConnectionWatch,
+    /// How to connect (URL, TLS).
+    endpoint: Endpoint,
+}
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+struct Endpoint {
+    url: String,
+    /// The user in the URL: what RabbitMQ authenticates and what `user_id` must say.
+    user: String,
+    /// PEM of the CA for `amqps://`.
+    ca_pem: Option<String>,
 }
 
 /// The publisher's connection and what it already declared.
 struct Link {
-    _connection: Connection,
+    connection: Connection,
     channel: Channel,
     declared: HashSet<String>,
 }
@@ -85,8 +103,11 @@ fn s(v: &str) -> ShortString {
 impl AmqpBus {
     /// Connects (once, to fail fast on a wrong URL or credentials) and declares the shared exchanges.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        config.check_tls()?;
+        let endpoint = Endpoint::from_config(&config)?;
         let outage = Outage::new("RabbitMQ");
         let bus = Self {
+            endpoint,
             config,
             link: Mutex::new(None),
             queues: Mutex::default(),
@@ -129,17 +150,14 @@ impl AmqpBus {
     }
 
     async fn open(&self) -> Result<(Connection, Channel), BusError> {
-        let props = ConnectionProperties::default().with_connection_name("acv-bus".into());
-        let connection = Connection::connect(&self.config.amqp_url, props)
-            .await
-            .map_err(conn_err)?;
+        let connection = self.endpoint.connect("acv-bus").await?;
         let channel = connection.create_channel().await.map_err(conn_err)?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(conn_err)?;
         declare_shared(
-            &channel,
+            &connection,
             &self.inbox_exchange(),
             &self.broadcast_exchange(),
             &self.dead_letter_queue(),
@@ -163,34 +181,34 @@ impl AmqpBus {
         let (connection, channel) = self.open().await?;
         self.publisher.restored();
         *link = Some(Link {
-            _connection: connection,
+            connection,
             channel: channel.clone(),
             declared: HashSet::new(),
         });
         Ok(channel)
     }
 
-    async fn declare_inbox(&self, channel: &Channel, inbox: &Address) -> Result<String, BusError> {
+    async fn declare_inbox(&self, inbox: &Address) -> Result<String, BusError> {
         let token = inbox.inbox_token();
         let queue = self.queue_name(&token);
-        {
-            let link = self.link.lock().await;
-            if link.as_ref().is_some_and(|l| l.declared.contains(&token)) {
-                return Ok(queue);
-            }
+        let mut link = self.link.lock().await;
+        let Some(l) = link.as_mut() else {
+            return Err(conn_err("publisher connection lost"));
+        };
+        if l.declared.contains(&token) {
+            return Ok(queue);
         }
-        declare_inbox_queue(
-            channel,
+        ensure_inbox_queue(
+            &l.connection,
             &queue,
             &self.inbox_exchange(),
             &token,
             self.queue_args(inbox),
         )
         .await?;
+        l.declared.insert(token);
+        drop(link);
         self.queues.lock().await.insert(queue.clone());
-        if let Some(l) = self.link.lock().await.as_mut() {
-            l.declared.insert(token);
-        }
         Ok(queue)
     }
 
@@ -203,13 +221,15 @@ impl AmqpBus {
                 BasicProperties::default(),
             )
         } else {
-            self.declare_inbox(&channel, to).await?;
+            self.declare_inbox(to).await?;
             (
                 self.inbox_exchange(),
                 to.inbox_token(),
                 BasicProperties::default().with_delivery_mode(2),
             )
         };
+        // RabbitMQ refuses a `user_id` other than the authenticated user, so receivers can trust it.
+        let props = props.with_user_id(s(&self.endpoint.user));
         let props = match id {
             Some(id) => props.with_message_id(s(id)),
             None => props,
@@ -267,48 +287,170 @@ impl AmqpBus {
     }
 }
 
+/// Errors a retry cannot fix: unroutable messages and refusals by the broker's access control.
 fn is_permanent(e: &BusError) -> bool {
-    matches!(e, BusError::Publish { message, .. } if message.contains("unroutable"))
+    let message = match e {
+        BusError::Publish { message, .. }
+        | BusError::Topology { message, .. }
+        | BusError::Connection { message, .. } => message,
+        _ => return false,
+    };
+    [
+        "unroutable",
+        "ACCESS_REFUSED",
+        "PRECONDITION_FAILED",
+        "may not send as",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
-/// Declares what every publisher and consumer of a namespace relies on: the inbox and broadcast exchanges and the
-/// dead-letter queue. Declarations are idempotent, so each connection makes them once.
+// === impl Endpoint ===
+
+impl Endpoint {
+    fn from_config(config: &BusConfig) -> Result<Self, BusError> {
+        let uri: lapin::uri::AMQPUri = config.amqp_url.parse().map_err(|e: String| {
+            BusError::Config(format!(
+                "bad RabbitMQ URL {}: {e}",
+                acv_core::env::redact_url(&config.amqp_url)
+            ))
+        })?;
+        let ca_pem = match &config.tls_ca {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                BusError::Config(format!("cannot read the broker CA {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            url: config.amqp_url.clone(),
+            user: uri.authority.userinfo.username,
+            ca_pem,
+        })
+    }
+
+    async fn connect(&self, name: &str) -> Result<Connection, BusError> {
+        let props = ConnectionProperties::default().with_connection_name(name.into());
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.ca_pem.clone(),
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(conn_err)?;
+        Connection::connect_with_config(&self.url, props, tls, runtime)
+            .await
+            .map_err(|e| conn_err(acv_core::env::redact_url(&e.to_string())))
+    }
+}
+
+/// Declares what every publisher and consumer of a namespace relies on: the inbox, broadcast and dead-letter
+/// exchanges and the dead-letter queue. Declarations are idempotent, so each connection makes them once.
 async fn declare_shared(
-    channel: &Channel,
+    connection: &Connection,
     inbox_exchange: &str,
     broadcast_exchange: &str,
-    dead_letter_queue: &str,
+    dead_letter: &str,
 ) -> Result<(), BusError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
     for (exchange, kind) in [
         (inbox_exchange, ExchangeKind::Direct),
         (broadcast_exchange, ExchangeKind::Fanout),
     ] {
-        channel
-            .exchange_declare(s(exchange), kind, durable, FieldTable::default())
-            .await
-            .map_err(topo_err)?;
+        ensure_exchange(connection, exchange, kind).await?;
     }
-    let durable_q = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(s(dead_letter_queue), durable_q, FieldTable::default())
-        .await
-        .map_err(topo_err)?;
+    let new_exchange = ensure_exchange(connection, dead_letter, ExchangeKind::Fanout).await?;
+    let bind = Some((dead_letter, ""));
+    if !ensure_queue(connection, dead_letter, FieldTable::default(), bind).await? && new_exchange {
+        // A dead-letter queue from before the exchange existed: bind it now.
+        let ch = scratch(connection).await?;
+        let result = ch
+            .queue_bind(
+                s(dead_letter),
+                s(dead_letter),
+                s(""),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo_err);
+        close_scratch(ch).await;
+        result?;
+    }
     Ok(())
 }
 
-async fn declare_inbox_queue(
+/// A channel for one declaration attempt: a refused declaration closes its channel, so each gets its own.
+async fn scratch(connection: &Connection) -> Result<Channel, BusError> {
+    connection.create_channel().await.map_err(conn_err)
+}
+
+async fn close_scratch(channel: Channel) {
+    if channel.status().connected()
+        && let Err(error) = channel.close(200, s("declared")).await
+    {
+        tracing::debug!(%error, "Closing a declaration channel failed.");
+    }
+}
+
+/// Declares an exchange unless it exists (a passive check needs no permission). Returns whether it declared it.
+async fn ensure_exchange(connection: &Connection, name: &str, kind: ExchangeKind) -> Result<bool, BusError> {
+    let ch = scratch(connection).await?;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let exists = ch
+        .exchange_declare(s(name), kind.clone(), passive, FieldTable::default())
+        .await
+        .is_ok();
+    close_scratch(ch).await;
+    if exists {
+        return Ok(false);
+    }
+    let ch = scratch(connection).await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let result = ch
+        .exchange_declare(s(name), kind, durable, FieldTable::default())
+        .await
+        .map_err(topo_err);
+    close_scratch(ch).await;
+    result.map(|()| true)
+}
+
+/// Declares a durable queue (and binds it to `bind`'s exchange and key) unless it exists. An existing queue is
+/// left as it is: whoever declared it bound it. Returns whether it declared it.
+async fn ensure_queue(
+    connection: &Connection,
+    queue: &str,
+    args: FieldTable,
+    bind: Option<(&str, &str)>,
+) -> Result<bool, BusError> {
+    let ch = scratch(connection).await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let exists = ch
+        .queue_declare(s(queue), passive, FieldTable::default())
+        .await
+        .is_ok();
+    close_scratch(ch).await;
+    if exists {
+        return Ok(false);
+    }
+    let ch = scratch(connection).await?;
+    let result = declare_and_bind(&ch, queue, args, bind).await;
+    close_scratch(ch).await;
+    result.map(|()| true)
+}
+
+async fn declare_and_bind(
     channel: &Channel,
     queue: &str,
-    exchange: &str,
-    token: &str,
     args: FieldTable,
+    bind: Option<(&str, &str)>,
 ) -> Result<(), BusError> {
     let durable = QueueDeclareOptions {
         durable: true,
@@ -318,16 +460,31 @@ async fn declare_inbox_queue(
         .queue_declare(s(queue), durable, args)
         .await
         .map_err(topo_err)?;
-    channel
-        .queue_bind(
-            s(queue),
-            s(exchange),
-            s(token),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
+    if let Some((exchange, key)) = bind {
+        channel
+            .queue_bind(
+                s(queue),
+                s(exchange),
+                s(key),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo_err)?;
+    }
+    Ok(())
+}
+
+async fn ensure_inbox_queue(
+    connection: &Connection,
+    queue: &str,
+    exchange: &str,
+    token: &str,
+    args: FieldTable,
+) -> Result<(), BusError> {
+    ensure_queue(connection, queue, args, Some((exchange, token)))
         .await
-        .map_err(topo_err)
+        .map(drop)
 }
 
 #[async_trait]
@@ -337,6 +494,7 @@ impl Bus for AmqpBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        crate::identity::may_send(T, &self.config.namespace, Some(&self.endpoint.user), envelope)?;
         self.publish_with_retry(&envelope.to, &envelope.encode(), Some(&envelope.id))
             .await?;
         count(CounterName::BusPublished, &[("transport", "amqp")], 1);
@@ -357,7 +515,7 @@ impl Bus for AmqpBus {
                 .insert(self.queue_name(&inbox.inbox_token()));
         }
         let consumer = Consumer {
-            url: self.config.amqp_url.clone(),
+            endpoint: self.endpoint.clone(),
             inbox: inbox.clone(),
             queue: self.queue_name(&inbox.inbox_token()),
             inbox_exchange: self.inbox_exchange(),
@@ -371,7 +529,8 @@ impl Bus for AmqpBus {
         // broadcast subscriber is bound before the caller publishes.
         let first = consumer.start().await?;
         tokio::spawn(consumer.run(first, tx, cancel.clone()));
-        Ok(Subscription::new(T, inbox.inbox_token(), rx, cancel))
+        Ok(Subscription::new(T, inbox.inbox_token(), rx, cancel)
+            .with_sender_check(self.config.sender_check()))
     }
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, BusError> {
@@ -420,7 +579,11 @@ impl Bus for AmqpBus {
                 .await
                 .map_err(topo_err)?;
         }
-        for x in [self.inbox_exchange(), self.broadcast_exchange()] {
+        for x in [
+            self.inbox_exchange(),
+            self.broadcast_exchange(),
+            self.dead_letter_queue(),
+        ] {
             channel
                 .exchange_delete(s(&x), ExchangeDeleteOptions::default())
                 .await
@@ -432,7 +595,7 @@ impl Bus for AmqpBus {
 
 /// One subscription's consumer: owns its connection, reconnects on loss.
 struct Consumer {
-    url: String,
+    endpoint: Endpoint,
     inbox: Address,
     queue: String,
     inbox_exchange: String,
@@ -451,9 +614,24 @@ struct Active {
 
 impl Consumer {
     async fn start(&self) -> Result<Active, BusError> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(conn_err)?;
+        let connection = self.endpoint.connect("acv-bus-consumer").await?;
+        declare_shared(
+            &connection,
+            &self.inbox_exchange,
+            &self.broadcast_exchange,
+            &self.dead_letter_queue,
+        )
+        .await?;
+        if !matches!(self.inbox, Address::Broadcast) {
+            ensure_inbox_queue(
+                &connection,
+                &self.queue,
+                &self.inbox_exchange,
+                &self.inbox.inbox_token(),
+                self.args.clone(),
+            )
+            .await?;
+        }
         let channel = connection.create_channel().await.map_err(conn_err)?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -463,13 +641,6 @@ impl Consumer {
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await
             .map_err(conn_err)?;
-        declare_shared(
-            &channel,
-            &self.inbox_exchange,
-            &self.broadcast_exchange,
-            &self.dead_letter_queue,
-        )
-        .await?;
         let queue = if matches!(self.inbox, Address::Broadcast) {
             let opts = QueueDeclareOptions {
                 exclusive: true,
@@ -493,15 +664,6 @@ impl Consumer {
                 .map_err(topo_err)?;
             name
         } else {
-            let token = self.inbox.inbox_token();
-            declare_inbox_queue(
-                &channel,
-                &self.queue,
-                &self.inbox_exchange,
-                &token,
-                self.args.clone(),
-            )
-            .await?;
             self.queue.clone()
         };
         let tag = format!("acv-{}", uuid::Uuid::new_v4().simple());
@@ -571,9 +733,11 @@ impl Consumer {
                             dead_letter_queue: self.dead_letter_queue.clone(),
                             inbox: self.inbox.inbox_token(),
                         };
+                        let sender = delivery.properties.user_id().as_ref().map(|u| u.to_string());
                         let raw = RawDelivery {
                             payload: delivery.data,
                             redelivered: delivery.redelivered,
+                            sender,
                             acker: Box::new(acker),
                         };
                         if tx.send(Ok(raw)).await.is_err() {
@@ -647,8 +811,8 @@ impl Acker for AmqpAcker {
         let confirm = self
             .channel
             .basic_publish(
-                s(""),
                 s(&self.dead_letter_queue),
+                s(""),
                 BasicPublishOptions::default(),
                 &payload,
                 props,

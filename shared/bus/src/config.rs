@@ -6,12 +6,20 @@
 //! - [`ENV_NATS_URL`]: default `nats://127.0.0.1:4222`.
 //! - [`ENV_BUS_NAMESPACE`]: prefix of every exchange, queue, stream and subject; default `acv`.
 //! - [`ENV_BUS_ACK_WAIT`]: how long NATS waits for an ack before redelivering; default `30s`.
+//! - [`ENV_BUS_VERIFY_SENDER`]: `true` to reject envelopes whose `from` is not the broker-verified sender (run
+//!   with per-agent users, see `scripts/broker-users.sh`); default `false` (development with one shared user).
+//! - [`ENV_BUS_TLS_REQUIRED`]: `true` refuses plain connections (an `amqp://` URL; NATS without TLS); default
+//!   `false`. [`ENV_BUS_TLS_CA`]: PEM file of the CA that signed the brokers' certificates.
+//! - [`ENV_NATS_USER`], [`ENV_NATS_PASSWORD`]: NATS credentials.
+//!
+//! Secrets (`ACV_AMQP_URL`, which holds the password, and `ACV_NATS_PASSWORD`) can be given as files with the
+//! `_FILE` suffix (e.g. `ACV_NATS_PASSWORD_FILE=/run/secrets/nats`). [`BusConfig`]'s `Debug` never shows them.
 
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
-use acv_core::env::{EnvError, Parser, Strings};
+use acv_core::env::{EnvError, Parser, Secret, Strings, redact_url, secret};
 
-use crate::{Bus, BusError};
+use crate::{Bus, BusError, SenderCheck};
 
 /// Env key selecting the transport.
 pub const ENV_BUS: &str = "ACV_BUS";
@@ -23,6 +31,16 @@ pub const ENV_NATS_URL: &str = "ACV_NATS_URL";
 pub const ENV_BUS_NAMESPACE: &str = "ACV_BUS_NAMESPACE";
 /// Env key for the NATS ack wait.
 pub const ENV_BUS_ACK_WAIT: &str = "ACV_BUS_ACK_WAIT";
+/// Env key turning sender verification on.
+pub const ENV_BUS_VERIFY_SENDER: &str = "ACV_BUS_VERIFY_SENDER";
+/// Env key requiring TLS to the broker.
+pub const ENV_BUS_TLS_REQUIRED: &str = "ACV_BUS_TLS_REQUIRED";
+/// Env key for the brokers' CA certificate (PEM file).
+pub const ENV_BUS_TLS_CA: &str = "ACV_BUS_TLS_CA";
+/// Env key for the NATS user.
+pub const ENV_NATS_USER: &str = "ACV_NATS_USER";
+/// Env key for the NATS password (or `ACV_NATS_PASSWORD_FILE`).
+pub const ENV_NATS_PASSWORD: &str = "ACV_NATS_PASSWORD";
 
 /// A bus transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,12 +53,12 @@ pub enum Transport {
     Nats,
 }
 
-/// Settings for connecting to a bus.
-#[derive(Debug, Clone)]
+/// Settings for connecting to a bus. `Debug` hides passwords.
+#[derive(Clone)]
 pub struct BusConfig {
     /// Which transport.
     pub transport: Transport,
-    /// RabbitMQ URL.
+    /// RabbitMQ URL (`amqp://` or `amqps://`); it holds the password, so it is never logged as is.
     pub amqp_url: String,
     /// NATS URL.
     pub nats_url: String,
@@ -53,6 +71,16 @@ pub struct BusConfig {
     pub inbox_expiry: Option<Duration>,
     /// Longest wait between reconnect attempts.
     pub reconnect_max_backoff: Duration,
+    /// Reject envelopes whose `from` is not the broker-verified sender (per-agent broker users required).
+    pub verify_sender: bool,
+    /// Refuse plain (non-TLS) broker connections.
+    pub tls_required: bool,
+    /// PEM file of the CA that signed the brokers' certificates (default: none, so TLS needs this set).
+    pub tls_ca: Option<PathBuf>,
+    /// NATS user.
+    pub nats_user: Option<String>,
+    /// NATS password.
+    pub nats_password: Option<Secret>,
 }
 
 /// Client (CLI) reply inboxes are removed after being idle this long.
@@ -103,7 +131,31 @@ impl Default for BusConfig {
             ack_wait: Duration::from_secs(30),
             inbox_expiry: None,
             reconnect_max_backoff: Duration::from_secs(5),
+            verify_sender: false,
+            tls_required: false,
+            tls_ca: None,
+            nats_user: None,
+            nats_password: None,
         }
+    }
+}
+
+impl fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusConfig")
+            .field("transport", &self.transport)
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("namespace", &self.namespace)
+            .field("ack_wait", &self.ack_wait)
+            .field("inbox_expiry", &self.inbox_expiry)
+            .field("reconnect_max_backoff", &self.reconnect_max_backoff)
+            .field("verify_sender", &self.verify_sender)
+            .field("tls_required", &self.tls_required)
+            .field("tls_ca", &self.tls_ca)
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &self.nats_password)
+            .finish()
     }
 }
 
@@ -113,8 +165,21 @@ impl BusConfig {
         let d = Self::default();
         let mut p = Parser::default();
         let transport = p.parse_or(env, ENV_BUS, d.transport);
-        let amqp_url = env.get(ENV_AMQP_URL).unwrap_or(d.amqp_url);
-        let nats_url = env.get(ENV_NATS_URL).unwrap_or(d.nats_url);
+        let mut bad = Vec::new();
+        let mut secret_or = |key: &str| match secret(env, key) {
+            Ok(v) => v,
+            Err(b) => {
+                bad.push(b);
+                None
+            }
+        };
+        let amqp_url = secret_or(ENV_AMQP_URL).map_or(d.amqp_url, |s| s.expose().to_owned());
+        let nats_url = secret_or(ENV_NATS_URL).map_or(d.nats_url, |s| s.expose().to_owned());
+        let nats_password = secret_or(ENV_NATS_PASSWORD);
+        let nats_user = env.get(ENV_NATS_USER);
+        let verify_sender = p.parse_or(env, ENV_BUS_VERIFY_SENDER, false);
+        let tls_required = p.parse_or(env, ENV_BUS_TLS_REQUIRED, false);
+        let tls_ca = env.get(ENV_BUS_TLS_CA).map(PathBuf::from);
         let namespace = p
             .parse_with(env, ENV_BUS_NAMESPACE, |s| {
                 let ok = !s.is_empty()
@@ -128,15 +193,55 @@ impl BusConfig {
             })
             .unwrap_or(d.namespace);
         let ack_wait = p.duration_or(env, ENV_BUS_ACK_WAIT, d.ack_wait);
-        p.finish()?;
+        if let Err(EnvError::Invalid(more)) = p.finish() {
+            bad.extend(more);
+        }
+        if !bad.is_empty() {
+            return Err(EnvError::Invalid(bad));
+        }
         Ok(Self {
             transport,
             amqp_url,
             nats_url,
             namespace,
             ack_wait,
+            verify_sender,
+            tls_required,
+            tls_ca,
+            nats_user,
+            nats_password,
             ..d
         })
+    }
+
+    /// The sender check subscriptions apply: `None` unless [`BusConfig::verify_sender`] is on.
+    pub fn sender_check(&self) -> Option<SenderCheck> {
+        if self.verify_sender {
+            SenderCheck::for_transport(self.transport, &self.namespace)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses settings that would connect in the clear although TLS is required.
+    pub fn check_tls(&self) -> Result<(), BusError> {
+        if !self.tls_required {
+            return Ok(());
+        }
+        let plain = match self.transport {
+            Transport::Memory => false,
+            Transport::Amqp => !self.amqp_url.starts_with("amqps://"),
+            // The NATS client itself insists on a TLS handshake when required (`require_tls`).
+            Transport::Nats => false,
+        };
+        if plain {
+            return Err(BusError::Config(format!(
+                "TLS is required ({ENV_BUS_TLS_REQUIRED}) but the {} connection would be plain: use an amqps:// \
+                 URL",
+                self.transport
+            )));
+        }
+        Ok(())
     }
 
     /// The same config with another transport.

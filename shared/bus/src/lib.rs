@@ -9,9 +9,12 @@
 //! - Duplicates are dropped by envelope id in [`Subscription::next`], so handlers are idempotent.
 //! - Payloads that do not decode are moved to a dead-letter place with the reason and never reach the handler;
 //!   the consumer keeps running.
+//! - With sender verification on ([`BusConfig::verify_sender`]), an envelope whose `from` is not the sender the
+//!   broker vouches for is dead-lettered the same way, with the reason, and counted ([`identity`]).
 //!
 //! # Layout
 //! - [`config`]: transport choice and broker settings from env.
+//! - [`identity`]: principals, their broker users and permissions, the sender check.
 //! - [`memory`], [`amqp`], [`nats`]: the transports; `outage`: one user-facing line per lost broker connection.
 //! - this module: the trait, [`Subscription`] (decode, dedup, dead-letter), [`Delivery`], errors.
 
@@ -28,11 +31,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub mod amqp;
 pub mod config;
+pub mod identity;
 pub mod memory;
 pub mod nats;
 mod outage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{BusConfig, Transport, connect};
+pub use identity::{Principal, SenderCheck};
 
 /// How many envelope ids a subscription remembers for duplicate detection.
 pub const DEDUP_CAPACITY: usize = 16_384;
@@ -164,6 +171,9 @@ pub struct RawDelivery {
     pub payload: Vec<u8>,
     /// Whether the broker says this was delivered before.
     pub redelivered: bool,
+    /// The sender as the broker vouches for it (RabbitMQ: the validated `user_id`; NATS: the subject's sender
+    /// tokens), if any.
+    pub sender: Option<String>,
     /// How to acknowledge it.
     pub acker: Box<dyn Acker>,
 }
@@ -175,6 +185,7 @@ pub struct Subscription {
     seen: Arc<Mutex<Dedup>>,
     transport: Transport,
     inbox: String,
+    check: Option<SenderCheck>,
     _guard: DropGuard,
 }
 
@@ -211,7 +222,21 @@ impl Subscription {
             seen: Arc::default(),
             transport,
             inbox,
+            check: None,
             _guard: cancel.drop_guard(),
+        }
+    }
+
+    /// Rejects (dead-letters, with the reason) every envelope whose `from` fails `check`.
+    pub fn with_sender_check(mut self, check: Option<SenderCheck>) -> Self {
+        self.check = check;
+        self
+    }
+
+    async fn reject(&self, raw: RawDelivery, reason: String, counter: CounterName) {
+        count(counter, &[("transport", self.transport.as_str())], 1);
+        if let Err(error) = raw.acker.dead_letter(raw.payload, reason).await {
+            tracing::error!(%error, "Dead-lettering failed; the broker will redeliver the payload.");
         }
     }
 
@@ -229,17 +254,18 @@ impl Subscription {
                     let reason = error.to_string();
                     tracing::warn!(inbox = %self.inbox, transport = %self.transport, %reason,
                         bytes = raw.payload.len(), "Rejected malformed payload to the dead-letter queue.");
-                    count(
-                        CounterName::BusDeadLettered,
-                        &[("transport", self.transport.as_str())],
-                        1,
-                    );
-                    if let Err(error) = raw.acker.dead_letter(raw.payload, reason).await {
-                        tracing::error!(%error, "Dead-lettering failed; the broker will redeliver the payload.");
-                    }
+                    self.reject(raw, reason, CounterName::BusDeadLettered).await;
                     continue;
                 }
             };
+            if let Some(check) = &self.check
+                && let Err(reason) = check.verify(raw.sender.as_deref(), &envelope.from)
+            {
+                tracing::warn!(inbox = %self.inbox, transport = %self.transport, id = %envelope.id,
+                    kind = ?envelope.kind(), %reason, "Rejected an envelope from an unverified sender to the dead-letter queue.");
+                self.reject(raw, reason, CounterName::BusSenderRejected).await;
+                continue;
+            }
             let duplicate = self
                 .seen
                 .lock()

@@ -218,6 +218,7 @@ async fn queue_loop(
         permit.send(Ok(RawDelivery {
             payload: msg.payload,
             redelivered: msg.redelivered,
+            sender: None,
             acker: Box::new(acker),
         }));
     }
@@ -262,6 +263,7 @@ async fn broadcast_loop(
             .send(Ok(RawDelivery {
                 payload,
                 redelivered: false,
+                sender: None,
                 acker: Box::new(acker),
             }))
             .await

@@ -1,14 +1,20 @@
 //! NATS transport (async-nats) with JetStream for durable inboxes.
 //!
-//! Topology, with namespace `ns` (stream names use it upper-cased, `-` → `_`):
-//! - stream `NS_INBOX` on subjects `ns.inbox.>`, work-queue retention, file storage. Inbox `component.catalogue`
-//!   is subject `ns.inbox.component.catalogue` with one durable pull consumer `component_catalogue` (explicit ack,
+//! Every address is two subject tokens ([`sender_tokens`]): `manager._`, `component.NAME`, `client.NAME`. Topology,
+//! with namespace `ns` (stream names use it upper-cased, `-` → `_`):
+//! - stream `NS_INBOX` on subjects `ns.inbox.>`, work-queue retention, file storage. A message to inbox
+//!   `component.catalogue` from the manager is published on `ns.inbox.component.catalogue.manager._`: the sender is
+//!   part of the subject, so subject permissions make it broker-verified (see [`crate::identity`]). One durable pull
+//!   consumer per inbox, `component_catalogue`, filtered on `ns.inbox.component.catalogue.*.*` (explicit ack,
 //!   `ack_wait` from the config: an unacked message is redelivered after it).
-//! - stream `NS_DEAD` on `ns.dead.>` for payloads that did not decode, with headers `x-acv-reason`, `x-acv-inbox`.
-//! - broadcasts on the core subject `ns.broadcast` (no persistence, as heartbeats need none).
+//! - stream `NS_DEAD` on `ns.dead.>` for payloads that were rejected, with headers `x-acv-reason`, `x-acv-inbox`.
+//! - broadcasts on the core subjects `ns.broadcast.<sender>` (no persistence, as heartbeats need none).
+//! - replies (JetStream acks, pulled messages) arrive on `_INBOX.<user>.…` when a user is configured, so subject
+//!   permissions can keep one user from reading another's replies.
 //!
 //! Publishes set `Nats-Msg-Id` to the envelope id, so JetStream also drops publisher retries server-side, and wait
 //! for the stream's ack. async-nats reconnects by itself; consumers re-create their message stream after errors.
+//! TLS (`tls://` URLs or [`BusConfig::tls_required`]) uses rustls with the configured CA.
 
 use std::{sync::Arc, time::Duration};
 
@@ -65,10 +71,25 @@ fn topo_err(e: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and makes sure the streams exist.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        config.check_tls()?;
+        // Several rustls crypto providers are linked in (through lapin and async-nats): pick ring, as the rest of
+        // acv does, or the first TLS handshake panics. A provider installed earlier wins.
+        rustls::crypto::ring::default_provider().install_default().ok();
         let outage = Outage::new("NATS");
         let events = Arc::new(outage.watch("client"));
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
+        let mut options = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+            options = options
+                .user_and_password(user.clone(), password.expose().to_owned())
+                .custom_inbox_prefix(inbox_prefix(user));
+        }
+        if config.tls_required {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &config.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        let client = options
             .event_callback(move |event| {
                 let outage = events.clone();
                 async move {
@@ -86,7 +107,7 @@ impl NatsBus {
             })
             .connect(&config.nats_url)
             .await
-            .map_err(conn_err)?;
+            .map_err(|e| conn_err(acv_core::env::redact_url(&e.to_string())))?;
         let js = jetstream::new(client.clone());
         let bus = Self {
             config,
@@ -100,13 +121,29 @@ impl NatsBus {
     }
 
     fn stream_prefix(&self) -> String {
-        self.config.namespace.to_ascii_uppercase().replace('-', "_")
+        stream_prefix(&self.config.namespace)
     }
 
-    fn subject(&self, to: &Address) -> String {
+    /// The subject of a message to `to` from `from` (sender tokens, see [`sender_tokens`]).
+    fn subject(&self, to: &Address, from: &str) -> String {
         match to {
-            Address::Broadcast => format!("{}.broadcast", self.config.namespace),
-            other => format!("{}.inbox.{}", self.config.namespace, other.inbox_token()),
+            Address::Broadcast => format!("{}.broadcast.{from}", self.config.namespace),
+            other => format!("{}.inbox.{}.{from}", self.config.namespace, sender_tokens(other)),
+        }
+    }
+
+    /// The sender tokens of raw publishes: those of this connection's own principal.
+    fn raw_sender(&self) -> String {
+        let principal = self
+            .config
+            .nats_user
+            .as_deref()
+            .and_then(|u| crate::identity::Principal::from_user(&self.config.namespace, u));
+        match principal {
+            Some(p) => p
+                .address()
+                .map_or_else(|| "client.raw".to_owned(), |a| sender_tokens(&a)),
+            None => "raw._".to_owned(),
         }
     }
 
@@ -137,8 +174,14 @@ impl NatsBus {
             .map_err(topo_err)
     }
 
-    async fn publish_bytes(&self, to: &Address, payload: Vec<u8>, id: Option<&str>) -> Result<(), BusError> {
-        let subject = self.subject(to);
+    async fn publish_bytes(
+        &self,
+        to: &Address,
+        from: &str,
+        payload: Vec<u8>,
+        id: Option<&str>,
+    ) -> Result<(), BusError> {
+        let subject = self.subject(to, from);
         let publish_err = |e: &dyn std::fmt::Display| BusError::Publish {
             transport: T,
             to: to.to_string(),
@@ -169,12 +212,13 @@ impl NatsBus {
     async fn publish_with_retry(
         &self,
         to: &Address,
+        from: &str,
         payload: Vec<u8>,
         id: Option<&str>,
     ) -> Result<(), BusError> {
         let mut attempt = 0;
         loop {
-            match self.publish_bytes(to, payload.clone(), id).await {
+            match self.publish_bytes(to, from, payload.clone(), id).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt + 1 < PUBLISH_ATTEMPTS => {
                     if self.outage.is_lost() {
@@ -198,14 +242,22 @@ impl Bus for NatsBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.publish_with_retry(&envelope.to, envelope.encode(), Some(&envelope.id))
+        crate::identity::may_send(
+            T,
+            &self.config.namespace,
+            self.config.nats_user.as_deref(),
+            envelope,
+        )?;
+        let from = sender_tokens(&envelope.from);
+        self.publish_with_retry(&envelope.to, &from, envelope.encode(), Some(&envelope.id))
             .await?;
         count(CounterName::BusPublished, &[("transport", "nats")], 1);
         Ok(())
     }
 
     async fn publish_raw(&self, to: &Address, payload: Vec<u8>) -> Result<(), BusError> {
-        self.publish_with_retry(to, payload, None).await
+        let from = self.raw_sender();
+        self.publish_with_retry(to, &from, payload, None).await
     }
 
     async fn subscribe(&self, inbox: &Address) -> Result<Subscription, BusError> {
@@ -215,13 +267,13 @@ impl Bus for NatsBus {
         if matches!(inbox, Address::Broadcast) {
             let sub = self
                 .client
-                .subscribe(self.subject(inbox))
+                .subscribe(format!("{}.broadcast.>", self.config.namespace))
                 .await
                 .map_err(conn_err)?;
             // Make sure the server registered the subscription before the caller publishes.
             self.client.flush().await.map_err(conn_err)?;
             tokio::spawn(broadcast_loop(sub, tx, cancel.clone()));
-            return Ok(Subscription::new(T, token, rx, cancel));
+            return Ok(Subscription::new(T, token, rx, cancel).with_sender_check(self.config.sender_check()));
         }
         let stream = self.inbox_stream().await?;
         let durable = token.replace('.', "_");
@@ -229,21 +281,26 @@ impl Bus for NatsBus {
             Address::Client(_) => self.config.inbox_expiry.unwrap_or(CLIENT_INBOX_EXPIRY),
             _ => self.config.inbox_expiry.unwrap_or(Duration::ZERO),
         };
-        let consumer: jetstream::consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &durable,
-                pull::Config {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: self.subject(inbox),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: self.config.ack_wait,
-                    max_ack_pending: i64::try_from(PREFETCH).unwrap_or(16),
-                    inactive_threshold: inactive,
-                    ..Default::default()
-                },
-            )
+        let config = pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: consumer_filter(&self.config.namespace, inbox),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_ack_pending: i64::try_from(PREFETCH).unwrap_or(16),
+            inactive_threshold: inactive,
+            ..Default::default()
+        };
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(&durable, config.clone())
             .await
             .map_err(topo_err)?;
+        if consumer.cached_info().config.filter_subject != config.filter_subject {
+            // A consumer left by a build with the older subject layout (no sender tokens): replace it, or it
+            // would never see a message again.
+            tracing::info!(inbox = %inbox, "Replacing a NATS consumer with an outdated subject filter.");
+            stream.delete_consumer(&durable).await.map_err(topo_err)?;
+            consumer = stream.create_consumer(config).await.map_err(topo_err)?;
+        }
         let ctx = ConsumerCtx {
             consumer,
             js: self.js.clone(),
@@ -254,7 +311,7 @@ impl Bus for NatsBus {
         };
         let messages = ctx.consumer.messages().await.map_err(topo_err)?;
         tokio::spawn(ctx.run(messages, tx, cancel.clone()));
-        Ok(Subscription::new(T, token, rx, cancel))
+        Ok(Subscription::new(T, token, rx, cancel).with_sender_check(self.config.sender_check()))
     }
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, BusError> {
@@ -306,6 +363,40 @@ impl Bus for NatsBus {
     }
 }
 
+/// The two subject tokens naming an address as sender or inbox: `manager._`, `component.NAME`, `client.NAME`,
+/// `broadcast._`. Always two, so that subject permissions and consumer filters can use `*` for each.
+pub(crate) fn sender_tokens(address: &Address) -> String {
+    match address {
+        Address::Manager => "manager._".to_owned(),
+        Address::Broadcast => "broadcast._".to_owned(),
+        other => other.inbox_token(),
+    }
+}
+
+/// The sender tokens of a delivered subject: its last two tokens.
+fn subject_sender(subject: &str) -> Option<String> {
+    let mut parts = subject.rsplitn(3, '.');
+    let name = parts.next()?;
+    let kind = parts.next()?;
+    parts.next()?;
+    Some(format!("{kind}.{name}"))
+}
+
+/// The reply-inbox prefix of a connection as `user`, so permissions can confine replies to their user.
+pub(crate) fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
+}
+
+/// The stream-name prefix of a namespace.
+pub(crate) fn stream_prefix(namespace: &str) -> String {
+    namespace.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The filter subject of an inbox's durable consumer: everything to it, from any sender.
+pub(crate) fn consumer_filter(namespace: &str, inbox: &Address) -> String {
+    format!("{namespace}.inbox.{}.*.*", sender_tokens(inbox))
+}
+
 struct ConsumerCtx {
     consumer: jetstream::consumer::PullConsumer,
     js: jetstream::Context,
@@ -335,6 +426,7 @@ impl ConsumerCtx {
                     attempt = 0;
                     let redelivered = message.info().map(|i| i.delivered > 1).unwrap_or(false);
                     let payload = message.payload.to_vec();
+                    let sender = subject_sender(message.subject.as_str());
                     let acker = NatsAcker {
                         message,
                         js: self.js.clone(),
@@ -345,6 +437,7 @@ impl ConsumerCtx {
                         .send(Ok(RawDelivery {
                             payload,
                             redelivered,
+                            sender,
                             acker: Box::new(acker),
                         }))
                         .await
@@ -395,6 +488,7 @@ async fn broadcast_loop(
         let raw = RawDelivery {
             payload: msg.payload.to_vec(),
             redelivered: false,
+            sender: subject_sender(msg.subject.as_str()),
             acker: Box::new(NoAck),
         };
         if tx.send(Ok(raw)).await.is_err() {

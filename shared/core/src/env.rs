@@ -1,6 +1,11 @@
 //! Env configuration read through a [`Strings`] source so tests pass a map instead of mutating the process env.
 //!
 //! Every key is parsed; every bad key is logged and collected, and [`EnvError`] lists them all at once.
+//!
+//! Secrets (passwords, API keys, URLs with credentials) can also come from files, the way Kubernetes Secrets are
+//! mounted: when `KEY` is unset, [`ProcessEnv`] reads the file named by `KEY_FILE` (see [`FILE_SUFFIX`]), and
+//! [`secret`] does the same for any [`Strings`] source and reports an unreadable file as a bad key. Secret values
+//! travel as [`Secret`], whose `Debug`/`Display` never show the value; [`redact_url`] hides a URL's password.
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
@@ -43,11 +48,102 @@ pub struct Parser {
     bad: Vec<BadKey>,
 }
 
+/// The suffix of the key naming a file that holds a key's value: `ACV_LLM_API_KEY_FILE=/run/secrets/llm-key`.
+pub const FILE_SUFFIX: &str = "_FILE";
+
+/// A secret value. `Debug` and `Display` print `***`, so it cannot end up in a log line by accident; call
+/// [`Secret::expose`] where the value is really needed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
 // === impl ProcessEnv ===
 
 impl Strings for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty())
+        if let Some(v) = std::env::var(key).ok().filter(|v| !v.is_empty()) {
+            return Some(v);
+        }
+        let path = std::env::var(format!("{key}{FILE_SUFFIX}"))
+            .ok()
+            .filter(|p| !p.is_empty())?;
+        match read_secret_file(&path) {
+            Ok(v) => Some(v).filter(|v| !v.is_empty()),
+            Err(reason) => {
+                // The path and the I/O error only: the content is never logged.
+                tracing::error!(key, %path, %reason, "Could not read the configuration file for a key; it counts as unset.");
+                None
+            }
+        }
+    }
+}
+
+fn read_secret_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Reads a secret: the value of `key`, or else the content of the file named by `key_FILE` (one trailing newline
+/// trimmed). An unreadable file is a [`BadKey`] naming the path, never the content.
+pub fn secret(env: &dyn Strings, key: &str) -> Result<Option<Secret>, BadKey> {
+    if let Some(v) = env.get(key) {
+        return Ok(Some(Secret(v)));
+    }
+    let file_key = format!("{key}{FILE_SUFFIX}");
+    let Some(path) = env.get(&file_key) else {
+        return Ok(None);
+    };
+    match read_secret_file(&path) {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(Secret(v))),
+        Err(reason) => Err(BadKey {
+            key: file_key,
+            value: path,
+            reason,
+        }),
+    }
+}
+
+/// `url` with the password part of its userinfo replaced by `***` (`amqp://u:***@host/`; a userinfo without `:`,
+/// which may be a token, is hidden whole), for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        // A lone userinfo may be a token (`nats://TOKEN@host`): hide all of it.
+        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+    }
+}
+
+// === impl Secret ===
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -164,6 +260,45 @@ mod tests {
             panic!("expected errors")
         };
         assert_eq!(bad.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), ["B", "D"]);
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_never_print() {
+        let dir = std::env::temp_dir().join(format!("acv-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "s3cr3t-from-file\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let env: HashMap<String, String> = [
+            ("A".to_owned(), "s3cr3t-inline".to_owned()),
+            ("B_FILE".to_owned(), path),
+            ("C_FILE".to_owned(), "/nonexistent/acv/secret".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let a = secret(&env, "A").unwrap().unwrap();
+        assert_eq!(a.expose(), "s3cr3t-inline");
+        let b = secret(&env, "B").unwrap().unwrap();
+        assert_eq!(b.expose(), "s3cr3t-from-file", "trailing newline trimmed");
+        assert!(secret(&env, "D").unwrap().is_none());
+        let bad = secret(&env, "C").unwrap_err();
+        assert_eq!(bad.key, "C_FILE");
+        assert!(bad.reason.contains("/nonexistent/acv/secret"), "{bad}");
+        let shown = format!("{a:?} {a} {b:?} {b}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("amqp://u:pw@127.0.0.1:5672/%2f"),
+            "amqp://u:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("nats://tok@h:1"), "nats://***@h:1");
+        assert_eq!(redact_url("amqps://a:b@c@h/x"), "amqps://a:***@h/x");
+        assert_eq!(redact_url("no scheme"), "no scheme");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum CounterName {
     BusDeadLettered,
     /// Connection re-establishments after a broker connection was lost.
     BusReconnects,
+    /// Envelopes rejected (dead-lettered) because their `from` does not match the broker-verified sender.
+    BusSenderRejected,
     /// Tasks handled by a sidecar, by outcome.
     TasksHandled,
     /// Peer API calls (mechanism 3), by side (`client`/`server`) and outcome.
@@ -63,12 +65,13 @@ pub enum GaugeName {
 
 impl CounterName {
     /// Every counter, for descriptions and checks.
-    pub const ALL: [CounterName; 12] = [
+    pub const ALL: [CounterName; 13] = [
         Self::BusPublished,
         Self::BusDelivered,
         Self::BusDuplicates,
         Self::BusDeadLettered,
         Self::BusReconnects,
+        Self::BusSenderRejected,
         Self::TasksHandled,
         Self::PeerCalls,
         Self::SandboxRuns,
@@ -86,6 +89,7 @@ impl CounterName {
             Self::BusDuplicates => "acv_bus_duplicates_total",
             Self::BusDeadLettered => "acv_bus_dead_lettered_total",
             Self::BusReconnects => "acv_bus_reconnects_total",
+            Self::BusSenderRejected => "acv_bus_sender_rejected_total",
             Self::TasksHandled => "acv_tasks_handled_total",
             Self::PeerCalls => "acv_peer_calls_total",
             Self::SandboxRuns => "acv_sandbox_runs_total",
@@ -106,6 +110,7 @@ impl CounterName {
                 "Payloads dead-lettered because they could not be decoded or were rejected."
             }
             Self::BusReconnects => "Broker connections re-established after a loss.",
+            Self::BusSenderRejected => "Envelopes dead-lettered because their sender is not the broker-verified one.",
             Self::TasksHandled => "Tasks handled by a sidecar, by outcome.",
             Self::PeerCalls => "Peer API calls (mechanism 3), by side and outcome.",
             Self::SandboxRuns => "Programs run in the sandbox, by verdict.",
