@@ -97,6 +97,7 @@ impl Sidecar {
         .arg("--sandbox-cache-dir")
         .arg(acv_sandbox::dev::checkout_cache_dir())
         .args(args)
+        .arg("--log-json")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -382,19 +383,19 @@ fn check_peer_path(reports: &[ReportBody], fe_log: &str, cat_log: &str) {
         r.steps.iter().all(|s| !s.mutated),
         "front-end's steps changed nothing of its own: {r:#?}"
     );
-    // Both sides audited the call; catalogue served it as a request for action and acted.
+    // Both sides audited the call; catalogue served it as a request for action and acted (JSON log lines).
     assert!(
-        fe_log.contains("Peer call made.") && fe_log.contains("peer=catalogue"),
+        fe_log
+            .lines()
+            .any(|l| l.contains("Peer call made.") && l.contains("\"peer\":\"catalogue\"")),
         "front-end's audit log: {fe_log}"
     );
     let served: Vec<&str> = cat_log
         .lines()
-        .filter(|l| l.contains("Peer call served.") && l.contains("caller=front-end"))
+        .filter(|l| l.contains("Peer call served.") && l.contains("\"caller\":\"front-end\""))
         .collect();
     assert!(
-        served
-            .iter()
-            .any(|l| l.contains("outcome=\"acted\"") || l.contains("outcome=acted")),
+        served.iter().any(|l| l.contains("\"outcome\":\"acted\"")),
         "catalogue's audit log: {served:#?}\n{cat_log}"
     );
 }
