@@ -40,6 +40,7 @@ impl Measurer for Slow {
                     p50_ms: Some(500.0),
                     p99_ms: Some(1000.0),
                     error_rate_percent: Some(0.0),
+                    calls: Vec::new(),
                 };
                 (
                     c.clone(),

@@ -68,6 +68,7 @@ impl FakeComponent {
                 p50_ms: Some(8.0),
                 p99_ms: Some(42.0),
                 error_rate_percent: Some(0.0),
+                calls: Vec::new(),
             },
             logs: vec![format!("{name} started"), format!("{name} listening on :8080")],
             restarts: 0,

@@ -106,12 +106,19 @@ pub struct SidecarConfig {
     /// SLO: maximum memory use in % of the limit.
     #[arg(long, default_value_t = 50.0)]
     pub slo_memory_percent: f64,
+    /// SLO: maximum share of 5xx answers in %; not watched unless given.
+    #[arg(long)]
+    pub slo_error_rate_percent: Option<f64>,
     /// Planner turns allowed per task.
     #[arg(long, default_value_t = 8)]
     pub max_turns: u32,
     /// Wait after a mutating step before observing again.
     #[arg(long, default_value = "3s", value_parser = acv_core::env::parse_duration)]
     pub settle: Duration,
+    /// Wall-clock limit of one step (one program run in the sandbox), host calls included. A step that asks a peer
+    /// to act waits for the peer's own planner, so give it room when peers help each other.
+    #[arg(long, default_value = "10s", value_parser = acv_core::env::parse_duration)]
+    pub step_timeout: Duration,
     /// The sandbox's guest component (`acv-guest.wasm`, built by `make guest`). Default: `acv-guest.wasm` next to
     /// this binary.
     #[arg(long, env = acv_sandbox::guest::ENV_GUEST)]
@@ -190,6 +197,7 @@ impl SidecarConfig {
             p99_ms: self.slo_p99_ms,
             cpu_percent: self.slo_cpu_percent,
             memory_percent: self.slo_memory_percent,
+            error_rate_percent: self.slo_error_rate_percent,
             ..Default::default()
         }
     }

@@ -140,7 +140,7 @@ impl PlanningHandler {
                     value: serde_json::to_value(done.usage).unwrap_or_default(),
                 });
                 ReportBody {
-                    diagnosis: None,
+                    diagnosis: done.diagnosis,
                     task_id: work_id.to_owned(),
                     component: component.clone(),
                     status: done.report.status,

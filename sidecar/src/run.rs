@@ -40,6 +40,11 @@ pub fn planning_handler(
             ))
         }
     };
+    let limits = acv_sandbox::Limits {
+        wall_clock: config.step_timeout,
+        ..Default::default()
+    };
+    limits.validate().context("--step-timeout")?;
     let caps = Arc::new(ClusterCaps::new(cluster.clone(), peers));
     Ok(Arc::new(PlanningHandler {
         planner,
@@ -47,7 +52,7 @@ pub fn planning_handler(
         cluster,
         caps,
         mode: config.mode,
-        limits: acv_sandbox::Limits::default(),
+        limits,
         slo: config.slo(),
         max_turns: config.max_turns,
         settle: config.settle,

@@ -123,6 +123,7 @@ impl Cluster for FakeCluster {
             p50_ms: Some(5.0),
             p99_ms: Some(if slow { 800.0 } else { 20.0 }),
             error_rate_percent: Some(0.0),
+            calls: Vec::new(),
         })
     }
     async fn logs(&self, _: i64) -> Result<Vec<String>, ClusterError> {

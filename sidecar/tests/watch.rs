@@ -72,6 +72,7 @@ impl Cluster for Scripted {
             p50_ms: None,
             p99_ms: None,
             error_rate_percent: None,
+            calls: Vec::new(),
         })
     }
     async fn logs(&self, _: i64) -> Result<Vec<String>, ClusterError> {

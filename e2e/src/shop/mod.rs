@@ -3,7 +3,9 @@
 //! waits a little (its "database"), then calls its downstreams.
 //!
 //! Every service serves `GET /health` (200 when ready) and `GET /metrics` (the `request_duration_seconds`
-//! histogram, labels `name`, `route`, `status_code`; `/health` and `/metrics` themselves are not recorded).
+//! histogram, labels `name`, `route`, `status_code`; `/health` and `/metrics` themselves are not recorded). Services
+//! that call others also export `client_request_duration_seconds` (labels `name`, `callee`, `status_code`): how
+//! long each call to another service took and how it ended, as the caller saw it.
 //!
 //! Configuration (env, as the local runtime sets it):
 //! - `PORT`: port on 127.0.0.1 (required).
@@ -428,21 +430,21 @@ impl Ctx {
         format!("[{}]", list.join(","))
     }
 
-    /// Calls a downstream service; on failure, the status to answer and why.
+    /// Calls a downstream service (timed into the `client_request_duration_seconds` histogram); on failure, the
+    /// status to answer and why.
     async fn call(&self, service: &str, method: Method, path: &str) -> Result<String, (StatusCode, String)> {
         let internal = |why: String| (StatusCode::INTERNAL_SERVER_ERROR, why);
-        let addr = self
-            .cfg
-            .downstream
-            .iter()
-            .find(|(n, _)| *n == service)
-            .map(|(_, a)| *a);
-        let addr = addr.ok_or_else(|| internal(format!("no address for {service}")))?;
+        let Some((callee, addr)) = self.cfg.downstream.iter().find(|(n, _)| *n == service).copied() else {
+            return Err(internal(format!("no address for {service}")));
+        };
         let req = Request::builder()
             .method(method.clone())
             .uri(format!("http://{addr}{path}"))
             .body(Full::new(Bytes::new()))
             .map_err(|e| internal(e.to_string()))?;
+        let started = Instant::now();
+        // The status the call ended with, as the histogram records it: the callee's, 502 without an answer.
+        let mut seen = StatusCode::BAD_GATEWAY;
         let fut = async {
             let resp = self
                 .client
@@ -455,6 +457,7 @@ impl Ctx {
                 .await
                 .map_err(|e| (StatusCode::BAD_GATEWAY, format!("{service} answer broken: {e}")))?
                 .to_bytes();
+            seen = status;
             if !status.is_success() {
                 return Err(internal(format!(
                     "{service} answered {status} to {method} {path}"
@@ -462,14 +465,20 @@ impl Ctx {
             }
             Ok(String::from_utf8_lossy(&body).into_owned())
         };
-        tokio::time::timeout(Duration::from_secs(5), fut)
-            .await
-            .unwrap_or_else(|_| {
+        let result = tokio::time::timeout(Duration::from_secs(5), fut).await;
+        let (status, result) = match result {
+            Ok(r) => (seen, r),
+            Err(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
                 Err((
                     StatusCode::GATEWAY_TIMEOUT,
                     format!("{service} did not answer {method} {path} within 5 s"),
-                ))
-            })
+                )),
+            ),
+        };
+        self.metrics
+            .observe_call(callee, status.as_u16(), started.elapsed());
+        result
     }
 }
 

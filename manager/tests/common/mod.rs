@@ -76,6 +76,7 @@ impl World {
                 p50_ms: None,
                 p99_ms: get(SloMetric::P99LatencyMs),
                 error_rate_percent: get(SloMetric::ErrorRatePercent),
+                calls: Vec::new(),
             }),
             status: None,
         })

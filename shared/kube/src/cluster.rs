@@ -363,6 +363,7 @@ pub fn snapshot(
             (true, Some(rate)) => Some(100.0 * m.errors_per_sec.unwrap_or(0.0) / rate),
             _ => None,
         },
+        calls: Vec::new(),
     }
 }
 

@@ -31,7 +31,9 @@ pub const HOST_API: &str = r#"Python host API (module `acv`; every function acts
                                                state is one of starting, ready, not_ready, crash_loop_back_off, terminated
 - acv.metrics(window_secs=60) -> dict         {"component", "window_secs", "cpu_percent_of_limit",
                                                "memory_percent_of_limit", "request_rate", "p50_ms", "p99_ms",
-                                               "error_rate_percent"}  (any value may be None when not measured)
+                                               "error_rate_percent", "calls"}  (any value may be None when not measured)
+                                               "calls": your calls to components you depend on, per callee:
+                                               [{"callee", "request_rate", "p50_ms", "p99_ms", "error_rate_percent"}]
 - acv.logs(tail=100) -> list[str]
 - acv.history() -> list[dict]                 revisions oldest first: {"revision", "image", "env", "limits",
                                                "created_at_ms", "cause"}
@@ -43,7 +45,11 @@ pub const HOST_API: &str = r#"Python host API (module `acv`; every function acts
 - acv.rollback() -> dict                      back to the previous revision; returns the new revision
 - acv.report(status: str, message: str) -> None   status "RESPONSE" (done, here is the answer) or "ISSUE"
                                                (cannot do it / problem remains); the last call is the step's report
-- acv.ask_peer(component: str, question: str) -> str   ask another component's agent for help
+- acv.ask_peer(component: str, question: str) -> str   ask another component's agent directly (JSON answer:
+                                               {"outcome": answered|acted|declined|refused, "message", "data"});
+                                               a question with "please check and fix" is a request for action that
+                                               the peer handles under its own SLOs and safety mode (it may decline);
+                                               "status", "metrics", "health" or "recent changes" only read
 Failures raise acv.HostError (attributes kind, message); kinds: refused, approval_required, invalid_argument,
 not_found, unavailable, backend, timeout, limit_exceeded. Besides acv, programs may import only these standard
 modules: bisect, collections, copy, dataclasses, datetime, enum, functools, heapq, itertools, json, math, operator,
@@ -71,7 +77,7 @@ out tasks about it. You act only through short Python programs that run in a san
 see their printed output on the next turn.
 
 Service level objectives of {component}: all replicas ready (at least {ready}% of desired), CPU use below {cpu}% of
-its limit, memory use below {mem}% of its limit, P99 latency below {p99} ms.
+its limit, memory use below {mem}% of its limit, P99 latency below {p99} ms{errors}.
 
 Safety mode: {safety}
 
@@ -89,7 +95,12 @@ How to work:
 - When finished, set "done": true and either give "report" yourself (using values you saw) or make the last
   program call acv.report(...). If the task cannot be done with this API, report status "ISSUE" and say why.
 - You have {max_turns} turns in total for this task; on the last turn you must finish.
-- Never invent measurements: quote values you printed."#,
+- Never invent measurements: quote values you printed.
+- If your latency or errors come from a component you call (your replicas are fine, and "calls" shows that callee
+  slow or failing), the cause is there: do not scale, restart or roll back yourself; ask that component's agent
+  with acv.ask_peer(callee, "... please check and fix") and report its answer.
+- You may add "diagnosis": {{"cause": "<one of {causes}>", "component": "<where the cause lies, for downstream>",
+  "summary": "<one line>"}} to your JSON once you know what is behind the symptoms."#,
         component = ctx.component,
         ready = slo.ready_percent,
         cpu = slo.cpu_percent,
@@ -97,6 +108,10 @@ How to work:
         p99 = slo.p99_ms,
         api = HOST_API,
         max_turns = ctx.max_turns,
+        causes = crate::planner::llm::DIAGNOSIS_CAUSES,
+        errors = slo
+            .error_rate_percent
+            .map_or(String::new(), |e| format!(", error rate (5xx) below {e}%")),
     )
 }
 

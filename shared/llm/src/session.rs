@@ -1,7 +1,7 @@
 //! The multi-turn maintainer loop: ask the planner, run its steps, feed the outcomes back, until a final report or
 //! the turn budget runs out. The sidecar plugs its sandbox in as the [`Executor`]; tests plug in fakes.
 
-use acv_protocol::{ReportStatus, StepOutcome, StepRecord};
+use acv_protocol::{Diagnosis, ReportStatus, StepOutcome, StepRecord};
 use acv_telemetry::metrics::{CounterName, count};
 
 use crate::{
@@ -46,6 +46,8 @@ pub struct TaskOutcome {
     pub turns: u32,
     /// LLM use for this task.
     pub usage: UsageTotals,
+    /// The last diagnosis a plan gave, if any.
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// A task that ended without a final report, with everything done up to then.
@@ -90,6 +92,7 @@ pub async fn drive(
     exec: &mut dyn Executor,
 ) -> Result<TaskOutcome, TaskFailure> {
     let mut usage = UsageTotals::default();
+    let mut diagnosis = None;
     let fail = |error, ctx: MaintainerContext, usage| TaskFailure {
         error,
         turns: ctx.turn.saturating_sub(1),
@@ -113,6 +116,9 @@ pub async fn drive(
             }
         };
         usage.add(&plan.usage);
+        if plan.diagnosis.is_some() {
+            diagnosis.clone_from(&plan.diagnosis);
+        }
         tracing::debug!(turn = ctx.turn, steps = plan.steps.len(), done = plan.done, thought = %plan.thought, "Plan received.");
         let mut all_ok = true;
         let mut step_report = None;
@@ -155,6 +161,7 @@ pub async fn drive(
                 turns: ctx.turn,
                 steps: ctx.steps.into_iter().map(StepRecord::from).collect(),
                 usage,
+                diagnosis,
             });
         }
         ctx.turn += 1;

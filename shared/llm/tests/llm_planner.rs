@@ -370,6 +370,7 @@ async fn judging_uses_measurements_not_the_model_when_objectives_exist() {
             p50_ms: Some(20.0),
             p99_ms: Some(250.0),
             error_rate_percent: Some(0.0),
+            calls: Vec::new(),
         }),
         status: None,
     };

@@ -883,6 +883,7 @@ fn snapshot(c: &str, p99: Option<f64>, cpu: Option<f64>) -> (ComponentName, Meas
         p50_ms: Some(5.0),
         p99_ms: p99,
         error_rate_percent: Some(0.0),
+        calls: Vec::new(),
     };
     (
         component,

@@ -83,6 +83,26 @@ pub struct MetricsSnapshot {
     pub p99_ms: Option<f64>,
     /// Share of 5xx answers in percent.
     pub error_rate_percent: Option<f64>,
+    /// The calls this component made to each component it depends on, over the same window, as the caller
+    /// measured them (empty when the component does not export them; the testbed shop's front-end and orders do).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallStats>,
+}
+
+/// Calls from one component to another over a metrics window, measured on the calling side (its
+/// `client_request_duration_seconds` histogram): what the caller waited for and how often the callee failed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// The component called.
+    pub callee: ComponentName,
+    /// Calls per second.
+    pub request_rate: Option<f64>,
+    /// Median call latency in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile call latency in milliseconds.
+    pub p99_ms: Option<f64>,
+    /// Share of calls that failed (a 5xx answer, no answer or a timeout), in percent.
+    pub error_rate_percent: Option<f64>,
 }
 
 /// One revision of a component's template (image/version + env + limits).

@@ -712,6 +712,7 @@ mod tests {
                 p50_ms: None,
                 p99_ms: v,
                 error_rate_percent: None,
+                calls: Vec::new(),
             }),
             status: None,
         }

@@ -23,7 +23,9 @@ pub mod safety;
 pub mod slo;
 pub mod task;
 
-pub use cluster::{ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision};
+pub use cluster::{
+    CallStats, ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision,
+};
 pub use envelope::{Address, Body, DecodeError, Envelope, Heartbeat, Kind, PROTOCOL_VERSION, Registration};
 pub use goal::{
     Combine, EventKind, GoalError, GoalEvent, GoalObjective, GoalRecord, GoalResource, GoalSpec, GoalState,

@@ -70,6 +70,9 @@ pub struct SloPolicy {
     pub memory_percent: f64,
     /// Minimum ready replicas in percent of desired.
     pub ready_percent: f64,
+    /// Maximum share of 5xx answers in percent, when watched (not part of the paper's health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate_percent: Option<f64>,
 }
 
 // === impl Objective ===
@@ -102,6 +105,7 @@ impl Default for SloPolicy {
             cpu_percent: 50.0,
             memory_percent: 50.0,
             ready_percent: 100.0,
+            error_rate_percent: None,
         }
     }
 }
@@ -115,7 +119,7 @@ impl SloPolicy {
             comparison,
             threshold,
         };
-        vec![
+        let mut all = vec![
             obj(SloMetric::ReadyPercent, Comparison::AtLeast, self.ready_percent),
             obj(SloMetric::CpuPercentOfLimit, Comparison::Below, self.cpu_percent),
             obj(
@@ -124,7 +128,11 @@ impl SloPolicy {
                 self.memory_percent,
             ),
             obj(SloMetric::P99LatencyMs, Comparison::Below, self.p99_ms),
-        ]
+        ];
+        if let Some(errors) = self.error_rate_percent {
+            all.push(obj(SloMetric::ErrorRatePercent, Comparison::Below, errors));
+        }
+        all
     }
 }
 

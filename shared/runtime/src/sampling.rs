@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acv_protocol::{MetricsSnapshot, ResourceLimits};
+use acv_protocol::{CallStats, ComponentName, MetricsSnapshot, ResourceLimits};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::prom::HistogramSet;
 use crate::supervisor::{Service, get, lock};
-use crate::window::{REQUEST_DURATION, cpu_percent_of_limit, stats};
+use crate::window::{CLIENT_REQUEST_DURATION, REQUEST_DURATION, cpu_percent_of_limit, stats};
 
 /// One measurement of a service.
 pub(crate) struct Sample {
@@ -27,6 +27,8 @@ pub(crate) struct Sample {
     pub rss: Vec<u64>,
     /// The request histogram scraped from each replica, by replica pid.
     pub hist: BTreeMap<u32, HistogramSet>,
+    /// The histogram of calls to other services scraped from each replica that exports one, by replica pid.
+    pub calls: BTreeMap<u32, HistogramSet>,
     /// The front's own request histogram (every request it answered, by status code).
     pub front: HistogramSet,
     pub limits: ResourceLimits,
@@ -42,6 +44,7 @@ impl Sample {
             cpu: BTreeMap::new(),
             rss: Vec::new(),
             hist: BTreeMap::new(),
+            calls: BTreeMap::new(),
             front: HistogramSet::default(),
             limits,
         }
@@ -103,14 +106,18 @@ impl Service {
             }
         }
         let mut hist = BTreeMap::new();
+        let mut calls = BTreeMap::new();
         if let Some(path) = &self.spec.metrics_path {
             let timeout = Duration::from_millis(self.shared.settings.probe_timeout_ms);
             let scrapes = targets
                 .iter()
                 .map(|t| scrape(&self.shared.http, t.addr, path, timeout));
             for (t, h) in targets.iter().zip(futures::future::join_all(scrapes).await) {
-                if let Some(h) = h {
+                if let Some((h, c)) = h {
                     hist.insert(t.pid, h);
+                    if !c.series.is_empty() {
+                        calls.insert(t.pid, c);
+                    }
                 }
             }
         }
@@ -137,6 +144,7 @@ impl Service {
             cpu,
             rss,
             hist,
+            calls,
             front: self.front.requests(),
             limits,
         });
@@ -213,6 +221,10 @@ impl Service {
             latest.front.delta(Some(&base.front))
         };
         let w = stats(&added, span);
+        let mut calls_added = HistogramSet::default();
+        for (pid, h) in &latest.calls {
+            calls_added.add(&h.delta(base.calls.get(pid)));
+        }
         MetricsSnapshot {
             component: self.name.clone(),
             window_secs: span,
@@ -222,8 +234,46 @@ impl Service {
             p50_ms: w.p50_ms,
             p99_ms: w.p99_ms,
             error_rate_percent: w.error_rate_percent,
+            calls: call_stats(&calls_added, span),
         }
     }
+}
+
+/// Per-callee stats of the calls added to a `client_request_duration_seconds` histogram during a window. A
+/// failed call is one with a 5xx `status_code` (the shop records 502 for no answer and 504 for a timeout).
+pub(crate) fn call_stats(added: &HistogramSet, span_secs: f64) -> Vec<CallStats> {
+    let mut callees: Vec<&str> = added
+        .series
+        .keys()
+        .filter_map(|labels| {
+            labels
+                .iter()
+                .find(|(k, _)| k == "callee")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    callees.sort_unstable();
+    callees.dedup();
+    callees
+        .into_iter()
+        .filter_map(|callee| {
+            let name = ComponentName::new(callee).ok()?;
+            let mut mine = HistogramSet::default();
+            for (labels, h) in &added.series {
+                if labels.iter().any(|(k, v)| k == "callee" && v == callee) {
+                    mine.series.insert(labels.clone(), h.clone());
+                }
+            }
+            let w = stats(&mine, span_secs);
+            Some(CallStats {
+                callee: name,
+                request_rate: w.request_rate,
+                p50_ms: w.p50_ms,
+                p99_ms: w.p99_ms,
+                error_rate_percent: w.error_rate_percent,
+            })
+        })
+        .collect()
 }
 
 async fn scrape(
@@ -231,11 +281,46 @@ async fn scrape(
     addr: SocketAddr,
     path: &str,
     timeout: Duration,
-) -> Option<HistogramSet> {
+) -> Option<(HistogramSet, HistogramSet)> {
     let (status, body) = get(http, addr, path, timeout).await?;
     if !status.is_success() {
         return None;
     }
     let text = std::str::from_utf8(&body).ok()?;
-    HistogramSet::parse(text, REQUEST_DURATION).ok()
+    let samples = crate::prom::parse(text).ok()?;
+    Some((
+        HistogramSet::from_samples(&samples, REQUEST_DURATION),
+        HistogramSet::from_samples(&samples, CLIENT_REQUEST_DURATION),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_stats_per_callee() {
+        let text = "\
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"catalogue\",status_code=\"500\",le=\"0.01\"} 9
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"catalogue\",status_code=\"500\",le=\"+Inf\"} 9
+client_request_duration_seconds_count{name=\"front-end\",callee=\"catalogue\",status_code=\"500\"} 9
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"catalogue\",status_code=\"200\",le=\"0.01\"} 1
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"catalogue\",status_code=\"200\",le=\"+Inf\"} 1
+client_request_duration_seconds_count{name=\"front-end\",callee=\"catalogue\",status_code=\"200\"} 1
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"user\",status_code=\"200\",le=\"0.4\"} 0
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"user\",status_code=\"200\",le=\"0.5\"} 5
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"user\",status_code=\"200\",le=\"+Inf\"} 5
+client_request_duration_seconds_count{name=\"front-end\",callee=\"user\",status_code=\"200\"} 5
+client_request_duration_seconds_bucket{name=\"front-end\",callee=\"Not A Name\",status_code=\"200\",le=\"+Inf\"} 5
+";
+        let set = HistogramSet::parse(text, CLIENT_REQUEST_DURATION).unwrap();
+        let calls = call_stats(&set, 10.0);
+        assert_eq!(calls.len(), 2, "an invalid component name is skipped: {calls:?}");
+        assert_eq!(calls[0].callee.as_str(), "catalogue");
+        assert_eq!(calls[0].error_rate_percent, Some(90.0));
+        assert_eq!(calls[0].request_rate, Some(1.0));
+        assert_eq!(calls[1].callee.as_str(), "user");
+        assert!(calls[1].p99_ms.unwrap() > 400.0, "{calls:?}");
+        assert_eq!(calls[1].error_rate_percent, Some(0.0));
+    }
 }

@@ -7,6 +7,10 @@ use crate::prom::HistogramSet;
 /// The histogram every testbed service (and Sock Shop) exports.
 pub const REQUEST_DURATION: &str = "request_duration_seconds";
 
+/// The histogram of calls to other services that the testbed shop's callers export (labels `name`, `callee`,
+/// `status_code`), read into [`MetricsSnapshot::calls`](acv_protocol::MetricsSnapshot::calls).
+pub const CLIENT_REQUEST_DURATION: &str = "client_request_duration_seconds";
+
 /// What happened in one window.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct WindowStats {

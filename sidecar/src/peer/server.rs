@@ -121,7 +121,7 @@ fn refused_tls(service: &PeerService, stats: &ServerStats, remote: SocketAddr, e
 
 async fn route(
     req: Request<Incoming>,
-    service: &PeerService,
+    service: &Arc<PeerService>,
     identity: &Result<Identity, String>,
     stats: &ServerStats,
 ) -> Response<Full<Bytes>> {
@@ -146,7 +146,18 @@ async fn route(
         Ok(r) => r,
         Err(e) => return reply(service.bad_request(Some(caller), e.to_string())),
     };
-    reply(service.ask(caller, request).await)
+    // Handled in its own task: a caller that hangs up (or times out) does not cut a peer's action in half; the
+    // answer is still recorded under the request id, so a retry gets it.
+    let (service, caller) = (Arc::clone(service), caller.clone());
+    match tokio::spawn(async move { service.ask(&caller, request).await }).await {
+        Ok(answered) => reply(answered),
+        Err(error) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": format!("the request handler failed: {error}")})
+                .to_string()
+                .into(),
+        ),
+    }
 }
 
 fn reply((status, answer): (u16, PeerAnswer)) -> Response<Full<Bytes>> {

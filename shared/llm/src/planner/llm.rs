@@ -5,8 +5,8 @@
 //! task, observation, every step with its output), so a repeated turn is a cache hit when a cache seed is set.
 
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, TaskSpec,
-    check_objectives,
+    Comparison, ComponentName, Diagnosis, Goal, Measurement, Objective, ReportStatus, RootCause, SloMetric,
+    TaskSpec, check_objectives,
 };
 use serde::Deserialize;
 
@@ -52,6 +52,18 @@ struct WirePlan {
     done: bool,
     #[serde(default)]
     report: Option<WireReport>,
+    #[serde(default)]
+    diagnosis: Option<WireDiagnosis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireDiagnosis {
+    cause: String,
+    #[serde(default)]
+    component: Option<String>,
+    #[serde(default)]
+    summary: String,
 }
 
 #[derive(Deserialize)]
@@ -159,13 +171,37 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
     if ctx.turn >= ctx.max_turns && !done {
         return Err("this is the last turn: set \"done\": true and give a report".into());
     }
+    let diagnosis = wire.diagnosis.map(wire_diagnosis).transpose()?;
     Ok(Plan {
         thought: wire.thought.unwrap_or_default(),
         steps,
         done,
         report,
         usage: UsageTotals::default(),
+        diagnosis,
     })
+}
+
+/// The causes a model may name, as the prompt lists them.
+pub const DIAGNOSIS_CAUSES: &str = "healthy, bad_replicas, cpu_saturation, memory_pressure, load_increase, \
+bad_release, tight_limits, downstream, unknown";
+
+fn wire_diagnosis(d: WireDiagnosis) -> Result<Diagnosis, String> {
+    let cause: RootCause = serde_json::from_value(serde_json::Value::String(d.cause.trim().to_owned()))
+        .map_err(|_| format!("diagnosis cause {:?} is not one of: {DIAGNOSIS_CAUSES}", d.cause))?;
+    let component = match d.component.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(
+            ComponentName::new(c)
+                .map_err(|e| format!("diagnosis component {c:?} is not a component name: {e}"))?,
+        ),
+    };
+    if cause == RootCause::Downstream && component.is_none() {
+        return Err("a downstream diagnosis must name the component the cause lies in".into());
+    }
+    let mut out = Diagnosis::new(cause, d.summary.trim());
+    out.component = component;
+    Ok(out)
 }
 
 fn check_program(p: &str) -> Result<(), String> {

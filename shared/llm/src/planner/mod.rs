@@ -14,8 +14,8 @@
 //! [`Planner::judge`] decides from measured [`MetricsSnapshot`]s whether the goal is reached.
 
 use acv_protocol::{
-    ComponentName, ComponentStatus, Goal, Measurement, Mechanism, MetricsSnapshot, ReportStatus, Revision,
-    SloPolicy, TaskSpec, Violation,
+    ComponentName, ComponentStatus, Diagnosis, Goal, Measurement, Mechanism, MetricsSnapshot, ReportStatus,
+    Revision, SloPolicy, TaskSpec, Violation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +123,9 @@ pub struct Plan {
     /// LLM use for this turn (zero for the rules planner).
     #[serde(default)]
     pub usage: UsageTotals,
+    /// What the planner concluded is behind the symptoms, when it did (the task's report carries the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// Part of a goal for one component.

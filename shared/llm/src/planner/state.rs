@@ -27,6 +27,8 @@ pub enum StepPurpose {
         /// Which action.
         remedy: Remedy,
     },
+    /// Asks the component where the cause lies to check and fix itself (mechanism 3, `acv.ask_peer`).
+    AskPeer,
 }
 
 /// The rules planner's playbook actions.

@@ -105,3 +105,46 @@ fn budget_check() {
         "{e}"
     );
 }
+
+#[test]
+fn llm_plans_may_carry_a_validated_diagnosis() {
+    use acv_protocol::RootCause;
+
+    use super::llm::validate_plan;
+    let ctx = MaintainerContext::for_task(
+        ComponentName::new("front-end").unwrap(),
+        "t1",
+        acv_protocol::TaskSpec::Imperative { text: "x".into() },
+    );
+    let with = |d: serde_json::Value| {
+        serde_json::json!({"done": true, "report": {"status": "ISSUE", "message": "m"}, "diagnosis": d})
+            .to_string()
+    };
+    let plan = validate_plan(
+        &with(serde_json::json!({"cause": "downstream", "component": "catalogue", "summary": "slow calls"})),
+        &ctx,
+    )
+    .unwrap();
+    let d = plan.diagnosis.unwrap();
+    assert_eq!(
+        (d.cause, d.component.unwrap().as_str()),
+        (RootCause::Downstream, "catalogue")
+    );
+    assert_eq!(d.summary, "slow calls");
+    let no_diagnosis = serde_json::json!({"done": true, "report": {"status": "ISSUE", "message": "m"}});
+    assert_eq!(
+        validate_plan(&no_diagnosis.to_string(), &ctx).unwrap().diagnosis,
+        None
+    );
+    // The model gets the problem back: an unknown cause, a downstream cause without a component, a bad name.
+    let e = validate_plan(&with(serde_json::json!({"cause": "cosmic_rays"})), &ctx).unwrap_err();
+    assert!(e.contains("cosmic_rays") && e.contains("downstream"), "{e}");
+    let e = validate_plan(&with(serde_json::json!({"cause": "downstream"})), &ctx).unwrap_err();
+    assert!(e.contains("must name the component"), "{e}");
+    let e = validate_plan(
+        &with(serde_json::json!({"cause": "downstream", "component": "Not A Name"})),
+        &ctx,
+    )
+    .unwrap_err();
+    assert!(e.contains("not a component name"), "{e}");
+}

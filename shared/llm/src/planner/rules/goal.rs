@@ -344,6 +344,7 @@ mod tests {
                     p50_ms: Some(p99 / 2.0),
                     p99_ms: Some(p99),
                     error_rate_percent: Some(0.0),
+                    calls: Vec::new(),
                 }),
                 status: None,
             },

@@ -5,6 +5,8 @@
 //!   gets a clear "cannot do this … I can: …", and a task naming another component is refused.
 //! - `task`: one program per imperative task (act and report).
 //! - `playbook`: the SLO playbooks (see there), verified by a fresh observation after every action.
+//! - `downstream`: a broken latency or error objective caused by a component this one calls is that component's to
+//!   fix: ask its agent (`acv.ask_peer`) instead of acting on the own component.
 //! - `manager`: goal decomposition and judging from measurements.
 //! - [`programs`]: the Python programs.
 //!
@@ -19,6 +21,7 @@ use super::{
 use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 
+mod downstream;
 pub mod goal;
 mod manager;
 pub mod parse;
@@ -53,6 +56,7 @@ fn finish(status: ReportStatus, message: impl Into<String>, thought: impl Into<S
             message: message.into(),
         }),
         usage: UsageTotals::default(),
+        diagnosis: None,
     }
 }
 
@@ -63,6 +67,7 @@ fn one_step(s: PlannedStep, done: bool, thought: impl Into<String>) -> Plan {
         done,
         report: None,
         usage: UsageTotals::default(),
+        diagnosis: None,
     }
 }
 

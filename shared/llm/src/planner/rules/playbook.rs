@@ -160,6 +160,10 @@ impl RulesPlanner {
             };
             return finish(ReportStatus::Response, msg, "objectives hold");
         };
+        // Mechanism 3: a cause in a component this one calls is that component's to fix (see downstream.rs).
+        if let Some(plan) = super::downstream::consider(ctx, &obs, &broken) {
+            return plan;
+        }
         let broken_text = broken
             .iter()
             .map(describe_violation)

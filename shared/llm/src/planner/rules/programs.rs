@@ -33,6 +33,41 @@ print({marker} + json.dumps(obs))
     )
 }
 
+/// Asks `peer`'s agent to check and fix itself (a request for action, handled by the peer under its own safety mode
+/// and SLOs), prints its answer and reports: RESPONSE when the peer acted and its own re-check passed, ISSUE when it
+/// declined, refused, could not be reached, or acted without fixing itself yet.
+pub fn ask_peer(peer: &str, question: &str) -> String {
+    format!(
+        r#"import acv
+import json
+
+peer = {peer}
+question = {question}
+try:
+    answer = json.loads(acv.ask_peer(peer, question))
+except acv.HostError as e:
+    acv.report("ISSUE", "The cause lies in %s, but its agent could not be asked (%s): %s" % (peer, e.kind, e.message))
+else:
+    print("PEER_ANSWER " + json.dumps(answer))
+    outcome = answer.get("outcome")
+    message = answer.get("message", "")
+    data = answer.get("data") or {{}}
+    after = data.get("after") if isinstance(data, dict) else None
+    if outcome == "acted" and not after:
+        acv.report("RESPONSE", "The cause lies in %s; asked its agent, which acted and re-checked its own SLOs: %s" % (
+            peer, message))
+    elif outcome == "acted":
+        acv.report("ISSUE", "The cause lies in %s; asked its agent, which acted but is not healthy yet: %s" % (
+            peer, message))
+    else:
+        acv.report("ISSUE", "The cause lies in %s; asked its agent, which did not act (%s): %s" % (
+            peer, outcome, message))
+"#,
+        peer = py_str(peer),
+        question = py_str(question)
+    )
+}
+
 /// Scales to `n` replicas and reports.
 pub fn scale(n: u32) -> String {
     format!(

@@ -1,0 +1,452 @@
+//! Mechanism 3 end to end, black box, with NO manager: the whole testbed shop on the local runtime, and two real
+//! `acv-sidecar` processes — front-end (watching its own SLOs) and catalogue (no watcher of its own, so only a peer
+//! can make it act) — with certificates from acv-pki in a temp dir, finding each other on the NATS broadcast.
+//! Catalogue is switched to a failing build; the test's own measurements (the runtime's metrics and revisions) show
+//! front-end's errors rise, catalogue rolled back by its own sidecar after front-end's sidecar asked it over mutual
+//! TLS, front-end healthy again, and front-end never touched. Once with the rules planner, once with the LLM
+//! planner (front-end's) against a scripted OpenAI-compatible server inside the test.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use acv_bus::{Bus, BusConfig, Transport};
+use acv_cluster::Cluster;
+use acv_e2e::load::{self, Call, LoadSpec, Profile};
+use acv_llm::testserver::{Reply, ScriptedServer};
+use acv_pki::{DevCa, Identity, Validity};
+use acv_protocol::{Address, Body, ComponentName, ReportBody, RootCause};
+use acv_runtime::LocalRuntime;
+use common::{eventually, shop_spec};
+
+/// One shop at a time: each test runs seven services and two sidecars on a small machine.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const GOOD: &str = "weaveworksdemos/catalogue:0.3.5";
+const BROKEN: &str = "weaveworksdemos/catalogue:errors";
+/// The error-rate objective both sidecars watch, percent.
+const ERROR_SLO: f64 = 5.0;
+
+fn name(s: &str) -> ComponentName {
+    ComponentName::new(s).unwrap()
+}
+
+/// `acv-sidecar`, built now (a no-op when up to date) next to Cargo's `acv-shop`: the e2e crate cannot name
+/// another package's binary, and a stale sidecar would test old code.
+fn sidecar_bin() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-p", "acv-sidecar", "--bin", "acv-sidecar"])
+        .status()
+        .expect("cargo runs");
+    assert!(st.success(), "building acv-sidecar failed");
+    let bin = Path::new(env!("CARGO_BIN_EXE_acv-shop"))
+        .parent()
+        .unwrap()
+        .join("acv-sidecar");
+    assert!(bin.is_file(), "{} missing", bin.display());
+    bin
+}
+
+/// A development CA and certificates for `components` in a fresh temp dir, as `acv-certs` writes them.
+fn certs(components: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("acv-peers-e2e-{}", uuid::Uuid::new_v4()));
+    let ca = DevCa::generate("peers e2e CA", Duration::from_secs(86_400)).unwrap();
+    ca.write(&dir).unwrap();
+    for c in components {
+        let id = Identity::new("default", name(c)).unwrap();
+        ca.issue(&id, Validity::from_now(Duration::from_secs(3600)))
+            .unwrap()
+            .write(&dir, c)
+            .unwrap();
+    }
+    dir
+}
+
+/// A sidecar process; killed (SIGTERM, then SIGKILL) when dropped. Its output goes to `<dir>/<component>.log`.
+struct Sidecar {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Sidecar {
+    fn spawn(bin: &Path, dir: &Path, component: &str, args: &[String], env: &[(String, String)]) -> Self {
+        let log = dir.join(format!("{component}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--component",
+            component,
+            "--bus",
+            "nats",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--peer-addr", "127.0.0.1:0", "--peer-tls-dir"])
+        .arg(dir)
+        .args(["--heartbeat", "1s", "--settle", "1s", "--watch-window-secs", "4"])
+        .args(["--slo-error-rate-percent", &ERROR_SLO.to_string()])
+        .arg("--guest")
+        .arg(acv_sandbox::dev::checkout_guest_path())
+        .arg("--sandbox-cache-dir")
+        .arg(acv_sandbox::dev::checkout_cache_dir())
+        .args(args)
+        .arg("--log-json")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self {
+            child: cmd.spawn().expect("acv-sidecar starts"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        common::kill_term(self.child.id());
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// The shop, its control API, the test's own bus handle (unique NATS namespace) and the certificates.
+struct Rig {
+    rt: Arc<LocalRuntime>,
+    api: SocketAddr,
+    bus: Arc<dyn Bus>,
+    namespace: String,
+    dir: PathBuf,
+}
+
+impl Rig {
+    async fn start() -> Self {
+        // Compile the guest once into the shared cache before the sidecars need it.
+        tokio::task::spawn_blocking(|| acv_sandbox::dev::shared_sandbox().map(|_| ()))
+            .await
+            .unwrap()
+            .expect("the sandbox guest loads");
+        let rt = Arc::new(common::start(shop_spec(&common::ALL)).await);
+        let api = rt.serve_api("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let namespace = format!("peers-e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut config = BusConfig::default().with_transport(Transport::Nats);
+        config.namespace = namespace.clone();
+        let bus = acv_bus::connect(&config).await.expect("NATS on 127.0.0.1:4222");
+        Self {
+            rt,
+            api,
+            bus,
+            namespace,
+            dir: certs(&["front-end", "catalogue"]),
+        }
+    }
+
+    fn bus_env(&self) -> Vec<(String, String)> {
+        vec![(
+            acv_bus::config::ENV_BUS_NAMESPACE.to_owned(),
+            self.namespace.clone(),
+        )]
+    }
+
+    /// Error rate (percent) and request rate of front-end over the last `secs`, as the runtime measures them.
+    async fn front_end_errors(&self, secs: f64) -> (f64, f64) {
+        let m = self.rt.cluster("front-end").unwrap().metrics(secs).await.unwrap();
+        (m.error_rate_percent.unwrap_or(0.0), m.request_rate.unwrap_or(0.0))
+    }
+
+    async fn stop(self) {
+        self.bus.delete_namespace().await.ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+        let rt = Arc::try_unwrap(self.rt)
+            .ok()
+            .expect("the runtime is no longer shared");
+        common::shutdown_and_check_no_leaks(rt).await;
+    }
+}
+
+/// Steady traffic at front-end's `/catalogue` (which calls catalogue) until aborted.
+fn traffic(target: SocketAddr) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        load::run(&LoadSpec {
+            target,
+            calls: vec![Call::get("/catalogue")],
+            profile: Profile::Constant {
+                rps: 25.0,
+                secs: 600.0,
+            },
+            max_in_flight: 100,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .ok();
+    })
+}
+
+/// Waits until both sidecars announced their peer API on the broadcast (discovery, no manager).
+async fn wait_for_announcements(rig: &Rig, sidecars: &[&Sidecar]) {
+    let mut sub = rig.bus.subscribe(&Address::Broadcast).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 2 {
+        let next = tokio::time::timeout_at(deadline, sub.next()).await;
+        let Ok(Some(Ok(d))) = next else {
+            let logs: Vec<String> = sidecars.iter().map(|s| s.tail(30)).collect();
+            panic!(
+                "no peer announcements from both sidecars within 60 s (seen {seen:?}):\n{}",
+                logs.join("\n---\n")
+            );
+        };
+        let announced = match &d.envelope.body {
+            Body::Register(r) => r.peer_url.as_ref().map(|_| r.component.clone()),
+            Body::Heartbeat(h) => h.peer_url.as_ref().map(|_| h.component.clone()),
+            _ => None,
+        };
+        if let Some(c) = announced {
+            seen.insert(c);
+        }
+        d.ack().await.ok();
+    }
+}
+
+/// The scenario, with `front_end_args` choosing front-end's planner. Returns front-end's reports (to the manager
+/// address, which nobody else reads) and the two sidecars' logs.
+async fn scenario(
+    rig: &Rig,
+    front_end_args: &[String],
+    front_end_env: &[(String, String)],
+) -> (Vec<ReportBody>, String, String) {
+    let bin = sidecar_bin();
+    let api = rig.api.to_string();
+    let mut env = rig.bus_env();
+    let catalogue = Sidecar::spawn(
+        &bin,
+        &rig.dir,
+        "catalogue",
+        &[
+            "--runtime-api".into(),
+            api.clone(),
+            "--planner".into(),
+            "rules".into(),
+            "--watch-interval".into(),
+            "0".into(),
+        ],
+        &env,
+    );
+    env.extend(front_end_env.iter().cloned());
+    let mut args = vec![
+        "--runtime-api".into(),
+        api,
+        "--watch-interval".into(),
+        "1s".into(),
+        "--watch-confirm".into(),
+        "2".into(),
+        // Asking a peer to act waits for the peer's own planner.
+        "--step-timeout".into(),
+        "90s".into(),
+    ];
+    args.extend(front_end_args.iter().cloned());
+    let front_end = Sidecar::spawn(&bin, &rig.dir, "front-end", &args, &env);
+    let mut reports = rig.bus.subscribe(&Address::Manager).await.unwrap();
+    wait_for_announcements(rig, &[&catalogue, &front_end]).await;
+
+    let load = traffic(rig.rt.addr("front-end").unwrap());
+    let fe = rig.rt.cluster("front-end").unwrap();
+    let cat = rig.rt.cluster("catalogue").unwrap();
+    eventually(30, "healthy front-end traffic", || async {
+        let (errors, rate) = rig.front_end_errors(2.0).await;
+        (rate > 5.0 && errors == 0.0).then_some(())
+    })
+    .await;
+    let fe_before = (fe.history().await.unwrap(), fe.status().await.unwrap());
+    let cat_revisions = cat.history().await.unwrap().len();
+
+    cat.set_image(BROKEN).await.unwrap();
+    // The test's own measurement: catalogue's broken build hurts front-end.
+    let (peak, _) = eventually(30, "front-end errors from the broken catalogue", || async {
+        let (errors, rate) = rig.front_end_errors(2.0).await;
+        (errors > 50.0).then_some((errors, rate))
+    })
+    .await;
+    println!("front-end error rate with the broken catalogue: {peak:.1} %");
+
+    // Catalogue's own sidecar rolls back, because front-end's sidecar asked it (catalogue watches nothing itself).
+    let rollback = eventually(120, "catalogue rolled back by its sidecar", || async {
+        let h = cat.history().await.unwrap();
+        h.iter()
+            .skip(cat_revisions)
+            .find(|r| r.cause == "rollback" && r.image == GOOD)
+            .cloned()
+    })
+    .await;
+    let t_rollback = std::time::Instant::now();
+    println!(
+        "catalogue rolled back: revision {} ({})",
+        rollback.revision, rollback.image
+    );
+
+    // Front-end's re-check passes: its error rate, measured by the runtime, is back under the objective.
+    eventually(60, "front-end healthy again", || async {
+        let (errors, rate) = rig.front_end_errors(2.0).await;
+        (rate > 5.0 && errors < ERROR_SLO).then_some(())
+    })
+    .await;
+    println!(
+        "front-end under {ERROR_SLO} % errors {:.1} s after the rollback",
+        t_rollback.elapsed().as_secs_f64()
+    );
+
+    // Front-end's sidecar changed nothing of its own component: the cause was not there.
+    let fe_after = (fe.history().await.unwrap(), fe.status().await.unwrap());
+    assert_eq!(fe_after.0, fe_before.0, "front-end's revisions are unchanged");
+    assert_eq!(
+        fe_after.1.desired_replicas, fe_before.1.desired_replicas,
+        "front-end was not scaled"
+    );
+    assert_eq!(
+        fe_after.1.replicas.iter().map(|r| r.restarts).sum::<u32>(),
+        fe_before.1.replicas.iter().map(|r| r.restarts).sum::<u32>(),
+        "front-end was not restarted"
+    );
+
+    // Front-end's mitigation report (to the manager address; no manager runs) names catalogue as the cause.
+    let mut fe_reports = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !fe_reports.iter().any(|r: &ReportBody| {
+        r.diagnosis
+            .as_ref()
+            .is_some_and(|d| d.cause == RootCause::Downstream)
+    }) {
+        match tokio::time::timeout_at(deadline, reports.next()).await {
+            Ok(Some(Ok(d))) => {
+                if let Body::Report(r) = &d.envelope.body
+                    && r.component == name("front-end")
+                {
+                    fe_reports.push(r.clone());
+                }
+                d.ack().await.ok();
+            }
+            _ => panic!(
+                "no downstream report from front-end within 60 s: {fe_reports:#?}\n{}",
+                front_end.tail(40)
+            ),
+        }
+    }
+    load.abort();
+    let logs = (front_end.log(), catalogue.log());
+    drop(front_end);
+    drop(catalogue);
+    (fe_reports, logs.0, logs.1)
+}
+
+fn check_peer_path(reports: &[ReportBody], fe_log: &str, cat_log: &str) {
+    let r = reports
+        .iter()
+        .find(|r| r.diagnosis.is_some())
+        .expect("a report with a diagnosis");
+    let d = r.diagnosis.as_ref().unwrap();
+    assert_eq!(
+        (d.cause, d.component.as_ref()),
+        (RootCause::Downstream, Some(&name("catalogue"))),
+        "{r:#?}"
+    );
+    assert!(
+        r.steps.iter().any(|s| s.program.contains("acv.ask_peer(")),
+        "the step asked the peer: {r:#?}"
+    );
+    assert!(
+        r.steps.iter().all(|s| !s.mutated),
+        "front-end's steps changed nothing of its own: {r:#?}"
+    );
+    // Both sides audited the call; catalogue served it as a request for action and acted (JSON log lines).
+    assert!(
+        fe_log
+            .lines()
+            .any(|l| l.contains("Peer call made.") && l.contains("\"peer\":\"catalogue\"")),
+        "front-end's audit log: {fe_log}"
+    );
+    let served: Vec<&str> = cat_log
+        .lines()
+        .filter(|l| l.contains("Peer call served.") && l.contains("\"caller\":\"front-end\""))
+        .collect();
+    assert!(
+        served.iter().any(|l| l.contains("\"outcome\":\"acted\"")),
+        "catalogue's audit log: {served:#?}\n{cat_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_front_end_asks_catalogue_which_rolls_back() {
+    let _turn = TURN.lock().await;
+    let rig = Rig::start().await;
+    let (reports, fe_log, cat_log) = scenario(&rig, &["--planner".into(), "rules".into()], &[]).await;
+    check_peer_path(&reports, &fe_log, &cat_log);
+    rig.stop().await;
+}
+
+/// The plan a model would give for front-end's violation: ask catalogue to fix itself and report its answer.
+fn llm_plan() -> String {
+    let program = "import acv\nimport json\n\
+        answer = json.loads(acv.ask_peer(\"catalogue\", \"front-end here: your errors hurt mine, please check and fix\"))\n\
+        print(answer)\n\
+        acv.report(\"RESPONSE\" if answer[\"outcome\"] == \"acted\" else \"ISSUE\", \"asked catalogue: \" + answer[\"message\"])\n";
+    serde_json::json!({
+        "thought": "my replicas are fine; calls to catalogue fail, so the cause is catalogue",
+        "steps": [{"description": "ask catalogue's agent to check and fix itself", "program": program}],
+        "done": true,
+        "diagnosis": {"cause": "downstream", "component": "catalogue", "summary": "calls to catalogue fail"},
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_front_end_asks_catalogue_which_rolls_back() {
+    let _turn = TURN.lock().await;
+    let server = ScriptedServer::start(Vec::new()).await.unwrap();
+    let plan = llm_plan();
+    server.set_fallback(move |_| Reply::chat(plan.clone()));
+    let env = vec![
+        ("ACV_LLM_BACKEND".to_owned(), "openai".to_owned()),
+        ("ACV_LLM_MODEL".to_owned(), "scripted".to_owned()),
+        ("ACV_LLM_API_KEY".to_owned(), "test".to_owned()),
+        ("ACV_LLM_BASE_URL".to_owned(), server.base_url()),
+    ];
+    let rig = Rig::start().await;
+    let (reports, fe_log, cat_log) = scenario(&rig, &["--planner".into(), "llm".into()], &env).await;
+    check_peer_path(&reports, &fe_log, &cat_log);
+    // The model was told what the rules know: how to ask a peer, and front-end's calls to catalogue.
+    let first = &server.requests()[0].body;
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("acv.ask_peer(") && system.contains("please check and fix"),
+        "{system}"
+    );
+    let user = first["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains("\"callee\":\"catalogue\""), "{user}");
+    rig.stop().await;
+}
