@@ -135,6 +135,7 @@ async fn an_unchanged_status_is_not_written_again_and_a_finished_goal_waits_for_
         per_component: vec![("catalogue".parse().unwrap(), Some(120.0))],
         value: Some(120.0),
         met: true,
+        idle: Vec::new(),
     }];
     let v = view(GoalState::Achieved, results);
     let current = GoalStatus::from_view(&v, Some(2));
