@@ -5,8 +5,8 @@
 //! task, observation, every step with its output), so a repeated turn is a cache hit when a cache seed is set.
 
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, Objective, ReportStatus, SloMetric, TaskSpec,
-    check_objectives,
+    Comparison, ComponentName, Diagnosis, Goal, Measurement, Objective, ReportStatus, RootCause, SloMetric,
+    TaskSpec, check_objectives,
 };
 use serde::Deserialize;
 
@@ -52,7 +52,30 @@ struct WirePlan {
     done: bool,
     #[serde(default)]
     report: Option<WireReport>,
+    #[serde(default)]
+    diagnosis: Option<WireDiagnosis>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireDiagnosis {
+    cause: String,
+    #[serde(default)]
+    summary: String,
+}
+
+/// The root-cause categories a model may name, as on the wire.
+pub const CAUSES: &[&str] = &[
+    "healthy",
+    "bad_replicas",
+    "cpu_saturation",
+    "memory_pressure",
+    "load_increase",
+    "bad_release",
+    "tight_limits",
+    "downstream",
+    "unknown",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +178,22 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
             "the plan has neither steps nor a report; give the next step or finish with a report".into(),
         );
     }
+    let diagnosis = match wire.diagnosis {
+        None => None,
+        Some(d) => {
+            let cause: RootCause = serde_json::from_value(serde_json::Value::String(
+                d.cause.trim().to_owned(),
+            ))
+            .map_err(|_| {
+                format!(
+                    "diagnosis cause {:?} is not one of {}",
+                    d.cause,
+                    CAUSES.join(", ")
+                )
+            })?;
+            Some(Diagnosis::new(cause, d.summary.trim()))
+        }
+    };
     let done = wire.done || (steps.is_empty() && report.is_some());
     if ctx.turn >= ctx.max_turns && !done {
         return Err("this is the last turn: set \"done\": true and give a report".into());
@@ -165,6 +204,7 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
         done,
         report,
         usage: UsageTotals::default(),
+        diagnosis,
     })
 }
 

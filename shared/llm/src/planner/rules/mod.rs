@@ -19,6 +19,8 @@ use super::{
 use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 
+pub mod capacity;
+pub mod diagnose;
 pub mod goal;
 mod manager;
 pub mod parse;
@@ -53,6 +55,7 @@ fn finish(status: ReportStatus, message: impl Into<String>, thought: impl Into<S
             message: message.into(),
         }),
         usage: UsageTotals::default(),
+        diagnosis: None,
     }
 }
 
@@ -63,6 +66,7 @@ fn one_step(s: PlannedStep, done: bool, thought: impl Into<String>) -> Plan {
         done,
         report: None,
         usage: UsageTotals::default(),
+        diagnosis: None,
     }
 }
 
