@@ -23,7 +23,7 @@ pub mod testserver;
 pub use client::{ChatClient, ChatMessage, ChatRequest, ChatResponse, LlmError, Usage, UsageTotals};
 pub use config::{Backend, ConfigError, LlmConfig, Secret};
 pub use planner::{
-    FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner,
+    Baseline, FinalReport, Judgement, MaintainerContext, Observation, Plan, PlanError, PlannedStep, Planner,
     SafetyMode, StepPurpose, Subtask, TaskStep, Trigger, llm::LlmPlanner, rules::RulesPlanner,
 };
 pub use session::{Executor, StepResult, TaskFailure, TaskOutcome, drive};

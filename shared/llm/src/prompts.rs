@@ -6,7 +6,10 @@ use acv_protocol::{
     describe_violation,
 };
 
-use crate::planner::{MaintainerContext, SafetyMode, Trigger};
+use crate::planner::{
+    MaintainerContext, Observation, SafetyMode, Trigger,
+    rules::diagnose::{Findings, RECENT_CHANGE_SECS},
+};
 
 /// Appends formatted text to a `String` (which cannot fail, unlike `write!`).
 macro_rules! put {
@@ -89,7 +92,9 @@ How to work:
   {{"thought": "<one or two sentences>",
     "steps": [{{"description": "<what this step does>", "program": "<python source>"}}],
     "done": <true when the task is finished after these steps>,
-    "report": null or {{"status": "RESPONSE" | "ISSUE", "message": "<answer for a person>"}}}}
+    "report": null or {{"status": "RESPONSE" | "ISSUE", "message": "<answer for a person>"}},
+    "diagnosis": null or {{"cause": "<one of {causes}>", "component": "<for downstream: where the cause lies>",
+                          "summary": "<one line with the figures>"}}}}
 - Prefer one step per turn. Observe first (print what you need), then act, then verify on a later turn.
 - Every program must start with `import acv`. Print the facts you need to see next turn.
 - When finished, set "done": true and either give "report" yourself (using values you saw) or make the last
@@ -98,9 +103,22 @@ How to work:
 - Never invent measurements: quote values you printed.
 - If your latency or errors come from a component you call (your replicas are fine, and "calls" shows that callee
   slow or failing), the cause is there: do not scale, restart or roll back yourself; ask that component's agent
-  with acv.ask_peer(callee, "... please check and fix") and report its answer.
-- You may add "diagnosis": {{"cause": "<one of {causes}>", "component": "<where the cause lies, for downstream>",
-  "summary": "<one line>"}} to your JSON once you know what is behind the symptoms."#,
+  with acv.ask_peer(callee, "... please check and fix") and report its answer (diagnosis "downstream").
+
+When repairing broken objectives, work as a careful SRE: diagnose BEFORE acting and give "diagnosis" with the
+cause as soon as you know it.
+- Check what changed recently (revision history with ages), which replicas are bad and which are fine, whether
+  the request rate is up against the healthy baseline, and whether CPU or memory is high without more load (CPU
+  per request up: a hog or stress in the replicas).
+- Match the fix to the cause: bad replicas -> replace them (acv.restart() replaces replicas one by one, new ones
+  start clean); bad release (broken since a recent image/env change) -> acv.rollback(); more load -> scale out in
+  proportion to the measured load, so each replica sits at about {headroom:.0}% of the CPU objective (never jump to
+  the maximum); a hog -> replace the replicas; raise a limit only when the replicas are clean and the work needs it.
+- Every action has a cost: each extra replica costs its limits for as long as it runs, a rolling restart briefly
+  runs one extra replica, a raised limit is capacity held. Prefer the cheapest fix that addresses the cause; added
+  capacity is given back by the agent after a quiet period.
+- If nothing you can do fixes it, say so once with status "ISSUE" and your diagnosis; do not repeat an action that
+  did not help."#,
         component = ctx.component,
         ready = slo.ready_percent,
         cpu = slo.cpu_percent,
@@ -108,10 +126,11 @@ How to work:
         p99 = slo.p99_ms,
         api = HOST_API,
         max_turns = ctx.max_turns,
-        causes = crate::planner::llm::DIAGNOSIS_CAUSES,
+        causes = crate::planner::llm::CAUSES.join(", "),
         errors = slo
             .error_rate_percent
             .map_or(String::new(), |e| format!(", error rate (5xx) below {e}%")),
+        headroom = crate::planner::rules::diagnose::HEADROOM * slo.cpu_percent,
     )
 }
 
@@ -152,6 +171,9 @@ pub fn maintainer_user(ctx: &MaintainerContext) -> String {
     if let Some(obs) = &ctx.observation {
         let json = serde_json::to_string(obs).unwrap_or_default();
         putln!(s, "\nCurrent observation (JSON): {json}");
+        if matches!(ctx.trigger, Trigger::Violations { .. }) {
+            write_facts(&mut s, obs);
+        }
     }
     if ctx.steps.is_empty() {
         putln!(s, "\nNo steps have run yet.");
@@ -166,6 +188,62 @@ pub fn maintainer_user(ctx: &MaintainerContext) -> String {
         put!(s, " It is the LAST turn: set \"done\": true and give a report.");
     }
     s
+}
+
+/// The facts a diagnosis rests on (the same ones the rules planner uses), and what each kind of action costs.
+fn write_facts(s: &mut String, obs: &Observation) {
+    let f = Findings::of(obs);
+    putln!(s, "\nFacts for your diagnosis:");
+    if f.bad.is_empty() {
+        putln!(s, "- replicas: all {} ready", f.desired);
+    } else {
+        putln!(
+            s,
+            "- replicas: {} of {} not ready ({}); {} ready",
+            f.bad.len(),
+            f.desired,
+            f.bad.join(", "),
+            f.ready
+        );
+    }
+    match &f.change {
+        Some(c) => putln!(
+            s,
+            "- recent change: revision {} ({}), {} s ago",
+            c.revision,
+            c.what,
+            c.age_secs
+        ),
+        None => putln!(s, "- recent change: none in the last {} s", RECENT_CHANGE_SECS),
+    }
+    putln!(s, "- load: {}; {}", f.load_text(), f.cost_text());
+    match (f.cpu_percent, f.memory_percent) {
+        (Some(c), Some(m)) => putln!(
+            s,
+            "- usage: CPU {c:.1}% and memory {m:.1}% of the per-replica limits"
+        ),
+        _ => putln!(s, "- usage: CPU or memory not measured"),
+    }
+    if let Some(b) = &obs.baseline {
+        putln!(
+            s,
+            "- capacity before this episode: {} replicas{}",
+            b.replicas,
+            b.limits
+                .map(|l| format!(", {}m CPU / {} MiB per replica", l.cpu_millis, l.memory_mib))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(st) = &obs.status {
+        putln!(
+            s,
+            "- cost of actions: +1 replica = {}m CPU and {} MiB held while it runs; a rolling restart runs one extra \
+             replica for a few seconds; raising a limit holds it on all {} replicas",
+            st.limits.cpu_millis,
+            st.limits.memory_mib,
+            st.desired_replicas
+        );
+    }
 }
 
 fn write_step(s: &mut String, st: &StepRecord) {

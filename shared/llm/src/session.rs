@@ -1,7 +1,7 @@
 //! The multi-turn maintainer loop: ask the planner, run its steps, feed the outcomes back, until a final report or
 //! the turn budget runs out. The sidecar plugs its sandbox in as the [`Executor`]; tests plug in fakes.
 
-use acv_protocol::{Diagnosis, ReportStatus, StepOutcome, StepRecord};
+use acv_protocol::{Diagnosis, ReportStatus, RootCause, StepOutcome, StepRecord};
 use acv_telemetry::metrics::{CounterName, count};
 
 use crate::{
@@ -46,7 +46,8 @@ pub struct TaskOutcome {
     pub turns: u32,
     /// LLM use for this task.
     pub usage: UsageTotals,
-    /// The last diagnosis a plan gave, if any.
+    /// The planner's diagnosis: the last one that named a cause other than "healthy" (the cause of what was
+    /// fixed), else the last one given.
     pub diagnosis: Option<Diagnosis>,
 }
 
@@ -63,6 +64,17 @@ pub struct TaskFailure {
     pub turns: u32,
     /// LLM use for this task.
     pub usage: UsageTotals,
+    /// The planner's diagnosis so far (as in [`TaskOutcome::diagnosis`]).
+    pub diagnosis: Option<Diagnosis>,
+}
+
+/// Keeps the diagnosis worth reporting: a cause beats "healthy", a later cause beats an earlier one.
+fn keep_diagnosis(kept: &mut Option<Diagnosis>, new: Option<Diagnosis>) {
+    if let Some(d) = new
+        && (d.cause != RootCause::Healthy || kept.as_ref().is_none_or(|k| k.cause == RootCause::Healthy))
+    {
+        *kept = Some(d);
+    }
 }
 
 /// Counts one planner turn by planner kind (`acv_planner_turns_total`) and the tokens it billed
@@ -92,16 +104,17 @@ pub async fn drive(
     exec: &mut dyn Executor,
 ) -> Result<TaskOutcome, TaskFailure> {
     let mut usage = UsageTotals::default();
-    let mut diagnosis = None;
-    let fail = |error, ctx: MaintainerContext, usage| TaskFailure {
+    let mut diagnosis: Option<Diagnosis> = None;
+    let fail = |error, ctx: MaintainerContext, usage, diagnosis| TaskFailure {
         error,
         turns: ctx.turn.saturating_sub(1),
         steps: ctx.steps.into_iter().map(StepRecord::from).collect(),
         usage,
+        diagnosis,
     };
     loop {
         if let Err(e) = ctx.check_budget() {
-            return Err(fail(e, ctx, usage));
+            return Err(fail(e, ctx, usage, diagnosis));
         }
         if let Some(obs) = exec.observe().await {
             ctx.observation = Some(obs);
@@ -112,13 +125,11 @@ pub async fn drive(
             Ok(p) => p,
             Err(e) => {
                 ctx.turn += 1;
-                return Err(fail(e, ctx, usage));
+                return Err(fail(e, ctx, usage, diagnosis));
             }
         };
         usage.add(&plan.usage);
-        if plan.diagnosis.is_some() {
-            diagnosis.clone_from(&plan.diagnosis);
-        }
+        keep_diagnosis(&mut diagnosis, plan.diagnosis.clone());
         tracing::debug!(turn = ctx.turn, steps = plan.steps.len(), done = plan.done, thought = %plan.thought, "Plan received.");
         let mut all_ok = true;
         let mut step_report = None;
@@ -148,6 +159,7 @@ pub async fn drive(
                 PlanError::Invalid("the planner returned an empty plan".into()),
                 ctx,
                 usage,
+                diagnosis,
             ));
         }
         let finished = all_ok && (plan.done || plan.steps.is_empty());

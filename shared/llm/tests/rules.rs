@@ -3,6 +3,7 @@
 
 mod support;
 
+use acv_llm::Baseline;
 use acv_llm::{
     MaintainerContext, Observation, PlannedStep, Planner, RulesPlanner, SafetyMode, StepPurpose, TaskStep,
     drive,
@@ -10,8 +11,8 @@ use acv_llm::{
     planner::rules::parse::{Intent, ReportMetric, parse_intent},
 };
 use acv_protocol::{
-    Comparison, ComponentName, Goal, Measurement, MetricsSnapshot, Objective, ReportStatus, SloMetric,
-    SloPolicy, StepOutcome, StepRecord, TaskSpec, Violation,
+    Comparison, ComponentName, Goal, Measurement, MetricsSnapshot, Objective, ReportStatus, ResourceLimits,
+    RootCause, SloMetric, SloPolicy, StepOutcome, StepRecord, TaskSpec, Violation,
 };
 use serde_json::json;
 use support::{FakeHost, Model, assert_parses, healthy_state, run_fake};
@@ -379,6 +380,7 @@ fn playbook_state_comes_from_step_purposes() {
         status: Some(serde_json::from_value(state["status"].clone()).unwrap()),
         metrics: Some(serde_json::from_value(state["metrics"].clone()).unwrap()),
         history: vec![serde_json::from_value(state["history"][1].clone()).unwrap()],
+        ..Default::default()
     };
     let ran = |purpose: Option<StepPurpose>, description: &str| {
         let planned = PlannedStep {
@@ -470,6 +472,8 @@ async fn crashloop_after_version_change_rolls_back() {
     let mut state = healthy_state();
     state["status"]["image"] = json!("weaveworksdemos/catalogue:0.3.6-broken");
     state["history"][1]["image"] = json!("weaveworksdemos/catalogue:0.3.6-broken");
+    // Switched 30 s ago: a recent change, so a bad release.
+    state["history"][1]["created_at_ms"] = json!(acv_core::now_ms() - 30_000);
     state["status"]["replicas"][0]["state"] = json!("crash_loop_back_off");
     state["status"]["replicas"][1]["state"] = json!("crash_loop_back_off");
     state["status"]["ready_replicas"] = json!(0);
@@ -502,6 +506,9 @@ async fn crashloop_after_version_change_rolls_back() {
     );
     assert_eq!(host.mutating_calls(), ["rollback"]);
     assert_eq!(host.state["status"]["image"], "weaveworksdemos/catalogue:0.3.5");
+    let d = out.diagnosis.expect("the outcome carries the diagnosis");
+    assert_eq!(d.cause, RootCause::BadRelease, "{d:?}");
+    assert!(d.evidence.iter().any(|e| e.name == "recent_change"), "{d:?}");
     assert_eq!(host.state["status"]["ready_replicas"], 2);
 }
 
@@ -563,67 +570,147 @@ async fn cpu_over_limit_scales_out() {
     );
     assert_eq!(host.mutating_calls(), ["scale"]);
     assert_eq!(
-        host.state["status"]["desired_replicas"], 4,
-        "ceil(2 * 80 / 40) replicas"
+        host.state["status"]["desired_replicas"], 5,
+        "no baseline, cause unknown: replicas for the measured CPU at 70% of the 50% objective, ceil(2 * 80 / 35)"
     );
+    assert_eq!(out.diagnosis.map(|d| d.cause), Some(RootCause::Unknown));
+}
+
+/// The healthy baseline of `healthy_state()`: 50 req/s, 2 × 20% of 500m = 200m, so 4 ms of CPU per request.
+fn baseline() -> Baseline {
+    Baseline {
+        request_rate: Some(50.0),
+        cpu_ms_per_request: Some(4.0),
+        cpu_percent: Some(20.0),
+        memory_percent: Some(30.0),
+        replicas: 2,
+        limits: Some(ResourceLimits {
+            cpu_millis: 500,
+            memory_mib: 512,
+        }),
+        healthy_checks: 10,
+    }
+}
+
+fn hog(cpu_per_replica: Option<f64>, memory_per_replica: Option<f64>) -> Model {
+    Model {
+        cpu_demand_total: None,
+        cpu_demand_per_replica: cpu_per_replica,
+        memory_per_replica,
+        p99: None,
+    }
+}
+
+async fn drive_with_baseline(host: &mut FakeHost, v: Violation) -> acv_llm::TaskOutcome {
+    host.provide_observations = true;
+    host.baseline = Some(baseline());
+    drive(&RulesPlanner::new(), ctx_for(vec![v], 10), host)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
-async fn cpu_stress_on_every_replica_raises_the_limit() {
-    // A burner on every pod: scaling does not help, a higher limit does (350m of 500m = 70%; of 750m = 47%).
+async fn cpu_hog_in_the_replicas_is_replaced_not_scaled() {
+    // A burner in every pod at the same request rate: 350m each = 70% of 500m, 14 ms CPU per request (3.5× the
+    // baseline). New replicas start clean, so a rolling restart is the fix; no extra replicas are held.
+    let mut host = FakeHost::new(healthy_state(), hog(Some(350.0), None));
+    host.hog_in_replicas = true;
+    let out = drive_with_baseline(&mut host, violation(SloMetric::CpuPercentOfLimit, 70.0)).await;
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
+    assert_eq!(host.mutating_calls(), ["restart"]);
+    assert_eq!(host.state["status"]["desired_replicas"], 2);
+    let d = out.diagnosis.unwrap();
+    assert_eq!(d.cause, RootCause::CpuSaturation, "{d:?}");
+    let cost = d.evidence.iter().find(|e| e.name == "cost_ratio").unwrap();
+    assert_eq!(cost.value, json!(3.5));
+}
+
+#[tokio::test]
+async fn cpu_that_survives_replacement_gets_a_higher_limit() {
+    // The burn comes back in new replicas too: after the restart the limit is too tight (70% of 500m; 47% of 750m).
+    let mut host = FakeHost::new(healthy_state(), hog(Some(350.0), None));
+    let out = drive_with_baseline(&mut host, violation(SloMetric::CpuPercentOfLimit, 70.0)).await;
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
+    assert_eq!(host.mutating_calls(), ["restart", "set_resources"]);
+    assert_eq!(host.state["status"]["limits"]["cpu_millis"], 750);
+    assert_eq!(out.diagnosis.map(|d| d.cause), Some(RootCause::TightLimits));
+}
+
+#[tokio::test]
+async fn load_increase_scales_in_proportion_with_headroom() {
+    // Four times the baseline's requests at the same 4 ms each: 200 req/s, 800m in all (80% of 500m on each of 2
+    // replicas). The requests explain the CPU, so scale for 35% each: ceil(2 × 80 / 35) = 5, not the ceiling.
+    let mut state = healthy_state();
+    state["metrics"]["request_rate"] = json!(200.0);
     let model = Model {
-        cpu_demand_total: None,
-        cpu_demand_per_replica: Some(350.0),
+        cpu_demand_total: Some(800.0),
+        cpu_demand_per_replica: None,
         memory_per_replica: None,
         p99: None,
     };
-    let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(
-        &RulesPlanner::new(),
-        ctx_for(vec![violation(SloMetric::CpuPercentOfLimit, 70.0)], 8),
-        &mut host,
-    )
-    .await
-    .unwrap();
+    let mut host = FakeHost::new(state, model);
+    let out = drive_with_baseline(&mut host, violation(SloMetric::CpuPercentOfLimit, 80.0)).await;
     assert_eq!(
         out.report.status,
         ReportStatus::Response,
         "{}",
         out.report.message
     );
-    assert_eq!(host.mutating_calls(), ["scale", "set_resources"]);
-    assert_eq!(host.state["status"]["limits"]["cpu_millis"], 750);
+    assert_eq!(host.mutating_calls(), ["scale"]);
+    assert_eq!(host.state["status"]["desired_replicas"], 5);
+    let d = out.diagnosis.unwrap();
+    assert_eq!(d.cause, RootCause::LoadIncrease, "{d:?}");
+    let action = d.evidence.iter().find(|e| e.name == "action").unwrap();
+    assert_eq!(action.value["cost"]["extra_replicas"], 3, "{action:?}");
+    assert!(d.summary.contains("4.0× the healthy baseline"), "{}", d.summary);
 }
 
 #[tokio::test]
-async fn memory_over_limit_raises_the_limit() {
-    let model = Model {
-        cpu_demand_total: None,
-        cpu_demand_per_replica: None,
-        memory_per_replica: Some(400.0),
-        p99: None,
-    };
-    let mut host = FakeHost::new(healthy_state(), model);
-    let out = drive(
-        &RulesPlanner::new(),
-        ctx_for(vec![violation(SloMetric::MemoryPercentOfLimit, 78.0)], 8),
-        &mut host,
-    )
-    .await
-    .unwrap();
+async fn memory_hog_is_replaced_first() {
+    let mut host = FakeHost::new(healthy_state(), hog(None, Some(400.0)));
+    host.hog_in_replicas = true;
+    let out = drive_with_baseline(&mut host, violation(SloMetric::MemoryPercentOfLimit, 78.0)).await;
     assert_eq!(
         out.report.status,
         ReportStatus::Response,
         "{}",
         out.report.message
     );
-    assert_eq!(host.mutating_calls(), ["set_resources"]);
+    assert_eq!(host.mutating_calls(), ["restart"]);
+    assert_eq!(
+        host.state["status"]["limits"]["memory_mib"], 512,
+        "no limit raised"
+    );
+    assert_eq!(out.diagnosis.map(|d| d.cause), Some(RootCause::MemoryPressure));
+}
+
+#[tokio::test]
+async fn memory_that_survives_replacement_gets_a_higher_limit() {
+    let mut host = FakeHost::new(healthy_state(), hog(None, Some(400.0)));
+    let out = drive_with_baseline(&mut host, violation(SloMetric::MemoryPercentOfLimit, 78.0)).await;
+    assert_eq!(
+        out.report.status,
+        ReportStatus::Response,
+        "{}",
+        out.report.message
+    );
+    assert_eq!(host.mutating_calls(), ["restart", "set_resources"]);
     assert_eq!(host.state["status"]["limits"]["memory_mib"], 1024);
 }
 
 #[tokio::test]
 async fn memory_leak_then_restart_then_issue() {
-    // Memory stays over the objective whatever we do: raise, restart, then an ISSUE listing both.
+    // Memory stays over the objective whatever we do: replace, raise, then an ISSUE listing both.
     let model = Model {
         cpu_demand_total: None,
         cpu_demand_per_replica: None,
@@ -640,11 +727,12 @@ async fn memory_leak_then_restart_then_issue() {
     .unwrap();
     assert_eq!(out.report.status, ReportStatus::Issue);
     assert!(
-        out.report.message.contains("double the memory limit") && out.report.message.contains("restart"),
+        out.report.message.contains("double the memory limit") && out.report.message.contains("replace"),
         "{}",
         out.report.message
     );
-    assert_eq!(host.mutating_calls(), ["set_resources", "restart"]);
+    assert_eq!(host.mutating_calls(), ["restart", "set_resources"]);
+    assert!(out.diagnosis.is_some(), "an ISSUE carries the diagnosis too");
 }
 
 #[tokio::test]

@@ -66,6 +66,19 @@ struct WireDiagnosis {
     summary: String,
 }
 
+/// The root-cause categories a model may name, as on the wire.
+pub const CAUSES: &[&str] = &[
+    "healthy",
+    "bad_replicas",
+    "cpu_saturation",
+    "memory_pressure",
+    "load_increase",
+    "bad_release",
+    "tight_limits",
+    "downstream",
+    "unknown",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireStep {
@@ -182,13 +195,9 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
     })
 }
 
-/// The causes a model may name, as the prompt lists them.
-pub const DIAGNOSIS_CAUSES: &str = "healthy, bad_replicas, cpu_saturation, memory_pressure, load_increase, \
-bad_release, tight_limits, downstream, unknown";
-
 fn wire_diagnosis(d: WireDiagnosis) -> Result<Diagnosis, String> {
     let cause: RootCause = serde_json::from_value(serde_json::Value::String(d.cause.trim().to_owned()))
-        .map_err(|_| format!("diagnosis cause {:?} is not one of: {DIAGNOSIS_CAUSES}", d.cause))?;
+        .map_err(|_| format!("diagnosis cause {:?} is not one of: {}", d.cause, CAUSES.join(", ")))?;
     let component = match d.component.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(c) => Some(

@@ -66,6 +66,39 @@ pub struct Observation {
     /// Revision history, oldest first.
     #[serde(default)]
     pub history: Vec<Revision>,
+    /// What the agent saw while the component was last healthy (load, cost per request, capacity), so a planner
+    /// can tell "more load" from "something is eating the CPU". `None` when the caller keeps no such record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+    /// When this observation was taken, ms since the Unix epoch (0: unknown). Ages of revisions are measured
+    /// from it.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// The component as it was while healthy: the reference a diagnosis compares the present with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Baseline {
+    /// Mean request rate (req/s) over the recent healthy checks.
+    #[serde(default)]
+    pub request_rate: Option<f64>,
+    /// Mean CPU time per request (ms of CPU per request, all replicas together) over the recent healthy checks
+    /// with traffic; what one request normally costs.
+    #[serde(default)]
+    pub cpu_ms_per_request: Option<f64>,
+    /// Mean CPU use (% of the per-replica limit) over the recent healthy checks.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Mean memory use (% of the per-replica limit) over the recent healthy checks.
+    #[serde(default)]
+    pub memory_percent: Option<f64>,
+    /// Replicas desired before the current episode's first mitigation (the capacity to give back to).
+    pub replicas: u32,
+    /// Limits before the current episode's first mitigation.
+    pub limits: Option<acv_protocol::ResourceLimits>,
+    /// How many healthy checks the figures average.
+    #[serde(default)]
+    pub healthy_checks: u32,
 }
 
 /// Everything a maintainer planner gets each turn.
@@ -123,8 +156,9 @@ pub struct Plan {
     /// LLM use for this turn (zero for the rules planner).
     #[serde(default)]
     pub usage: UsageTotals,
-    /// What the planner concluded is behind the symptoms, when it did (the task's report carries the last one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the planner concluded is behind the symptoms, when it diagnosed (the report carries the last one that
+    /// is not "healthy").
+    #[serde(default)]
     pub diagnosis: Option<Diagnosis>,
 }
 

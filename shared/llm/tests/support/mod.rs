@@ -140,6 +140,11 @@ pub struct FakeHost {
     pub model: Model,
     pub provide_observations: bool,
     pub runs: Vec<FakeRun>,
+    /// The healthy baseline handed over with provided observations (as the sidecar's watcher does).
+    pub baseline: Option<acv_llm::Baseline>,
+    /// A hog lives in the replicas: a restart or rollback (new replicas) ends the per-replica CPU and memory demand
+    /// and puts those metrics back to the healthy state's.
+    pub hog_in_replicas: bool,
 }
 
 impl FakeHost {
@@ -149,6 +154,8 @@ impl FakeHost {
             model,
             provide_observations: false,
             runs: Vec::new(),
+            baseline: None,
+            hog_in_replicas: false,
         };
         h.recompute();
         h
@@ -201,6 +208,21 @@ impl Executor for FakeHost {
         let run = run_fake(&step.program, &self.state);
         self.state["status"] = run.status.clone();
         self.state["history"] = run.history.clone();
+        let replaced = run
+            .calls
+            .iter()
+            .any(|c| c.get("error").is_none() && matches!(c["name"].as_str(), Some("restart" | "rollback")));
+        if self.hog_in_replicas && replaced {
+            let healthy = healthy_state();
+            if self.model.cpu_demand_per_replica.take().is_some() {
+                self.state["metrics"]["cpu_percent_of_limit"] =
+                    healthy["metrics"]["cpu_percent_of_limit"].clone();
+            }
+            if self.model.memory_per_replica.take().is_some() {
+                self.state["metrics"]["memory_percent_of_limit"] =
+                    healthy["metrics"]["memory_percent_of_limit"].clone();
+            }
+        }
         self.recompute();
         let mut output = run.stdout.clone();
         if let Some(e) = &run.error {
@@ -231,6 +253,8 @@ impl Executor for FakeHost {
             status: serde_json::from_value(self.state["status"].clone()).ok(),
             metrics: serde_json::from_value(self.state["metrics"].clone()).ok(),
             history: serde_json::from_value(self.state["history"].clone()).unwrap_or_default(),
+            baseline: self.baseline.clone(),
+            at_ms: 0,
         })
     }
 }

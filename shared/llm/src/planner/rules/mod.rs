@@ -22,6 +22,8 @@ use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 
 mod downstream;
+pub mod capacity;
+pub mod diagnose;
 pub mod goal;
 mod manager;
 pub mod parse;

@@ -1,20 +1,26 @@
-//! The SLO playbooks, applied to the first broken objective in the order ready → memory → CPU → P99 → errors:
-//! - not ready / crash loop: roll back when the current revision changed the image (restart when there is no
-//!   previous revision), then restart, then give up with an ISSUE;
-//! - memory over the objective: double the memory limit, then restart (leak), then ISSUE;
-//! - CPU over the objective: scale out (enough replicas for the measured load, at least +1), then raise the CPU
-//!   limit by 1.5×, then ISSUE;
-//! - P99 over the objective: scale out one replica per turn up to [`MAX_SCALE_STEPS`] times, verifying each time;
-//! - error rate: like not ready.
+//! The SLO playbooks: diagnose first ([`diagnose`]), then match the fix to the cause found for the most urgent
+//! broken objective (ready → memory → CPU → P99 → errors):
+//! - bad release (a recent image/env change): roll back, then restart, then ISSUE;
+//! - bad replicas (some or all not ready, no recent change): replace them (rolling restart), then ISSUE;
+//! - memory pressure / CPU saturation (a hog: CPU or memory the load does not explain): replace the replicas
+//!   (new ones start clean); if it persists the limits are too tight: raise the limit (memory 2×, CPU 1.5×),
+//!   then ISSUE;
+//! - load increase: scale out in proportion to the measured CPU load so each replica sits at [`HEADROOM`] of the
+//!   CPU objective (at least +1, never past [`MAX_REPLICAS`], up to [`MAX_SCALE_STEPS`] times), then raise the CPU
+//!   limit, then ISSUE;
+//! - unknown: CPU → proportional scale-out; P99 → +1 replica per turn; not ready / errors → restart.
 //!
+//! Every plan carries the [`Diagnosis`] (cause, summary, evidence, and the chosen action with its cost).
 //! Every action is followed by a fresh observation (the caller's, or an observe step) before the next decision.
 //! What was done on earlier turns is the [`PlaybookState`], read from the steps' typed purposes.
 
 use acv_protocol::{
-    Comparison, Goal, Measurement, Objective, ReportStatus, SloMetric, Violation, check_health,
-    describe_violation, measured_value, metric_name,
+    Comparison, Diagnosis, Evidence, Goal, Measurement, Objective, ReportStatus, RootCause, SloMetric,
+    Violation, check_health, describe_violation, measured_value, metric_name,
 };
+use serde_json::json;
 
+use super::diagnose::{self, Findings, HEADROOM};
 use super::{MAX_REPLICAS, MAX_SCALE_STEPS, RulesPlanner, finish, one_step, parse, programs, step};
 use crate::planner::{MaintainerContext, Observation, Plan, Remedy, StepObservation, StepPurpose, TaskStep};
 
@@ -145,6 +151,7 @@ impl RulesPlanner {
             })
             .collect::<Vec<_>>()
             .join("; ");
+        let findings = Findings::of(&obs);
         let Some(first) = broken.first() else {
             let msg = if state.is_empty() {
                 format!(
@@ -158,143 +165,234 @@ impl RulesPlanner {
                     state.described()
                 )
             };
-            return finish(ReportStatus::Response, msg, "objectives hold");
+            let mut plan = finish(ReportStatus::Response, msg, "objectives hold");
+            plan.diagnosis = Some(findings.diagnosis(RootCause::Healthy));
+            return plan;
         };
         // Mechanism 3: a cause in a component this one calls is that component's to fix (see downstream.rs).
         if let Some(plan) = super::downstream::consider(ctx, &obs, &broken) {
             return plan;
         }
+        let replaced = state.count(Remedy::Restart) > 0 || state.count(Remedy::Rollback) > 0;
+        let cause = findings.cause(first, replaced);
+        let mut diagnosis = findings.diagnosis(cause);
         let broken_text = broken
             .iter()
             .map(describe_violation)
             .collect::<Vec<_>>()
             .join("; ");
-        let give_up = |why: &str| {
+        let give_up = |why: &str, diagnosis: Diagnosis| {
             let done = if state.is_empty() {
                 String::new()
             } else {
                 format!(" Tried: {}.", state.described())
             };
-            finish(
+            let mut plan = finish(
                 ReportStatus::Issue,
                 format!(
-                    "{} still breaks its objectives ({broken_text}); {why}.{done}",
-                    ctx.component
+                    "{} still breaks its objectives ({broken_text}); {why}. Diagnosis: {} ({}){done}",
+                    ctx.component, diagnosis.cause, diagnosis.summary
                 ),
                 "playbook exhausted",
-            )
+            );
+            plan.diagnosis = Some(diagnosis);
+            plan
         };
-        let Some((remedy, what, program)) = choose(ctx, &state, &obs, first) else {
-            return give_up("the playbook has nothing more to try; a person should look");
+        let Some(act) = choose(ctx, objectives, &state, &obs, &findings, cause, first) else {
+            return give_up(
+                "the playbook has nothing more to try; a person should look",
+                diagnosis,
+            );
         };
+        diagnosis.evidence.push(Evidence {
+            name: "action".into(),
+            value: json!({"what": act.what, "cost": act.cost}),
+        });
         if last_turn {
-            return give_up("the turn budget is used up");
+            return give_up("the turn budget is used up", diagnosis);
         }
         if ctx.safety == crate::SafetyMode::Observe {
-            return finish(
+            let mut plan = finish(
                 ReportStatus::Issue,
                 format!(
-                    "{} breaks its objectives ({broken_text}). Observe mode: would {what}.",
-                    ctx.component
+                    "{} breaks its objectives ({broken_text}). Diagnosis: {} ({}). Observe mode: would {}.",
+                    ctx.component, diagnosis.cause, diagnosis.summary, act.what
                 ),
                 "observe mode forbids mutations",
             );
+            plan.diagnosis = Some(diagnosis);
+            return plan;
         }
-        one_step(
-            step(StepPurpose::Remedy { remedy }, &what, program),
+        let mut plan = one_step(
+            step(StepPurpose::Remedy { remedy: act.remedy }, &act.what, act.program),
             false,
-            format!("{broken_text}: {what}"),
-        )
+            format!("{broken_text}: {cause}: {}", act.what),
+        );
+        plan.diagnosis = Some(diagnosis);
+        plan
     }
 }
 
-/// The next action for the most urgent broken objective, or `None` when the playbook is exhausted.
+/// One playbook action: what it is, in words, its program, and its cost as evidence.
+pub(super) struct Action {
+    remedy: Remedy,
+    what: String,
+    program: String,
+    cost: serde_json::Value,
+}
+
+fn action(remedy: Remedy, what: String, program: String, cost: serde_json::Value) -> Option<Action> {
+    Some(Action {
+        remedy,
+        what,
+        program,
+        cost,
+    })
+}
+
+/// The fix for `cause` (found for `v`, the most urgent broken objective) given what was already tried, or `None`
+/// when nothing is left to try. Scale-outs are proportional to the measured load with [`HEADROOM`]; they never jump
+/// to the ceiling.
 fn choose(
     ctx: &MaintainerContext,
+    objectives: &[Objective],
     state: &PlaybookState,
     obs: &Observation,
+    f: &Findings,
+    cause: RootCause,
     v: &Violation,
-) -> Option<(Remedy, String, String)> {
+) -> Option<Action> {
     let c = &ctx.component;
     let replicas = obs.status.as_ref().map_or(1, |s| s.desired_replicas.max(1));
-    match v.objective.metric {
-        SloMetric::ReadyPercent | SloMetric::ErrorRatePercent => {
-            let version_changed = match obs.history.as_slice() {
-                [.., prev, cur] => prev.image != cur.image,
-                _ => false,
-            };
-            if state.count(Remedy::Rollback) == 0 && state.count(Remedy::Restart) == 0 && version_changed {
-                let cur = obs.history.last().map(|r| r.image.clone()).unwrap_or_default();
-                Some((
+    let limits = obs.status.as_ref().map(|s| s.limits);
+    let restarted = state.count(Remedy::Restart) > 0;
+    let restart = |why: &str| {
+        action(
+            Remedy::Restart,
+            format!("replace the replicas of {c} (rolling restart): {why}"),
+            programs::remediate_restart(),
+            json!({"kind": "rolling_restart", "replicas_replaced": replicas, "extra_replicas": 1}),
+        )
+    };
+    let scale_to = |target: u32, why: &str| {
+        action(
+            Remedy::ScaleOut,
+            format!("scale {c} out from {replicas} to {target} replicas: {why}"),
+            programs::remediate_scale_out(target),
+            json!({"kind": "scale_out", "from": replicas, "to": target, "extra_replicas": target - replicas}),
+        )
+    };
+    let raise_cpu = || {
+        let from = limits.map_or(0, |l| l.cpu_millis);
+        action(
+            Remedy::RaiseCpu,
+            format!("raise the CPU limit of {c} by 1.5x (temporary; given back when the load allows)"),
+            programs::remediate_raise_limits(1.5, 1.0),
+            json!({"kind": "raise_cpu_limit", "from_millis": from, "to_millis": from * 3 / 2}),
+        )
+    };
+    let raise_memory = || {
+        let from = limits.map_or(0, |l| l.memory_mib);
+        action(
+            Remedy::RaiseMemory,
+            format!("double the memory limit of {c} (temporary; given back when use allows)"),
+            programs::remediate_raise_limits(1.0, 2.0),
+            json!({"kind": "raise_memory_limit", "from_mib": from, "to_mib": from * 2}),
+        )
+    };
+    // Replicas for the measured CPU load at HEADROOM of the objective, at least one more, at most the ceiling.
+    let proportional = || {
+        let cpu_obj = diagnose::cpu_objective(objectives, ctx.slo.cpu_percent);
+        let limit = limits.map_or(1, |l| l.cpu_millis);
+        let needed = diagnose::replicas_for_load(f.cpu_percent, replicas, limit, limit, cpu_obj)
+            .unwrap_or(replicas + 1);
+        needed.clamp(replicas + 1, MAX_REPLICAS.max(replicas + 1))
+    };
+    let can_scale = replicas < MAX_REPLICAS && state.count(Remedy::ScaleOut) < MAX_SCALE_STEPS;
+    match cause {
+        RootCause::BadRelease => {
+            if state.count(Remedy::Rollback) == 0 {
+                let what = f.change.as_ref().map_or("?", |ch| ch.what.as_str());
+                action(
                     Remedy::Rollback,
-                    format!("roll {c} back: not healthy since the switch to {cur}"),
+                    format!("roll {c} back: broken since the recent change ({what})"),
                     programs::remediate_rollback(),
-                ))
-            } else if state.count(Remedy::Restart) == 0 {
-                Some((
-                    Remedy::Restart,
-                    format!("restart all replicas of {c}"),
-                    programs::remediate_restart(),
-                ))
+                    json!({"kind": "rollback", "extra_replicas": 1}),
+                )
+            } else if !restarted {
+                restart("still broken after the rollback")
             } else {
                 None
             }
         }
-        SloMetric::MemoryPercentOfLimit => {
-            if state.count(Remedy::RaiseMemory) == 0 {
-                Some((
-                    Remedy::RaiseMemory,
-                    format!("double the memory limit of {c}"),
-                    programs::remediate_raise_limits(1.0, 2.0),
-                ))
-            } else if state.count(Remedy::Restart) == 0 {
-                Some((
-                    Remedy::Restart,
-                    format!("restart {c} to release leaked memory"),
-                    programs::remediate_restart(),
-                ))
-            } else {
+        RootCause::BadReplicas | RootCause::Unknown
+            if matches!(
+                v.objective.metric,
+                SloMetric::ReadyPercent | SloMetric::ErrorRatePercent
+            ) =>
+        {
+            if restarted {
                 None
-            }
-        }
-        SloMetric::CpuPercentOfLimit => {
-            if state.count(Remedy::ScaleOut) == 0 && replicas < MAX_REPLICAS {
-                // Enough replicas for the measured load to sit at 80% of the objective.
-                let load = v.measured.unwrap_or(v.objective.threshold) * f64::from(replicas);
-                let needed = (load / (v.objective.threshold * 0.8)).ceil();
-                let target = if needed.is_finite() && needed > 0.0 {
-                    needed as u32
+            } else {
+                let bad = if f.bad.is_empty() {
+                    "errors".to_owned()
                 } else {
-                    replicas + 1
+                    f.bad.join(", ")
                 };
-                let target = target.clamp(replicas + 1, (replicas + 3).min(MAX_REPLICAS));
-                Some((
-                    Remedy::ScaleOut,
-                    format!("scale {c} out from {replicas} to {target} replicas to spread the CPU load"),
-                    programs::remediate_scale_out(target),
-                ))
-            } else if state.count(Remedy::RaiseCpu) == 0 {
-                Some((
-                    Remedy::RaiseCpu,
-                    format!("raise the CPU limit of {c} by 1.5x"),
-                    programs::remediate_raise_limits(1.5, 1.0),
-                ))
+                restart(&format!("bad replicas ({bad}), no recent change"))
+            }
+        }
+        RootCause::BadReplicas => {
+            if restarted {
+                None
+            } else {
+                restart(&format!("bad replicas ({})", f.bad.join(", ")))
+            }
+        }
+        RootCause::MemoryPressure | RootCause::CpuSaturation
+            if !restarted && state.count(Remedy::Rollback) == 0 =>
+        {
+            restart("a hog in the replicas; new replicas start clean")
+        }
+        RootCause::MemoryPressure => (state.count(Remedy::RaiseMemory) == 0)
+            .then(raise_memory)
+            .flatten(),
+        RootCause::TightLimits | RootCause::CpuSaturation => match v.objective.metric {
+            SloMetric::MemoryPercentOfLimit if state.count(Remedy::RaiseMemory) == 0 => raise_memory(),
+            SloMetric::CpuPercentOfLimit | SloMetric::P99LatencyMs if state.count(Remedy::RaiseCpu) == 0 => {
+                raise_cpu()
+            }
+            _ => None,
+        },
+        RootCause::LoadIncrease => {
+            if can_scale {
+                let target = proportional();
+                scale_to(
+                    target,
+                    &format!(
+                        "load is up; enough replicas for the measured CPU at {:.0}% of the objective",
+                        HEADROOM * 100.0
+                    ),
+                )
+            } else if state.count(Remedy::RaiseCpu) == 0 && v.objective.metric == SloMetric::CpuPercentOfLimit
+            {
+                raise_cpu()
             } else {
                 None
             }
         }
-        SloMetric::P99LatencyMs => {
-            if state.count(Remedy::ScaleOut) < MAX_SCALE_STEPS && replicas < MAX_REPLICAS {
-                let target = replicas + 1;
-                Some((
-                    Remedy::ScaleOut,
-                    format!("scale {c} out from {replicas} to {target} replicas to cut P99 latency"),
-                    programs::remediate_scale_out(target),
-                ))
-            } else {
-                None
+        RootCause::Unknown => match v.objective.metric {
+            SloMetric::CpuPercentOfLimit if can_scale => scale_to(
+                proportional(),
+                "CPU over the objective, cause unclear; spread the load",
+            ),
+            SloMetric::CpuPercentOfLimit if state.count(Remedy::RaiseCpu) == 0 => raise_cpu(),
+            SloMetric::P99LatencyMs if can_scale => {
+                scale_to(replicas + 1, "P99 over the objective, cause unclear")
             }
-        }
+            _ => None,
+        },
+        RootCause::Healthy | RootCause::Downstream => None,
     }
 }
 
