@@ -57,11 +57,11 @@ fn out_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("acv-exp-{name}-{}", uuid::Uuid::new_v4().simple()))
 }
 
-async fn run(cases: Vec<Case>, env: EpisodeEnv, agent_only: bool, out: &PathBuf) -> RunResults {
+async fn run(cases: Vec<Case>, env: EpisodeEnv, agent_only: bool, out: &std::path::Path) -> RunResults {
     let opts = RunOptions {
         cases,
         runs: 1,
-        out_dir: out.clone(),
+        out_dir: out.to_path_buf(),
         env,
         agent_only,
         command: "test".into(),

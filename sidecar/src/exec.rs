@@ -184,6 +184,10 @@ impl Executor for SandboxExecutor {
             status,
             metrics,
             history,
+            // The sidecar keeps no healthy baseline yet (the watcher's record of it is not landed): the rules
+            // planner then diagnoses from the present and the revision history alone.
+            baseline: None,
+            at_ms: acv_core::now_ms(),
         })
     }
 }

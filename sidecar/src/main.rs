@@ -15,7 +15,6 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-
 fn main() -> ExitCode {
     let config = SidecarConfig::parse();
     let format = if config.log_json {

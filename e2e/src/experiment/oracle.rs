@@ -159,10 +159,10 @@ pub fn l1_state(e: &Expect, obs: &Observation) -> LevelScore {
             ));
         }
     }
-    if let Some(f) = &e.figure {
-        if let Err(why) = figure_ok(f, obs) {
-            fails.push(why);
-        }
+    if let Some(f) = &e.figure
+        && let Err(why) = figure_ok(f, obs)
+    {
+        fails.push(why);
     }
     if fails.is_empty() {
         score(1, true, "state as asked, measured on the runtime")
@@ -393,6 +393,7 @@ mod tests {
                 p50_ms: Some(5.0),
                 p99_ms: Some(p99),
                 error_rate_percent: Some(0.0),
+                calls: Vec::new(),
             }),
             status: Some(ComponentStatus {
                 component: c(),

@@ -2,7 +2,21 @@
 //! and per case beside the paper's numbers, with time to mitigate).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+
+/// Appends formatted text to the Markdown being built (writing to a `String` cannot fail).
+macro_rules! out {
+    ($md:expr, $($fmt:tt)*) => {
+        $md.push_str(&format!($($fmt)*))
+    };
+}
+
+/// [`out!`] with a line break.
+macro_rules! outln {
+    ($md:expr, $($fmt:tt)*) => {{
+        $md.push_str(&format!($($fmt)*));
+        $md.push('\n');
+    }};
+}
 
 use serde::{Deserialize, Serialize};
 
@@ -110,8 +124,8 @@ fn secs(v: Option<f64>) -> String {
 /// The Markdown summary.
 pub fn markdown(r: &RunResults) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# acv experiments — run `{}`\n", r.run_id);
-    let _ = writeln!(
+    outln!(md, "# acv experiments — run `{}`\n", r.run_id);
+    outln!(
         md,
         "Command: `{}`  \nPlanner: {} · runs per case: {} · cases: {} · episodes: {} · wall time: {:.1} min{}\n",
         r.command,
@@ -128,21 +142,21 @@ pub fn markdown(r: &RunResults) -> String {
     );
     let levels = by_level(&r.episodes);
     let cols: BTreeSet<String> = levels.keys().map(|(_, c)| c.clone()).collect();
-    let _ = writeln!(md, "## Success rate per level\n");
-    let _ = write!(md, "| level | paper sidecar | paper manager |");
+    outln!(md, "## Success rate per level\n");
+    out!(md, "| level | paper sidecar | paper manager |");
     for c in &cols {
-        let _ = write!(md, " {c} |");
+        out!(md, " {c} |");
     }
-    let _ = write!(md, "\n|---|---|---|");
+    out!(md, "\n|---|---|---|");
     for _ in &cols {
-        let _ = write!(md, "---|");
+        out!(md, "---|");
     }
     md.push('\n');
     for (l, side, man) in PAPER {
         let f = |v: Option<f64>| v.map_or("—".into(), |x| format!("{x:.2}"));
-        let _ = write!(md, "| L{l} | {} | {} |", f(side), f(man));
+        out!(md, "| L{l} | {} | {} |", f(side), f(man));
         for c in &cols {
-            let _ = write!(
+            out!(
                 md,
                 " {} |",
                 levels.get(&(l, c.clone())).copied().unwrap_or_default().cell()
@@ -150,17 +164,17 @@ pub fn markdown(r: &RunResults) -> String {
         }
         md.push('\n');
     }
-    let _ = writeln!(
+    outln!(
         md,
         "\nRates are passed/scored; \"n/a\" episodes (the fault never broke the SLOs, so there was nothing to \
          restore) are not counted. m1 = a sidecar alone, m2 = through the manager's goals.\n"
     );
-    let _ = writeln!(md, "## Per case\n");
-    let _ = writeln!(
+    outln!(md, "## Per case\n");
+    outln!(
         md,
         "| case | arm | levels passed | answer (median) | mitigated (median / p90) | detected (median) | steps | turns | tokens | regressions |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    outln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     let mut groups: BTreeMap<(String, String), Vec<&Episode>> = BTreeMap::new();
     for e in &r.episodes {
         groups.entry((e.case.clone(), column(e))).or_default().push(e);
@@ -181,7 +195,7 @@ pub fn markdown(r: &RunResults) -> String {
         let tokens: u64 = eps.iter().map(|e| e.prompt_tokens + e.completion_tokens).sum();
         let regress = eps.iter().filter(|e| !e.regressions.is_empty()).count();
         let n = eps.len();
-        let _ = writeln!(
+        outln!(
             md,
             "| {case} | {col} | {} | {} | {} / {} | {} | {steps} | {turns} | {tokens} | {regress}/{n} |",
             passed.join(", "),
@@ -191,15 +205,15 @@ pub fn markdown(r: &RunResults) -> String {
             secs(pct(det, 0.5)),
         );
     }
-    let _ = writeln!(
+    outln!(
         md,
         "\nTimes are from the fault (or the task being sent). Steps, turns and tokens are totals over the runs; \
          regressions = episodes ending with a health objective broken that held before the fault."
     );
     if !r.errors.is_empty() {
-        let _ = writeln!(md, "\n## Episodes that could not run\n");
+        outln!(md, "\n## Episodes that could not run\n");
         for e in &r.errors {
-            let _ = writeln!(md, "- {e}");
+            outln!(md, "- {e}");
         }
     }
     md

@@ -110,7 +110,9 @@ impl CounterName {
                 "Payloads dead-lettered because they could not be decoded or were rejected."
             }
             Self::BusReconnects => "Broker connections re-established after a loss.",
-            Self::BusSenderRejected => "Envelopes dead-lettered because their sender is not the broker-verified one.",
+            Self::BusSenderRejected => {
+                "Envelopes dead-lettered because their sender is not the broker-verified one."
+            }
             Self::TasksHandled => "Tasks handled by a sidecar, by outcome.",
             Self::PeerCalls => "Peer API calls (mechanism 3), by side and outcome.",
             Self::SandboxRuns => "Programs run in the sandbox, by verdict.",

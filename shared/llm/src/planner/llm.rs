@@ -197,7 +197,13 @@ pub fn validate_plan(text: &str, ctx: &MaintainerContext) -> Result<Plan, String
 
 fn wire_diagnosis(d: WireDiagnosis) -> Result<Diagnosis, String> {
     let cause: RootCause = serde_json::from_value(serde_json::Value::String(d.cause.trim().to_owned()))
-        .map_err(|_| format!("diagnosis cause {:?} is not one of: {}", d.cause, CAUSES.join(", ")))?;
+        .map_err(|_| {
+            format!(
+                "diagnosis cause {:?} is not one of: {}",
+                d.cause,
+                CAUSES.join(", ")
+            )
+        })?;
     let component = match d.component.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(c) => Some(

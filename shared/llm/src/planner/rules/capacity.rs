@@ -131,6 +131,7 @@ mod tests {
             p50_ms: Some(5.0),
             p99_ms: Some(20.0),
             error_rate_percent: Some(0.0),
+            calls: Vec::new(),
         }
     }
 

@@ -218,6 +218,8 @@ mod tests {
                 calls,
             }),
             history: Vec::new(),
+            baseline: None,
+            at_ms: 0,
         }
     }
 

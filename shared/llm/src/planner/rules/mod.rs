@@ -21,9 +21,9 @@ use super::{
 use crate::client::UsageTotals;
 use acv_protocol::FinalReport;
 
-mod downstream;
 pub mod capacity;
 pub mod diagnose;
+mod downstream;
 pub mod goal;
 mod manager;
 pub mod parse;
