@@ -187,6 +187,8 @@ async fn crashloop_playbook_rolls_back_in_the_sandbox() {
     caps.update(&catalogue(), |c| {
         c.status.image = "weaveworksdemos/catalogue:0.3.6-broken".into();
         c.history[1].image = "weaveworksdemos/catalogue:0.3.6-broken".into();
+        // The bad release went out a minute ago (the fake's revisions are dated 2023 otherwise).
+        c.history[1].created_at_ms = acv_core::now_ms() - 60_000;
         for r in &mut c.status.replicas {
             r.state = ReplicaState::CrashLoopBackOff;
         }

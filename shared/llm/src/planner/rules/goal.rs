@@ -491,7 +491,7 @@ mod tests {
         let err = check_split(&total, &[part("catalogue", 300.0), part("front-end", 300.0)]).unwrap_err();
         assert!(err.contains("do not add up"), "{err}");
         let err = check_split(&total, &[part("catalogue", 150.0)]).unwrap_err();
-        assert!(err.contains("front-end has no objective"), "{err}");
+        assert!(err.contains("front-end has no p99_latency_ms objective"), "{err}");
         let err = check_split(
             &total,
             &[
