@@ -136,7 +136,6 @@ impl Measurer for KubeMeasurer {
         &self,
         components: &[acv_protocol::ComponentName],
     ) -> Vec<(acv_protocol::ComponentName, acv_protocol::Measurement)> {
-        use acv_cluster::Cluster;
         let mut out = Vec::with_capacity(components.len());
         for c in components {
             let cluster = match acv_kube::KubeCluster::new(
@@ -151,18 +150,8 @@ impl Measurer for KubeMeasurer {
                     return out;
                 }
             };
-            let metrics = cluster
-                .metrics(self.window_secs)
-                .await
-                .inspect_err(|error| tracing::warn!(component = %c, %error, "Measuring metrics failed."))
-                .ok();
-            let status = cluster
-                .status()
-                .await
-                .inspect_err(|error| tracing::warn!(component = %c, %error, "Reading status failed."))
-                .ok();
-            if metrics.is_some() || status.is_some() {
-                out.push((c.clone(), acv_protocol::Measurement { metrics, status }));
+            if let Some(m) = crate::measure::measure_one(&cluster, c, self.window_secs).await {
+                out.push((c.clone(), m));
             }
         }
         out

@@ -16,6 +16,22 @@ pub trait Measurer: Send + Sync + 'static {
     async fn measure(&self, components: &[ComponentName]) -> Vec<(ComponentName, Measurement)>;
 }
 
+/// Reads one component's metrics over `window_secs` and its status through any cluster backend (read-only); `None`
+/// when neither could be read. Failures are logged, never fatal: the component then counts as not measured.
+pub async fn measure_one(cluster: &dyn Cluster, c: &ComponentName, window_secs: f64) -> Option<Measurement> {
+    let metrics = cluster
+        .metrics(window_secs)
+        .await
+        .inspect_err(|error| tracing::warn!(component = %c, %error, "Measuring metrics failed."))
+        .ok();
+    let status = cluster
+        .status()
+        .await
+        .inspect_err(|error| tracing::warn!(component = %c, %error, "Reading status failed."))
+        .ok();
+    (metrics.is_some() || status.is_some()).then_some(Measurement { metrics, status })
+}
+
 /// Measures through a local runtime's control API (`--runtime-api`).
 #[derive(Debug, Clone)]
 pub struct RuntimeMeasurer {
@@ -49,18 +65,8 @@ impl Measurer for RuntimeMeasurer {
                     return out;
                 }
             };
-            let metrics = cluster
-                .metrics(self.window_secs)
-                .await
-                .inspect_err(|error| tracing::warn!(component = %c, %error, "Measuring metrics failed."))
-                .ok();
-            let status = cluster
-                .status()
-                .await
-                .inspect_err(|error| tracing::warn!(component = %c, %error, "Reading status failed."))
-                .ok();
-            if metrics.is_some() || status.is_some() {
-                out.push((c.clone(), Measurement { metrics, status }));
+            if let Some(m) = measure_one(&cluster, c, self.window_secs).await {
+                out.push((c.clone(), m));
             }
         }
         out

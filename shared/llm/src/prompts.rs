@@ -194,18 +194,7 @@ pub fn maintainer_user(ctx: &MaintainerContext) -> String {
 fn write_facts(s: &mut String, obs: &Observation) {
     let f = Findings::of(obs);
     putln!(s, "\nFacts for your diagnosis:");
-    if f.bad.is_empty() {
-        putln!(s, "- replicas: all {} ready", f.desired);
-    } else {
-        putln!(
-            s,
-            "- replicas: {} of {} not ready ({}); {} ready",
-            f.bad.len(),
-            f.desired,
-            f.bad.join(", "),
-            f.ready
-        );
-    }
+    putln!(s, "- replicas: {}", f.replicas_text());
     match &f.change {
         Some(c) => putln!(
             s,

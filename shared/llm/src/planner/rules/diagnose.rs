@@ -264,11 +264,10 @@ impl Findings {
         }
     }
 
-    /// One line for a person about `cause`.
-    pub fn summary(&self, cause: RootCause) -> String {
-        let load = self.load_text();
-        let cost = self.cost_text();
-        let bad = if self.bad.is_empty() {
+    /// The replicas in words: "all 3 replicas ready" or "2 of 3 replicas not ready (catalogue-0 crash_loop_back_off,
+    /// …), 1 ready".
+    pub fn replicas_text(&self) -> String {
+        if self.bad.is_empty() {
             format!("all {} replicas ready", self.desired)
         } else {
             format!(
@@ -278,7 +277,14 @@ impl Findings {
                 self.bad.join(", "),
                 self.ready
             )
-        };
+        }
+    }
+
+    /// One line for a person about `cause`.
+    pub fn summary(&self, cause: RootCause) -> String {
+        let load = self.load_text();
+        let cost = self.cost_text();
+        let bad = self.replicas_text();
         match cause {
             RootCause::Healthy => format!("Every objective holds; {bad}; load {load}."),
             RootCause::BadRelease => format!(
