@@ -74,8 +74,17 @@ fn enum_str<T: Serialize>(v: &T) -> String {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+/// The error of an INSERT: a duplicate id is a [`StoreError::Conflict`] on `what` `id`, anything else a database
+/// error.
+fn insert_error(e: sqlx::Error, what: &'static str, id: &str) -> StoreError {
+    if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+        StoreError::Conflict {
+            what,
+            id: id.to_owned(),
+        }
+    } else {
+        e.into()
+    }
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -321,16 +330,7 @@ impl Store for SqlStore {
             .bind(json(&g.results))
             .execute(&self.pool)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        what: "goal",
-                        id: g.id.clone(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| insert_error(e, "goal", &g.id))?;
         Ok(())
     }
 
@@ -499,16 +499,7 @@ impl Store for SqlStore {
             .bind(t.report.as_ref().map(json))
             .execute(&self.pool)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        what: "task",
-                        id: t.id.clone(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| insert_error(e, "task", &t.id))?;
         Ok(())
     }
 
