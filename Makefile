@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Empty: amqp if RabbitMQ answers, else nats if NATS answers, else everything in one process on the in-memory bus.
 TRANSPORT ?=
 
-.PHONY: all build demo demo-local all-in-one brokers broker-users test bench footprint guest lint fmt check-fmt clippy ci certs experiments
+.PHONY: all build demo demo-local all-in-one brokers broker-users test bench bench-mitigation footprint guest lint fmt check-fmt clippy ci certs experiments
 
 all: build
 
@@ -65,6 +65,11 @@ experiments: guest
 bench: guest
 	$(CARGO) bench --workspace --locked
 	$(MAKE) footprint
+	$(MAKE) bench-mitigation
+
+## bench-mitigation: time-to-detect and time-to-mitigate per fault on the local shop (e2e/tests/mitigation.rs)
+bench-mitigation: guest
+	CARGO=$(CARGO) scripts/bench-mitigation.sh
 
 ## footprint: resident memory of a release acv-sidecar idle, after a task and after its sandbox was released (NATS)
 footprint: guest

@@ -4,11 +4,29 @@
 use std::{sync::Arc, time::Duration};
 
 use acv_bus::{Bus, BusError, Delivery};
-use acv_protocol::{Address, Body, ComponentName, Envelope, Heartbeat, IssueBody, Registration};
+use acv_protocol::{
+    Address, Body, ComponentName, Envelope, Evidence, Heartbeat, IssueBody, Mechanism, Registration,
+    ReportBody, ReportStatus, TaskBody, TaskSpec,
+};
 use acv_telemetry::metrics::{CounterName, count};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{handler::TaskHandler, policy::TaskPolicy, watch::Watcher};
+use crate::{
+    episode::{Backoff, Borrowed, Signature, observation},
+    handler::{Episode, TaskHandler},
+    policy::TaskPolicy,
+    watch::{HealthCheck, Watcher},
+};
+
+/// Default first cooldown after a mitigation that did not fix the problem.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(60);
+/// Default longest cooldown.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
+/// Default wait before the re-check after a mitigation, which measures over that time only.
+pub const VERIFY_WINDOW: Duration = Duration::from_secs(2);
+/// Default quiet period (healthy without a break) before temporary capacity is given back.
+pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(120);
 
 /// A running sidecar agent.
 pub struct Agent {
@@ -26,6 +44,14 @@ pub struct Agent {
     peer_url: Option<String>,
     /// Who may send tasks (checked before planning).
     policy: TaskPolicy,
+    /// Backing off after a mitigation that did not work.
+    backoff: Option<Backoff>,
+    /// Capacity borrowed in the current episode.
+    borrowed: Option<Borrowed>,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    quiet: Duration,
+    verify: Duration,
 }
 
 fn new_id() -> String {
@@ -53,12 +79,41 @@ impl Agent {
             confirm_checks: 2,
             peer_url: None,
             policy: TaskPolicy::default(),
+            backoff: None,
+            borrowed: None,
+            backoff_initial: DEFAULT_BACKOFF_INITIAL,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            quiet: DEFAULT_QUIET_PERIOD,
+            verify: VERIFY_WINDOW,
         }
     }
 
     /// Replaces the default task policy (manager and operators' clients may task; peers may not).
     pub fn with_policy(mut self, policy: TaskPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// After a mitigation that leaves the objectives broken the agent escalates once and then waits `initial`
+    /// before trying again, doubling the wait after each further failure up to `max`, unless the situation changes
+    /// (other objectives broken, another cause, another revision). Defaults: 60 s, 30 min.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max.max(initial);
+        self
+    }
+
+    /// How long the re-check after a mitigation waits and measures over (default [`VERIFY_WINDOW`], at most the
+    /// watcher's window).
+    pub fn with_verify_window(mut self, verify: Duration) -> Self {
+        self.verify = verify;
+        self
+    }
+
+    /// How long the component must stay healthy before capacity added during an episode is given back (default
+    /// 120 s).
+    pub fn with_quiet_period(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
         self
     }
 
@@ -149,10 +204,21 @@ impl Agent {
     /// Returns whether the component is healthy at the end.
     async fn check_and_mitigate(&mut self, watcher: &Watcher) -> bool {
         let check = watcher.check().await;
+        let now = Instant::now();
+        if let (Some(b), Some(st)) = (&mut self.borrowed, &check.measurement.status) {
+            b.account(st, now);
+        }
         if check.violations.is_empty() {
             tracing::debug!(component = %self.component, "Health check passed.");
             self.failing_checks = 0;
+            if self.backoff.take().is_some() {
+                tracing::info!(component = %self.component, "Healthy again; backoff cleared.");
+            }
+            self.after_healthy(watcher, &check, now).await;
             return true;
+        }
+        if let Some(b) = &mut self.borrowed {
+            b.healthy_since = None;
         }
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
@@ -160,36 +226,90 @@ impl Agent {
                 "Health check failed; waiting for confirmation before acting.");
             return false;
         }
+        let capacity = self.borrowed.as_ref().map_or_else(
+            || {
+                check
+                    .measurement
+                    .status
+                    .as_ref()
+                    .map(|s| (s.desired_replicas, Some(s.limits)))
+            },
+            |b| Some((b.replicas, Some(b.limits))),
+        );
+        let baseline = capacity.and_then(|(r, l)| watcher.baseline(r, l));
+        let signature = Signature::of(
+            &check.violations,
+            &observation(&check.measurement, baseline.clone()),
+        );
+        if let Some(b) = &self.backoff {
+            if b.holds(&signature, now) {
+                tracing::debug!(component = %self.component, until_secs = b.until.saturating_duration_since(now).as_secs(),
+                    "Still broken as before; backing off.");
+                count(CounterName::TasksHandled, &[("outcome", "backed_off")], 1);
+                return false;
+            }
+            if b.signature != signature {
+                tracing::info!(component = %self.component, before = ?b.signature, now = ?signature,
+                    "The situation changed; trying again.");
+                self.backoff = None;
+            }
+        }
         self.failing_checks = 0;
+        if self.borrowed.is_none()
+            && let Some(st) = &check.measurement.status
+        {
+            self.borrowed = Some(Borrowed::new(st, now));
+        }
+        let retry = self.backoff.is_some();
         let described: Vec<String> = check
             .violations
             .iter()
             .map(acv_protocol::describe_violation)
             .collect();
-        tracing::warn!(component = %self.component, violations = ?described, "SLO violation detected.");
-        let issue = Envelope::new(
-            new_id(),
-            self.me(),
-            Address::Manager,
-            acv_core::now_ms(),
-            Body::Issue(IssueBody {
-                diagnosis: None,
-                component: self.component.clone(),
-                message: format!("SLO violation detected: {}", described.join("; ")),
-                violations: check.violations.clone(),
-            }),
-        );
-        if let Err(error) = self.bus.publish(&issue).await {
-            tracing::warn!(%error, "Issue publish failed.");
+        tracing::warn!(component = %self.component, violations = ?described, retry, "SLO violation detected.");
+        let issue_id = new_id();
+        if !retry {
+            let findings = acv_llm::planner::rules::diagnose::Findings::of(&observation(
+                &check.measurement,
+                baseline.clone(),
+            ));
+            let issue = Envelope::new(
+                issue_id.clone(),
+                self.me(),
+                Address::Manager,
+                acv_core::now_ms(),
+                Body::Issue(IssueBody {
+                    diagnosis: Some(findings.diagnosis(signature.cause)),
+                    component: self.component.clone(),
+                    message: format!("SLO violation detected: {}", described.join("; ")),
+                    violations: check.violations.clone(),
+                }),
+            );
+            if let Err(error) = self.bus.publish(&issue).await {
+                tracing::warn!(%error, "Issue publish failed.");
+            }
         }
+        let episode = Episode {
+            baseline,
+            window_secs: watcher.window_secs(),
+        };
         let mut report = self
             .handler
-            .mitigate(&self.component, &issue.id, &check.violations)
+            .mitigate_episode(&self.component, &issue_id, &check.violations, &episode)
             .await;
-        // Judge by measurement, not by the planner's claim.
-        let after = watcher.check().await;
-        if !after.violations.is_empty() && report.status == acv_protocol::ReportStatus::Response {
-            report.status = acv_protocol::ReportStatus::Issue;
+        // Judge by measurement, not by the planner's claim, over a short window after the mitigation only.
+        let verify = self
+            .verify
+            .min(Duration::from_secs_f64(watcher.window_secs().max(0.0)));
+        tokio::time::sleep(verify).await;
+        let after = watcher.check_over(verify.as_secs_f64()).await;
+        let now = Instant::now();
+        if let (Some(b), Some(st)) = (&mut self.borrowed, &after.measurement.status) {
+            b.account(st, now);
+            report.evidence.push(b.evidence(now));
+        }
+        if !after.violations.is_empty() && report.status == ReportStatus::Response {
+            report.status = ReportStatus::Issue;
             let still: Vec<String> = after
                 .violations
                 .iter()
@@ -202,6 +322,7 @@ impl Agent {
             );
         }
         count(CounterName::TasksHandled, &[("outcome", "mitigated")], 1);
+        let diagnosis = report.diagnosis.clone();
         let reply = Envelope::new(
             new_id(),
             self.me(),
@@ -209,11 +330,177 @@ impl Agent {
             acv_core::now_ms(),
             Body::Report(report),
         )
-        .with_correlation(issue.id.clone());
+        .with_correlation(issue_id.clone());
         if let Err(error) = self.bus.publish(&reply).await {
             tracing::warn!(%error, "Mitigation report publish failed.");
         }
-        after.violations.is_empty()
+        if after.violations.is_empty() {
+            self.backoff = None;
+            return true;
+        }
+        // Not fixed. Escalate once, then back off; the signature is taken after our own actions, so a revision we
+        // made ourselves (a raised limit) does not count as "the situation changed".
+        let after_sig = Signature::of(
+            &after.violations,
+            &observation(&after.measurement, episode.baseline.clone()),
+        );
+        match &mut self.backoff {
+            Some(b) => {
+                b.again(after_sig, self.backoff_max, now);
+                tracing::warn!(component = %self.component, attempts = b.attempts, cooldown_secs = b.cooldown.as_secs_f64(),
+                    "Mitigation failed again; backing off longer.");
+            }
+            None => {
+                let b = Backoff::start(after_sig, self.backoff_initial, now);
+                let still: Vec<String> = after
+                    .violations
+                    .iter()
+                    .map(acv_protocol::describe_violation)
+                    .collect();
+                let escalation = Envelope::new(
+                    new_id(),
+                    self.me(),
+                    Address::Manager,
+                    acv_core::now_ms(),
+                    Body::Issue(IssueBody {
+                        component: self.component.clone(),
+                        message: format!(
+                            "Cannot fix {} alone: still {} after mitigating. Escalating; I will not repeat the \
+                             same action for {:.0} s (doubling each time) unless the situation changes.",
+                            self.component,
+                            still.join("; "),
+                            b.cooldown.as_secs_f64()
+                        ),
+                        violations: after.violations.clone(),
+                        diagnosis,
+                    }),
+                )
+                .with_correlation(issue_id);
+                count(CounterName::TasksHandled, &[("outcome", "escalated")], 1);
+                if let Err(error) = self.bus.publish(&escalation).await {
+                    tracing::warn!(%error, "Escalation publish failed.");
+                }
+                tracing::warn!(component = %self.component, cooldown_secs = b.cooldown.as_secs_f64(),
+                    "Mitigation did not fix it; escalated and backing off.");
+                self.backoff = Some(b);
+            }
+        }
+        false
+    }
+
+    /// While healthy: close an episode whose capacity is back to baseline, or after the quiet period give back
+    /// what the load no longer needs (by the headroom rule of `acv_llm::planner::rules::capacity`).
+    async fn after_healthy(&mut self, watcher: &Watcher, check: &HealthCheck, now: Instant) {
+        let (Some(st), Some(m)) = (&check.measurement.status, &check.measurement.metrics) else {
+            return;
+        };
+        let Some(b) = self.borrowed.as_mut() else {
+            return;
+        };
+        if b.returned(st) {
+            let closing = b.borrowed_any().then(|| {
+                (
+                    format!(
+                        "{} is back to its capacity before the episode ({} replicas, {}m / {} MiB).",
+                        self.component, b.replicas, b.limits.cpu_millis, b.limits.memory_mib
+                    ),
+                    b.evidence(now),
+                )
+            });
+            self.borrowed = None;
+            if let Some((message, cost)) = closing {
+                self.publish_report("capacity", ReportStatus::Response, message, vec![cost])
+                    .await;
+            }
+            return;
+        }
+        let since = *b.healthy_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.quiet {
+            return;
+        }
+        let Some(g) =
+            acv_llm::planner::rules::capacity::give_back(st, m, b.replicas, b.limits, watcher.policy())
+        else {
+            return;
+        };
+        b.healthy_since = Some(now);
+        let cost = b.evidence(now);
+        let mut texts = Vec::new();
+        if let Some(l) = g.limits {
+            if l.cpu_millis != st.limits.cpu_millis {
+                texts.push(format!("Set the CPU limit to {}m", l.cpu_millis));
+            }
+            if l.memory_mib != st.limits.memory_mib {
+                texts.push(format!("Set the memory limit to {}Mi", l.memory_mib));
+            }
+        }
+        if let Some(n) = g.replicas {
+            texts.push(format!("Scale to {n} replicas"));
+        }
+        let mut evidence = vec![
+            Evidence {
+                name: "give_back".into(),
+                value: g.reason.clone().into(),
+            },
+            cost,
+        ];
+        let mut status = ReportStatus::Response;
+        let mut messages = Vec::new();
+        for text in texts {
+            let task = TaskBody {
+                task_id: new_id(),
+                component: self.component.clone(),
+                spec: TaskSpec::Imperative { text: text.clone() },
+                mechanism: Mechanism::Solo,
+            };
+            tracing::info!(component = %self.component, task = %text, reason = %g.reason, "Giving capacity back.");
+            let r = self.handler.handle(&self.component, &task).await;
+            if r.status == ReportStatus::Issue {
+                status = ReportStatus::Issue;
+            }
+            messages.push(r.message);
+            evidence.extend(r.evidence);
+        }
+        self.publish_report(
+            "capacity",
+            status,
+            format!(
+                "Quiet for {:.0} s: giving back {} — {}",
+                self.quiet.as_secs_f64(),
+                g.reason,
+                messages.join(" ")
+            ),
+            evidence,
+        )
+        .await;
+    }
+
+    async fn publish_report(
+        &self,
+        task_id: &str,
+        status: ReportStatus,
+        message: String,
+        evidence: Vec<Evidence>,
+    ) {
+        let report = ReportBody {
+            task_id: format!("{task_id}-{}", new_id()),
+            component: self.component.clone(),
+            status,
+            message,
+            evidence,
+            steps: Vec::new(),
+            diagnosis: None,
+        };
+        let env = Envelope::new(
+            new_id(),
+            self.me(),
+            Address::Manager,
+            acv_core::now_ms(),
+            Body::Report(report),
+        );
+        if let Err(error) = self.bus.publish(&env).await {
+            tracing::warn!(%error, "Report publish failed.");
+        }
     }
 
     async fn on_delivery(&self, delivery: Delivery) {

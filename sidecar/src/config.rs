@@ -97,6 +97,16 @@ pub struct SidecarConfig {
     /// Metrics window of the health check, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub watch_window_secs: f64,
+    /// After a mitigation that did not fix the problem: escalate once, then wait this long before trying the same
+    /// situation again (doubling each time, up to --backoff-max).
+    #[arg(long, default_value = "60s", value_parser = acv_core::env::parse_duration)]
+    pub backoff_initial: Duration,
+    /// Longest wait between tries of an unfixable situation.
+    #[arg(long, default_value = "30m", value_parser = acv_core::env::parse_duration)]
+    pub backoff_max: Duration,
+    /// Healthy time needed before capacity added during an incident (replicas, limits) is given back.
+    #[arg(long, default_value = "120s", value_parser = acv_core::env::parse_duration)]
+    pub quiet_period: Duration,
     /// SLO: maximum P99 latency in ms.
     #[arg(long, default_value_t = 200.0)]
     pub slo_p99_ms: f64,

@@ -10,6 +10,9 @@ use acv_protocol::{ComponentName, HOST_CALLS, StepOutcome};
 use acv_sandbox::{CallOutcome, Capabilities, LazySandbox, Limits, RunOutcome, SafetyMode, Verdict};
 use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
 
+/// Longest wait for replicas to converge after a change before observing anyway (a broken release never does).
+pub const CONVERGE_MAX: Duration = Duration::from_secs(20);
+
 /// Longest step output kept in a report, in bytes.
 pub const MAX_STEP_OUTPUT: usize = 8 * 1024;
 
@@ -24,6 +27,10 @@ pub struct SandboxExecutor {
     /// Wait after a mutating step before observing again, so replicas have time to converge.
     settle: Duration,
     last_mutated: bool,
+    /// The healthy baseline handed to the planner with every observation.
+    baseline: Option<acv_llm::Baseline>,
+    /// Metrics window of observations (seconds).
+    window_secs: f64,
     /// Host calls queued for approval (approve mode), across the task.
     pub pending: Vec<acv_sandbox::PendingCall>,
 }
@@ -51,8 +58,20 @@ impl SandboxExecutor {
             limits,
             settle,
             last_mutated: false,
+            baseline: None,
+            window_secs: 60.0,
             pending: Vec::new(),
         }
+    }
+
+    /// Hands `baseline` to the planner with every observation and measures metrics over `window_secs` (the
+    /// watcher's window; 0 keeps 60 s).
+    pub fn with_episode(mut self, baseline: Option<acv_llm::Baseline>, window_secs: f64) -> Self {
+        self.baseline = baseline;
+        if window_secs > 0.0 {
+            self.window_secs = window_secs;
+        }
+        self
     }
 }
 
@@ -174,19 +193,35 @@ impl Executor for SandboxExecutor {
     }
 
     async fn observe(&mut self) -> Option<Observation> {
+        // After a change, judge only what came after it: wait (bounded) until the replicas converged, as
+        // `kubectl rollout status` would, then the settle time, and measure over that settle time only — a window
+        // reaching back before the change would show the fault the change just removed.
+        let mut window = self.window_secs;
         if std::mem::take(&mut self.last_mutated) && !self.settle.is_zero() {
+            let deadline = tokio::time::Instant::now() + CONVERGE_MAX.max(self.settle);
+            while tokio::time::Instant::now() < deadline {
+                match self.cluster.status().await {
+                    Ok(st)
+                        if st.ready_replicas == st.desired_replicas
+                            && st.replicas.len() == st.desired_replicas as usize =>
+                    {
+                        break;
+                    }
+                    Err(_) => break,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
             tokio::time::sleep(self.settle).await;
+            window = window.min(self.settle.as_secs_f64().max(1.0));
         }
         let status = self.cluster.status().await.ok();
-        let metrics = self.cluster.metrics(60.0).await.ok();
+        let metrics = self.cluster.metrics(window).await.ok();
         let history = self.cluster.history().await.unwrap_or_default();
         Some(Observation {
             status,
             metrics,
             history,
-            // The sidecar keeps no healthy baseline yet (the watcher's record of it is not landed): the rules
-            // planner then diagnoses from the present and the revision history alone.
-            baseline: None,
+            baseline: self.baseline.clone(),
             at_ms: acv_core::now_ms(),
         })
     }

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
-use acv_llm::{MaintainerContext, Planner, Trigger, drive};
+use acv_llm::{Baseline, MaintainerContext, Planner, Trigger, drive};
 use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, SloPolicy, TaskBody, Violation};
 use acv_sandbox::{Capabilities, LazySandbox, Limits, SafetyMode};
 use async_trait::async_trait;
@@ -25,6 +25,28 @@ pub trait TaskHandler: Send + Sync {
     ) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
+    /// Handles SLO violations with what the watcher knows about the episode (the healthy baseline, its metrics
+    /// window). The default ignores it and calls [`mitigate`](Self::mitigate).
+    async fn mitigate_episode(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+        episode: &Episode,
+    ) -> ReportBody {
+        let _ = episode;
+        self.mitigate(component, work_id, violations).await
+    }
+}
+
+/// What the watcher hands a mitigation besides the violations.
+#[derive(Debug, Clone, Default)]
+pub struct Episode {
+    /// What the component looked like while healthy, and the capacity before the episode.
+    pub baseline: Option<Baseline>,
+    /// The watcher's metrics window (seconds); observations during the mitigation use it too, so a fix shows up
+    /// as soon as the watcher would see it. 0: the default 60 s.
+    pub window_secs: f64,
 }
 
 /// The handler used while no planner is configured: it does nothing and says so, as an ISSUE report.
@@ -105,7 +127,13 @@ pub struct PlanningHandler {
 // === impl PlanningHandler ===
 
 impl PlanningHandler {
-    async fn run(&self, component: &ComponentName, work_id: &str, mut ctx: MaintainerContext) -> ReportBody {
+    async fn run(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        mut ctx: MaintainerContext,
+        episode: Option<&Episode>,
+    ) -> ReportBody {
         ctx.slo = self.slo.clone();
         ctx.safety = self.mode;
         ctx.max_turns = self.max_turns;
@@ -118,6 +146,9 @@ impl PlanningHandler {
             self.limits.clone(),
             self.settle,
         );
+        if let Some(e) = episode {
+            exec = exec.with_episode(e.baseline.clone(), e.window_secs);
+        }
         let outcome = drive(self.planner.as_ref(), ctx, &mut exec).await;
         let mut evidence = vec![Evidence {
             name: "planner".into(),
@@ -155,7 +186,7 @@ impl PlanningHandler {
                     value: failure.turns.into(),
                 });
                 ReportBody {
-                    diagnosis: None,
+                    diagnosis: failure.diagnosis,
                     task_id: work_id.to_owned(),
                     component: component.clone(),
                     status: ReportStatus::Issue,
@@ -175,7 +206,7 @@ impl TaskHandler for PlanningHandler {
         if let Trigger::Task { mechanism, .. } = &mut ctx.trigger {
             *mechanism = task.mechanism;
         }
-        self.run(component, &task.task_id, ctx).await
+        self.run(component, &task.task_id, ctx, None).await
     }
 
     async fn mitigate(
@@ -185,7 +216,18 @@ impl TaskHandler for PlanningHandler {
         violations: &[Violation],
     ) -> ReportBody {
         let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
-        self.run(component, work_id, ctx).await
+        self.run(component, work_id, ctx, None).await
+    }
+
+    async fn mitigate_episode(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        violations: &[Violation],
+        episode: &Episode,
+    ) -> ReportBody {
+        let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
+        self.run(component, work_id, ctx, Some(episode)).await
     }
 
     fn planner_name(&self) -> String {

@@ -9,12 +9,14 @@
 //! - [`run`]: the handler for a configured component and the agent loop until shutdown (binary or in-process).
 //! - [`peer`]: mechanism 3, the mutual-TLS peer API (server, client, discovery).
 //! - [`policy`]: who may send tasks to this sidecar (manager and operators' clients; peers only ask).
+//! - [`episode`]: what the agent remembers about an incident (backoff after a failed fix, capacity to give back).
 //! - [`watch`]: the own health check against the SLO policy (detect), driving mitigation in [`agent`].
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod caps;
 pub mod config;
+pub mod episode;
 pub mod exec;
 pub mod handler;
 pub mod peer;

@@ -83,7 +83,9 @@ pub async fn run(
         let watcher = Watcher::new(cluster, config.slo(), config.watch_window_secs);
         agent = agent
             .with_watcher(watcher, config.watch_interval)
-            .with_confirm_checks(config.watch_confirm);
+            .with_confirm_checks(config.watch_confirm)
+            .with_backoff(config.backoff_initial, config.backoff_max)
+            .with_quiet_period(config.quiet_period);
     }
     // The agent loop has its own token so that a grace period can pass between "stop taking work" and giving up.
     let stop = CancellationToken::new();

@@ -59,6 +59,8 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "I want twelve pods.", Is(Scale(12))),
         (c, "Set the replica count to 2 please", Is(Scale(2))),
         (c, "scale down to one replica", Is(Scale(1))),
+        // what the sidecar sends itself to give capacity back after an incident
+        (c, "Scale to 1 replicas", Is(Scale(1))),
         (c, "Sacle replicas to 3", Is(Scale(3))),
         (c, "replicas: 6", Is(Scale(6))),
         (c, "Scale from 2 to 7 replicas.", Is(Scale(7))),
@@ -109,6 +111,8 @@ fn table() -> Vec<(&'static str, &'static str, Expect)> {
         (c, "set the memory limit to 256Mi", Is(mem(To(256)))),
         (c, "Give it 1Gi of memory", Is(mem(To(1024)))),
         (c, "limit cpu to 300m", Is(cpu(To(300)))),
+        (c, "Set the CPU limit to 200m", Is(cpu(To(200)))),
+        (c, "Set the memory limit to 128Mi", Is(mem(To(128)))),
         (c, "raise the CPU limit to 0.5 cores", Is(cpu(To(500)))),
         (c, "set cpu to half a core", Is(cpu(To(500)))),
         (
