@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -19,53 +18,9 @@ use acv_protocol::ComponentName;
 
 use crate::common;
 
-/// The directory with Cargo's binaries for this profile (where `acv-shop` is).
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_acv-shop"))
-        .parent()
-        .expect("acv-shop has a directory")
-        .to_path_buf()
-}
-
-/// `acv-manager`, `acvctl` and `acv-sidecar` live in other packages, so Cargo does not build them for this test:
-/// build them once per test process (a no-op when they are up to date), in the same target directory and profile.
+/// `acv-manager`, `acvctl`, `acv-sidecar`: binaries of other packages.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let dir = bin_dir();
-        let profile = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_owned();
-        let target = dir.parent().expect("the target directory").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "acv-manager",
-            "-p",
-            "acv-sidecar",
-            "--bins",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("CARGO_TARGET_DIR", &target);
-        if profile != "debug" {
-            cmd.args(["--profile", profile.as_str()]);
-        }
-        match cmd.status() {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(format!("cargo build of acv-manager and acv-sidecar failed: {s}")),
-            Err(e) => Err(format!("cannot run cargo: {e}")),
-        }
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-    let path = bin_dir().join(name);
-    assert!(path.is_file(), "{} missing", path.display());
-    path
+    common::workspace_bin(name)
 }
 
 /// The sandbox guest of this checkout (`make guest`).
