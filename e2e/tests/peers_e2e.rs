@@ -1,6 +1,3 @@
-//! PARKED (e2e/pending, outside Cargo's test discovery): compiles, but on its first run (2026-11-27) both tests
-//! timed out after 120 s waiting for catalogue's rollback (front-end's error rate did rise to 51.9 %). Move it back
-//! to e2e/tests/ once the peer path is debugged.
 //! Mechanism 3 end to end, black box, with NO manager: the whole testbed shop on the local runtime, and two real
 //! `acv-sidecar` processes — front-end (watching its own SLOs) and catalogue (no watcher of its own, so only a peer
 //! can make it act) — with certificates from acv-pki in a temp dir, finding each other on the NATS broadcast.
@@ -26,7 +23,7 @@ use acv_llm::testserver::{Reply, ScriptedServer};
 use acv_pki::{DevCa, Identity, Validity};
 use acv_protocol::{Address, Body, ComponentName, ReportBody, RootCause};
 use acv_runtime::LocalRuntime;
-use common::{eventually, shop_spec};
+use common::shop_spec;
 
 /// One shop at a time: each test runs seven services and two sidecars on a small machine.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -41,23 +38,18 @@ fn name(s: &str) -> ComponentName {
 }
 
 /// `acv-sidecar` next to Cargo's `acv-shop`: the e2e crate cannot name another package's binary. `cargo test
-/// --workspace` (what `make test` runs) builds it with the same features as everything else before any test runs;
-/// when it is missing (`cargo test -p acv-e2e` alone) it is built here. Building it here when it exists would
-/// rebuild its dependencies under another feature set (minutes), so an existing one is used as is.
+/// --workspace` (what `make test` runs) builds it with the same features as everything else before any test runs.
+/// Tests never build: without it (`cargo test -p acv-e2e` alone) the test says how to get it.
 fn sidecar_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_acv-shop"))
         .parent()
-        .unwrap()
+        .expect("a binary has a directory")
         .join("acv-sidecar");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "acv-sidecar", "--bin", "acv-sidecar"])
-            .status()
-            .expect("cargo runs");
-        assert!(st.success(), "building acv-sidecar failed");
-    }
-    assert!(bin.is_file(), "{} missing", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} missing: run the tests with `cargo test --workspace` (or `cargo build --workspace --bins` first)",
+        bin.display()
+    );
     bin
 }
 
@@ -197,6 +189,31 @@ impl Rig {
     }
 }
 
+/// Polls `f` every 100 ms until it returns `Some`; after `secs` fails the test with the sidecars' last log lines.
+async fn until<T, F, Fut>(secs: u64, what: &str, sidecars: &[&Sidecar], mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let logs: Vec<String> = sidecars
+                .iter()
+                .map(|s| format!("{}:\n{}", s.log.display(), s.tail(60)))
+                .collect();
+            panic!(
+                "timed out after {secs}s waiting for {what}; the sidecars' logs end with:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Steady traffic at front-end's `/catalogue` (which calls catalogue) until aborted.
 fn traffic(target: SocketAddr) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -285,7 +302,7 @@ async fn scenario(
     let load = traffic(rig.rt.addr("front-end").unwrap());
     let fe = rig.rt.cluster("front-end").unwrap();
     let cat = rig.rt.cluster("catalogue").unwrap();
-    eventually(30, "healthy front-end traffic", || async {
+    until(30, "healthy front-end traffic", &[&front_end, &catalogue], || async {
         let (errors, rate) = rig.front_end_errors(2.0).await;
         (rate > 5.0 && errors == 0.0).then_some(())
     })
@@ -295,7 +312,7 @@ async fn scenario(
 
     cat.set_image(BROKEN).await.unwrap();
     // The test's own measurement: catalogue's broken build hurts front-end.
-    let (peak, _) = eventually(30, "front-end errors from the broken catalogue", || async {
+    let (peak, _) = until(30, "front-end errors from the broken catalogue", &[&front_end, &catalogue], || async {
         let (errors, rate) = rig.front_end_errors(2.0).await;
         (errors > 50.0).then_some((errors, rate))
     })
@@ -303,11 +320,11 @@ async fn scenario(
     println!("front-end error rate with the broken catalogue: {peak:.1} %");
 
     // Catalogue's own sidecar rolls back, because front-end's sidecar asked it (catalogue watches nothing itself).
-    let rollback = eventually(120, "catalogue rolled back by its sidecar", || async {
+    let rollback = until(120, "catalogue rolled back by its sidecar", &[&front_end, &catalogue], || async {
         let h = cat.history().await.unwrap();
         h.iter()
             .skip(cat_revisions)
-            .find(|r| r.cause == "rollback" && r.image == GOOD)
+            .find(|r| r.is_rollback() && r.image == GOOD)
             .cloned()
     })
     .await;
@@ -318,7 +335,7 @@ async fn scenario(
     );
 
     // Front-end's re-check passes: its error rate, measured by the runtime, is back under the objective.
-    eventually(60, "front-end healthy again", || async {
+    until(60, "front-end healthy again", &[&front_end, &catalogue], || async {
         let (errors, rate) = rig.front_end_errors(2.0).await;
         (rate > 5.0 && errors < ERROR_SLO).then_some(())
     })
@@ -405,6 +422,21 @@ fn check_peer_path(reports: &[ReportBody], fe_log: &str, cat_log: &str) {
         served.iter().any(|l| l.contains("\"outcome\":\"acted\"")),
         "catalogue's audit log: {served:#?}\n{cat_log}"
     );
+    // What each side did, for the test's output.
+    for r in reports {
+        println!("front-end report: {:?}: {}", r.status, r.message);
+    }
+    for l in &served {
+        println!("catalogue served: {l}");
+    }
+    let calls: Vec<&str> = cat_log
+        .lines()
+        .filter(|l| l.contains("Host call.") && l.contains("\"call\":\""))
+        .collect();
+    println!("catalogue's host calls: {}", calls.len());
+    for l in &calls {
+        println!("  {l}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
