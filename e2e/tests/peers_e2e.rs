@@ -258,6 +258,28 @@ async fn wait_for_announcements(rig: &Rig, sidecars: &[&Sidecar]) {
     }
 }
 
+/// Waits for a heartbeat of front-end's sidecar, sent after `since_ms`, saying its last health check passed.
+async fn front_end_check_passes(rig: &Rig, since_ms: u64, sidecars: &[&Sidecar]) {
+    let mut sub = rig.bus.subscribe(&Address::Broadcast).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, sub.next()).await else {
+            let logs: Vec<String> = sidecars.iter().map(|s| s.tail(40)).collect();
+            panic!(
+                "front-end's sidecar reported no passing health check within 60 s of the rollback:\n{}",
+                logs.join("\n---\n")
+            );
+        };
+        let passed = matches!(&d.envelope.body, Body::Heartbeat(h)
+            if h.component == name("front-end") && h.healthy == Some(true))
+            && d.envelope.sent_at_ms > since_ms;
+        d.ack().await.ok();
+        if passed {
+            return;
+        }
+    }
+}
+
 /// The scenario, with `front_end_args` choosing front-end's planner. Returns front-end's reports (to the manager
 /// address, which nobody else reads) and the two sidecars' logs.
 async fn scenario(
@@ -302,31 +324,47 @@ async fn scenario(
     let load = traffic(rig.rt.addr("front-end").unwrap());
     let fe = rig.rt.cluster("front-end").unwrap();
     let cat = rig.rt.cluster("catalogue").unwrap();
-    until(30, "healthy front-end traffic", &[&front_end, &catalogue], || async {
-        let (errors, rate) = rig.front_end_errors(2.0).await;
-        (rate > 5.0 && errors == 0.0).then_some(())
-    })
+    until(
+        30,
+        "healthy front-end traffic",
+        &[&front_end, &catalogue],
+        || async {
+            let (errors, rate) = rig.front_end_errors(2.0).await;
+            (rate > 5.0 && errors == 0.0).then_some(())
+        },
+    )
     .await;
     let fe_before = (fe.history().await.unwrap(), fe.status().await.unwrap());
     let cat_revisions = cat.history().await.unwrap().len();
 
     cat.set_image(BROKEN).await.unwrap();
-    // The test's own measurement: catalogue's broken build hurts front-end.
-    let (peak, _) = until(30, "front-end errors from the broken catalogue", &[&front_end, &catalogue], || async {
-        let (errors, rate) = rig.front_end_errors(2.0).await;
-        (errors > 50.0).then_some((errors, rate))
-    })
+    let t_broken = std::time::Instant::now();
+    // The test's own measurement: catalogue's broken build hurts front-end. (Over the objective, not a higher
+    // figure: the sidecars may fix it within a second or two, and the test must not miss the symptom.)
+    until(
+        30,
+        "front-end errors from the broken catalogue",
+        &[&front_end, &catalogue],
+        || async {
+            let (errors, _) = rig.front_end_errors(2.0).await;
+            (errors > ERROR_SLO).then_some(())
+        },
+    )
     .await;
-    println!("front-end error rate with the broken catalogue: {peak:.1} %");
 
     // Catalogue's own sidecar rolls back, because front-end's sidecar asked it (catalogue watches nothing itself).
-    let rollback = until(120, "catalogue rolled back by its sidecar", &[&front_end, &catalogue], || async {
-        let h = cat.history().await.unwrap();
-        h.iter()
-            .skip(cat_revisions)
-            .find(|r| r.is_rollback() && r.image == GOOD)
-            .cloned()
-    })
+    let rollback = until(
+        120,
+        "catalogue rolled back by its sidecar",
+        &[&front_end, &catalogue],
+        || async {
+            let h = cat.history().await.unwrap();
+            h.iter()
+                .skip(cat_revisions)
+                .find(|r| r.is_rollback() && r.image == GOOD)
+                .cloned()
+        },
+    )
     .await;
     let t_rollback = std::time::Instant::now();
     println!(
@@ -335,14 +373,30 @@ async fn scenario(
     );
 
     // Front-end's re-check passes: its error rate, measured by the runtime, is back under the objective.
-    until(60, "front-end healthy again", &[&front_end, &catalogue], || async {
-        let (errors, rate) = rig.front_end_errors(2.0).await;
-        (rate > 5.0 && errors < ERROR_SLO).then_some(())
-    })
+    until(
+        60,
+        "front-end healthy again",
+        &[&front_end, &catalogue],
+        || async {
+            let (errors, rate) = rig.front_end_errors(2.0).await;
+            (rate > 5.0 && errors < ERROR_SLO).then_some(())
+        },
+    )
     .await;
     println!(
         "front-end under {ERROR_SLO} % errors {:.1} s after the rollback",
         t_rollback.elapsed().as_secs_f64()
+    );
+    // Front-end's own sidecar agrees: a health check of its watcher after the rollback passes (its heartbeats carry
+    // the last check's result).
+    front_end_check_passes(rig, rollback.created_at_ms, &[&front_end, &catalogue]).await;
+    // The whole incident as the runtime measured it at front-end: well over the objective.
+    let incident = t_broken.elapsed().as_secs_f64();
+    let (errors, _) = rig.front_end_errors(incident).await;
+    println!("front-end error rate over the {incident:.1} s since catalogue broke: {errors:.1} %");
+    assert!(
+        errors > ERROR_SLO,
+        "front-end's errors during the incident: {errors:.1} %"
     );
 
     // Front-end's sidecar changed nothing of its own component: the cause was not there.
@@ -382,6 +436,20 @@ async fn scenario(
         }
     }
     load.abort();
+    // Catalogue changed once, by its own sidecar: the rollback (a second ask, if any, was declined).
+    let changes: Vec<String> = cat
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .skip(cat_revisions + 1)
+        .map(|r| r.cause.clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [rollback.cause.clone()],
+        "catalogue's revisions after the broken build"
+    );
     let logs = (front_end.log(), catalogue.log());
     drop(front_end);
     drop(catalogue);
@@ -422,20 +490,21 @@ fn check_peer_path(reports: &[ReportBody], fe_log: &str, cat_log: &str) {
         served.iter().any(|l| l.contains("\"outcome\":\"acted\"")),
         "catalogue's audit log: {served:#?}\n{cat_log}"
     );
+    // Catalogue's sidecar made exactly one mutating host call, the rollback (JSON audit lines of its programs).
+    let mutating: Vec<String> = cat_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "Host call.")
+        .filter_map(|v| v["fields"]["call"].as_str().map(str::to_owned))
+        .filter(|c| acv_protocol::MUTATING_CALLS.contains(&c.as_str()))
+        .collect();
+    assert_eq!(mutating, ["rollback"], "catalogue's mutating host calls");
     // What each side did, for the test's output.
     for r in reports {
         println!("front-end report: {:?}: {}", r.status, r.message);
     }
     for l in &served {
         println!("catalogue served: {l}");
-    }
-    let calls: Vec<&str> = cat_log
-        .lines()
-        .filter(|l| l.contains("Host call.") && l.contains("\"call\":\""))
-        .collect();
-    println!("catalogue's host calls: {}", calls.len());
-    for l in &calls {
-        println!("  {l}");
     }
 }
 
