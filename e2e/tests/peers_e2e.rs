@@ -21,7 +21,7 @@ use acv_cluster::Cluster;
 use acv_e2e::load::{self, Call, LoadSpec, Profile};
 use acv_llm::testserver::{Reply, ScriptedServer};
 use acv_pki::{DevCa, Identity, Validity};
-use acv_protocol::{Address, Body, ComponentName, ReportBody, RootCause};
+use acv_protocol::{Address, Body, ComponentName, MetricsSnapshot, ReportBody, RootCause};
 use acv_runtime::LocalRuntime;
 use common::shop_spec;
 
@@ -29,9 +29,43 @@ use common::shop_spec;
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const GOOD: &str = "weaveworksdemos/catalogue:0.3.5";
-const BROKEN: &str = "weaveworksdemos/catalogue:errors";
 /// The error-rate objective both sidecars watch, percent.
 const ERROR_SLO: f64 = 5.0;
+/// The P99 objective both sidecars watch (the sidecar's default), ms.
+const P99_SLO: f64 = 200.0;
+
+/// Catalogue's broken build, and what it does to front-end.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `:errors`: 500 on every business route.
+    Errors,
+    /// `:slow`: +300 ms per request.
+    Slow,
+}
+
+impl Fault {
+    fn image(self) -> &'static str {
+        match self {
+            Fault::Errors => "weaveworksdemos/catalogue:errors",
+            Fault::Slow => "weaveworksdemos/catalogue:slow",
+        }
+    }
+
+    /// The figure of front-end's that this fault breaks (error rate % or P99 ms), and its objective.
+    fn symptom(self, m: &MetricsSnapshot) -> (f64, f64) {
+        match self {
+            Fault::Errors => (m.error_rate_percent.unwrap_or(0.0), ERROR_SLO),
+            Fault::Slow => (m.p99_ms.unwrap_or(0.0), P99_SLO),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Fault::Errors => "% errors",
+            Fault::Slow => "ms P99",
+        }
+    }
+}
 
 fn name(s: &str) -> ComponentName {
     ComponentName::new(s).unwrap()
@@ -173,10 +207,17 @@ impl Rig {
         )]
     }
 
-    /// Error rate (percent) and request rate of front-end over the last `secs`, as the runtime measures them.
-    async fn front_end_errors(&self, secs: f64) -> (f64, f64) {
-        let m = self.rt.cluster("front-end").unwrap().metrics(secs).await.unwrap();
-        (m.error_rate_percent.unwrap_or(0.0), m.request_rate.unwrap_or(0.0))
+    /// Front-end's metrics over the last `secs`, as the runtime measures them.
+    async fn front_end(&self, secs: f64) -> MetricsSnapshot {
+        self.rt.cluster("front-end").unwrap().metrics(secs).await.unwrap()
+    }
+
+    /// Front-end serves traffic within both objectives over the last `secs`.
+    async fn front_end_healthy(&self, secs: f64) -> bool {
+        let m = self.front_end(secs).await;
+        m.request_rate.unwrap_or(0.0) > 5.0
+            && m.error_rate_percent.unwrap_or(100.0) < ERROR_SLO
+            && m.p99_ms.is_some_and(|p| p < P99_SLO)
     }
 
     async fn stop(self) {
@@ -284,6 +325,7 @@ async fn front_end_check_passes(rig: &Rig, since_ms: u64, sidecars: &[&Sidecar])
 /// address, which nobody else reads) and the two sidecars' logs.
 async fn scenario(
     rig: &Rig,
+    fault: Fault,
     front_end_args: &[String],
     front_end_env: &[(String, String)],
 ) -> (Vec<ReportBody>, String, String) {
@@ -328,26 +370,23 @@ async fn scenario(
         30,
         "healthy front-end traffic",
         &[&front_end, &catalogue],
-        || async {
-            let (errors, rate) = rig.front_end_errors(2.0).await;
-            (rate > 5.0 && errors == 0.0).then_some(())
-        },
+        || async { rig.front_end_healthy(2.0).await.then_some(()) },
     )
     .await;
     let fe_before = (fe.history().await.unwrap(), fe.status().await.unwrap());
     let cat_revisions = cat.history().await.unwrap().len();
 
-    cat.set_image(BROKEN).await.unwrap();
+    cat.set_image(fault.image()).await.unwrap();
     let t_broken = std::time::Instant::now();
     // The test's own measurement: catalogue's broken build hurts front-end. (Over the objective, not a higher
     // figure: the sidecars may fix it within a second or two, and the test must not miss the symptom.)
     until(
         30,
-        "front-end errors from the broken catalogue",
+        "front-end hurt by the broken catalogue",
         &[&front_end, &catalogue],
         || async {
-            let (errors, _) = rig.front_end_errors(2.0).await;
-            (errors > ERROR_SLO).then_some(())
+            let (value, objective) = fault.symptom(&rig.front_end(2.0).await);
+            (value > objective).then_some(())
         },
     )
     .await;
@@ -372,19 +411,16 @@ async fn scenario(
         rollback.revision, rollback.image
     );
 
-    // Front-end's re-check passes: its error rate, measured by the runtime, is back under the objective.
+    // Front-end's re-check passes: measured by the runtime, it is back within its objectives.
     until(
         60,
         "front-end healthy again",
         &[&front_end, &catalogue],
-        || async {
-            let (errors, rate) = rig.front_end_errors(2.0).await;
-            (rate > 5.0 && errors < ERROR_SLO).then_some(())
-        },
+        || async { rig.front_end_healthy(2.0).await.then_some(()) },
     )
     .await;
     println!(
-        "front-end under {ERROR_SLO} % errors {:.1} s after the rollback",
+        "front-end within its objectives {:.1} s after the rollback",
         t_rollback.elapsed().as_secs_f64()
     );
     // Front-end's own sidecar agrees: a health check of its watcher after the rollback passes (its heartbeats carry
@@ -392,11 +428,12 @@ async fn scenario(
     front_end_check_passes(rig, rollback.created_at_ms, &[&front_end, &catalogue]).await;
     // The whole incident as the runtime measured it at front-end: well over the objective.
     let incident = t_broken.elapsed().as_secs_f64();
-    let (errors, _) = rig.front_end_errors(incident).await;
-    println!("front-end error rate over the {incident:.1} s since catalogue broke: {errors:.1} %");
+    let (value, objective) = fault.symptom(&rig.front_end(incident).await);
+    let unit = fault.unit();
+    println!("front-end over the {incident:.1} s since catalogue broke ({fault:?}): {value:.1} {unit}");
     assert!(
-        errors > ERROR_SLO,
-        "front-end's errors during the incident: {errors:.1} %"
+        value > objective,
+        "front-end during the incident: {value:.1} {unit}, objective {objective}"
     );
 
     // Front-end's sidecar changed nothing of its own component: the cause was not there.
@@ -512,7 +549,18 @@ fn check_peer_path(reports: &[ReportBody], fe_log: &str, cat_log: &str) {
 async fn rules_front_end_asks_catalogue_which_rolls_back() {
     let _turn = TURN.lock().await;
     let rig = Rig::start().await;
-    let (reports, fe_log, cat_log) = scenario(&rig, &["--planner".into(), "rules".into()], &[]).await;
+    let (reports, fe_log, cat_log) =
+        scenario(&rig, Fault::Errors, &["--planner".into(), "rules".into()], &[]).await;
+    check_peer_path(&reports, &fe_log, &cat_log);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_front_end_asks_slow_catalogue_which_rolls_back() {
+    let _turn = TURN.lock().await;
+    let rig = Rig::start().await;
+    let (reports, fe_log, cat_log) =
+        scenario(&rig, Fault::Slow, &["--planner".into(), "rules".into()], &[]).await;
     check_peer_path(&reports, &fe_log, &cat_log);
     rig.stop().await;
 }
@@ -545,7 +593,8 @@ async fn llm_front_end_asks_catalogue_which_rolls_back() {
         ("ACV_LLM_BASE_URL".to_owned(), server.base_url()),
     ];
     let rig = Rig::start().await;
-    let (reports, fe_log, cat_log) = scenario(&rig, &["--planner".into(), "llm".into()], &env).await;
+    let (reports, fe_log, cat_log) =
+        scenario(&rig, Fault::Errors, &["--planner".into(), "llm".into()], &env).await;
     check_peer_path(&reports, &fe_log, &cat_log);
     // The model was told what the rules know: how to ask a peer, and front-end's calls to catalogue.
     let first = &server.requests()[0].body;
