@@ -144,6 +144,25 @@ impl Sidecar {
         }
     }
 
+    /// The admin server's address, from its "Admin server listening." log line.
+    fn admin_addr(&self) -> Option<SocketAddr> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "Admin server listening.")
+            .and_then(|v| v["fields"]["addr"].as_str()?.parse().ok())
+    }
+
+    /// The value of the first sample of `metric` whose labels include all of `labels` (Prometheus text format).
+    async fn metric(&self, metric: &str, labels: &[&str]) -> Option<f64> {
+        let addr = self.admin_addr()?;
+        let (status, text) = common::get(addr, "/metrics").await;
+        assert_eq!(status, 200, "{}'s /metrics", self.log.display());
+        text.lines()
+            .filter(|l| l.starts_with(metric) && labels.iter().all(|lb| l.contains(lb)))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -473,6 +492,21 @@ async fn scenario(
         }
     }
     load.abort();
+    // Both sides counted the call in their own metrics (the asker also its round trip).
+    let counted = (
+        front_end
+            .metric("acv_peer_calls_total", &["side=\"client\"", "outcome=\"acted\""])
+            .await,
+        front_end.metric("acv_peer_round_trip_seconds_count", &[]).await,
+        catalogue
+            .metric("acv_peer_calls_total", &["side=\"server\"", "outcome=\"acted\""])
+            .await,
+    );
+    println!("peer calls acted (front-end, round trips, catalogue): {counted:?}");
+    assert!(
+        counted.0 >= Some(1.0) && counted.1 >= Some(1.0) && counted.2 >= Some(1.0),
+        "peer call metrics (front-end client acted, front-end round trips, catalogue server acted): {counted:?}"
+    );
     // Catalogue changed once, by its own sidecar: the rollback (a second ask, if any, was declined).
     let changes: Vec<String> = cat
         .history()
