@@ -118,6 +118,14 @@ pub struct Revision {
     pub limits: ResourceLimits,
     /// When it was created, ms since the Unix epoch.
     pub created_at_ms: u64,
-    /// What created it (`set_image`, `set_env`, `rollback`, …).
+    /// What created it (`set_image <image>`, `set_env <key>`, `rollback to revision <n>`, …).
     pub cause: String,
+}
+
+impl Revision {
+    /// Whether this revision was made by a rollback (both backends write `rollback to revision <n>`; a bare
+    /// `rollback` is accepted too).
+    pub fn is_rollback(&self) -> bool {
+        self.cause == "rollback" || self.cause.starts_with("rollback ")
+    }
 }

@@ -141,7 +141,7 @@ def main():
         if len(h) < 2:
             raise HostError("not_found", "nothing to roll back to")
         prev = h[-2]
-        return new_revision("rollback", image=prev["image"], env=dict(prev["env"]), limits=dict(prev["limits"]))
+        return new_revision("rollback to revision %d" % prev["revision"], image=prev["image"], env=dict(prev["env"]), limits=dict(prev["limits"]))
 
     @host("report")
     def report(status, message):

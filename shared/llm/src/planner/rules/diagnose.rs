@@ -76,7 +76,7 @@ fn now_ms(obs: &Observation) -> u64 {
 
 /// A change between two revisions that can break a service: image, env, or a lower limit.
 fn release(prev: &Revision, cur: &Revision) -> Option<String> {
-    if cur.cause == "rollback" {
+    if cur.is_rollback() {
         return None;
     }
     let mut what = Vec::new();
@@ -378,4 +378,49 @@ pub fn cpu_objective(objectives: &[Objective], default: f64) -> f64 {
         .iter()
         .find(|o| o.metric == SloMetric::CpuPercentOfLimit)
         .map_or(default, |o| o.threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use acv_protocol::ResourceLimits;
+
+    use super::*;
+
+    fn revision(n: u64, image: &str, cause: &str, at_ms: u64) -> Revision {
+        Revision {
+            revision: n,
+            image: image.into(),
+            env: Default::default(),
+            limits: ResourceLimits {
+                cpu_millis: 500,
+                memory_mib: 512,
+            },
+            created_at_ms: at_ms,
+            cause: cause.into(),
+        }
+    }
+
+    fn findings(history: Vec<Revision>, now: u64) -> Findings {
+        Findings::of(&Observation {
+            status: None,
+            metrics: None,
+            history,
+            baseline: None,
+            at_ms: now,
+        })
+    }
+
+    #[test]
+    fn a_rollback_is_not_a_release() {
+        let now = 1_000_000;
+        let good = revision(1, "c:0.3.5", "create", 1);
+        let bad = revision(2, "c:errors", "set_image c:errors", now - 20_000);
+        let f = findings(vec![good.clone(), bad.clone()], now);
+        assert_eq!(f.change.map(|c| c.revision), Some(2), "a new image is a release");
+        // What both backends write for a rollback: its image change is the cure, not a new cause (and rolling
+        // "back" again would return to the broken build).
+        let back = revision(3, "c:0.3.5", "rollback to revision 1", now - 5_000);
+        assert!(back.is_rollback());
+        assert_eq!(findings(vec![good, bad, back], now).change, None);
+    }
 }
