@@ -221,7 +221,19 @@ async fn p99_of_catalogue(transport: Transport) {
         own_before.p99_ms.unwrap_or(0.0),
         after.p99_ms.unwrap_or(0.0)
     );
-    assert!(n > 1, "catalogue was scaled out: {n} replica(s)");
+    // The heavier build is a recent change, so rolling it back is as good a fix as scaling out (the rules
+    // planner's diagnosis prefers it); either way catalogue must have been changed by its sidecar.
+    let rolled_back = stack
+        .cluster("catalogue")
+        .history()
+        .await
+        .unwrap()
+        .last()
+        .is_some_and(acv_protocol::Revision::is_rollback);
+    assert!(
+        n > 1 || rolled_back,
+        "catalogue was neither scaled out nor rolled back: {n} replica(s)"
+    );
     assert!(
         after.p99_ms.is_some_and(|v| v < 300.0) && after.ok > 0,
         "load generator after the goal: {after:?}"

@@ -77,16 +77,7 @@ fn name(s: &str) -> ComponentName {
 /// --workspace` (what `make test` runs) builds it with the same features as everything else before any test runs.
 /// Tests never build: without it (`cargo test -p acv-e2e` alone) the test says how to get it.
 fn sidecar_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_acv-shop"))
-        .parent()
-        .expect("a binary has a directory")
-        .join("acv-sidecar");
-    assert!(
-        bin.is_file(),
-        "{} missing: run the tests with `cargo test --workspace` (or `cargo build --workspace --bins` first)",
-        bin.display()
-    );
-    bin
+    common::workspace_bin("acv-sidecar")
 }
 
 /// A development CA and certificates for `components` in a fresh temp dir, as `acv-certs` writes them.

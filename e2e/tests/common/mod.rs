@@ -156,33 +156,19 @@ pub fn assert_p99_agrees(what: &str, server_p99_ms: f64, client: &acv_e2e::load:
 
 /// A binary of another workspace package (`acv-sidecar`, `acv-manager`, `acvctl`), found next to this package's
 /// own binaries: Cargo names only a package's own binaries to its tests. `cargo test --workspace` (what `make test`
-/// runs) has built them already; a test run on its own builds them once with `cargo build --workspace --bins` —
-/// the whole workspace, so dependencies keep the features of the test build instead of being rebuilt.
+/// runs) builds them; a test run alone (`cargo test --workspace --test NAME`) does not rebuild them, so build
+/// everything first with `cargo test --workspace --locked --no-run`. Tests never run Cargo themselves: a build
+/// with other flags would change the dependencies' features and rebuild half the workspace.
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_acv-shop"))
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_acv-shop"))
         .parent()
         .expect("acv-shop has a directory")
-        .to_path_buf();
-    let path = dir.join(name);
-    if !path.is_file() {
-        let built = BUILT.get_or_init(|| {
-            let target = dir.parent().expect("the target directory").to_path_buf();
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--locked", "--workspace", "--bins"])
-                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-                .env("CARGO_TARGET_DIR", target)
-                .status();
-            match status {
-                Ok(s) if s.success() => Ok(()),
-                Ok(s) => Err(format!("cargo build --workspace --bins failed: {s}")),
-                Err(e) => Err(format!("cannot run cargo: {e}")),
-            }
-        });
-        if let Err(e) = built {
-            panic!("{name} is missing and could not be built: {e}");
-        }
-    }
-    assert!(path.is_file(), "{} missing", path.display());
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run the tests with `cargo test --workspace` (or `cargo test --workspace --locked --no-run` \
+         first)",
+        path.display()
+    );
     path
 }

@@ -210,7 +210,16 @@ impl Engine {
             let expired = now >= s.deadline_ms;
             if goal_over {
                 s.state = SubtaskState::TimedOut;
-                s.message = "the goal's deadline passed before an answer".into();
+                s.message = if live {
+                    "the goal's deadline passed before an answer".into()
+                } else {
+                    format!(
+                        "the goal's deadline passed before an answer, and the sidecar of {} is not live (no \
+                         heartbeat within {}s)",
+                        s.component,
+                        self.config.liveness.as_secs()
+                    )
+                };
             } else {
                 match s.state {
                     SubtaskState::Pending if live => events.push(self.send(&g, &mut s, now).await?),
