@@ -135,10 +135,10 @@ impl Stack {
                 runtime_api = Some(a.parse().expect("api address"));
             } else if line.starts_with("all services ready") {
                 break;
-            } else if let Some((name, url)) = line.split_once(" http://") {
-                if let Ok(a) = url.trim().parse() {
-                    addrs.insert(name.trim().to_owned(), a);
-                }
+            } else if let Some((name, url)) = line.split_once(" http://")
+                && let Ok(a) = url.trim().parse()
+            {
+                addrs.insert(name.trim().to_owned(), a);
             }
         }
         let namespace = format!("acv-mgr-{}", uuid::Uuid::new_v4().simple());
