@@ -81,7 +81,16 @@ for b in "${WANT[@]}"; do
     amqp)
       log "starting RabbitMQ"
       # Without systemd (containers, CI) the package's service is not running; start the node detached.
-      as_root rabbitmq-server -detached || true
+      # RabbitMQ's connection limit follows its file descriptor limit (the soft limit of 1024 that `su` leaves
+      # allows only ~830 sockets) and acv opens a connection per subscription: raise it to the hard limit in the
+      # broker's own shell (Debian's layout), else start it the plain way.
+      if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && id rabbitmq >/dev/null 2>&1; then
+        as_root sh -c 'cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c \
+          "ulimit -n \$(ulimit -Hn) 2>/dev/null; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached"' \
+          || as_root rabbitmq-server -detached || true
+      else
+        as_root rabbitmq-server -detached || true
+      fi
       if [ "$MODE" = dry ]; then continue; fi
       wait_port RabbitMQ "$port" 90
       # A listening port is not enough: wait until the broker accepts AMQP (the boot finishes after the listener).

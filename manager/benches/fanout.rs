@@ -176,14 +176,30 @@ async fn measure(
         .map(|i| ComponentName::new(format!("sim-{i:04}")))
         .collect::<Result<_, _>>()?;
     let started = Instant::now();
-    for n in &names {
+    for (i, n) in names.iter().enumerate() {
         sim_sidecar(bus.clone(), n.clone(), delivered.clone()).await?;
+        if (i + 1) % 200 == 0 {
+            eprintln!(
+                "{:<6} {} sidecars subscribed after {:.1}s",
+                transport.as_str(),
+                i + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     let mut announced = Instant::now();
     loop {
         let known = engine.registry().read().await.known();
         if known.len() >= sidecars {
             break;
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "{:<6} {} of {sidecars} sidecars known after {:.1}s",
+                transport.as_str(),
+                known.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
         if announced.elapsed() > Duration::from_secs(2) {
             for n in names.iter().filter(|n| !known.contains(n)) {
