@@ -9,6 +9,7 @@
 //! | `GET /v1/goals/{id}/events` | the goal's events as Server-Sent Events (`Last-Event-ID` or `?after=` resume); the stream ends after the final state |
 //! | `GET /v1/agents` | the registry with liveness |
 //! | `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/{id}` | tasks sent through the manager, recorded with their reports |
+//! | `/dashboard/`, `/v1/series`, `/v1/dashboard/events` | the operator dashboard ([`crate::dashboard`]) |
 //!
 //! With a token configured every `/v1` request needs `Authorization: Bearer TOKEN`; `acv-manager serve` refuses to
 //! bind beyond loopback without one. Errors are `{"error": KIND, "message": TEXT}`.
@@ -131,7 +132,7 @@ impl From<StoreError> for ApiError {
 /// The API router over an engine; `token` protects every route when set.
 pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
     let api = Api {
-        engine,
+        engine: engine.clone(),
         token: token.map(Into::into),
     };
     Router::new()
@@ -142,8 +143,10 @@ pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
         .route("/v1/agents", get(agents))
         .route("/v1/tasks", post(send_task).get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
-        .layer(middleware::from_fn_with_state(api.clone(), auth))
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(crate::dashboard::api(engine, crate::dashboard::SeriesConfig::default()))
+        .layer(middleware::from_fn_with_state(api, auth))
+        .merge(crate::dashboard::pages())
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {

@@ -153,3 +153,29 @@ pub fn assert_p99_agrees(what: &str, server_p99_ms: f64, client: &acv_e2e::load:
          (tolerance {tol_ms:.1} ms)"
     );
 }
+
+/// A sidecar's task handler as the tests run it in-process: the rules planner, the shared dev sandbox (Python steps
+/// in wasmtime), `cluster` as its own component's backend, no peers, default limits and SLOs, `mode` for mutating
+/// calls.
+pub fn rules_handler(
+    cluster: std::sync::Arc<dyn acv_cluster::Cluster>,
+    mode: acv_sandbox::SafetyMode,
+) -> acv_sidecar::handler::PlanningHandler {
+    use std::sync::Arc;
+    acv_sidecar::handler::PlanningHandler {
+        planner: Arc::new(acv_llm::RulesPlanner::new()),
+        sandbox: Arc::new(acv_sandbox::LazySandbox::preloaded(
+            acv_sandbox::dev::shared_sandbox().expect("the dev sandbox loads (make guest)"),
+        )),
+        cluster: cluster.clone(),
+        caps: Arc::new(acv_sidecar::caps::ClusterCaps::new(
+            cluster,
+            Arc::new(acv_sidecar::caps::NoPeers),
+        )),
+        mode,
+        limits: acv_sandbox::Limits::default(),
+        slo: acv_protocol::SloPolicy::default(),
+        max_turns: 8,
+        settle: Duration::from_secs(2),
+    }
+}

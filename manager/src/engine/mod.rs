@@ -166,6 +166,11 @@ impl Engine {
         &self.registry
     }
 
+    /// How the engine measures components (the dashboard samples through it too).
+    pub fn measurer(&self) -> &Arc<dyn Measurer> {
+        &self.measurer
+    }
+
     /// The liveness window.
     pub fn liveness(&self) -> Duration {
         self.config.liveness
