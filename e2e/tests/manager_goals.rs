@@ -63,6 +63,8 @@ async fn cpu_goal_is_achieved_on(transport: Transport) {
         slo: SloPolicy::default(),
         max_turns: 8,
         settle: Duration::from_secs(2),
+        audit: acv_sidecar::audit::AuditLog::disabled(),
+        approval_timeout: Duration::from_secs(900),
     };
     let stop = CancellationToken::new();
     let agent = Agent::new(

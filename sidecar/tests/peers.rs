@@ -499,6 +499,8 @@ fn planning(cluster: Arc<FakeCluster>, mode: SafetyMode) -> Arc<dyn TaskHandler>
         slo: SloPolicy::default(),
         max_turns: 6,
         settle: Duration::from_millis(10),
+        audit: acv_sidecar::audit::AuditLog::disabled(),
+        approval_timeout: Duration::from_secs(900),
     })
 }
 

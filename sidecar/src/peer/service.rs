@@ -498,6 +498,15 @@ impl TaskHandler for SerialHandler {
         self.inner.mitigate(component, work_id, violations).await
     }
 
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &acv_sandbox::HostCall,
+    ) -> Result<serde_json::Value, acv_sandbox::HostError> {
+        let _work = self.work.lock().await;
+        self.inner.execute_approved(component, call).await
+    }
+
     fn planner_name(&self) -> String {
         self.inner.planner_name()
     }
