@@ -77,7 +77,7 @@ fn request(id: &str, expires_in_ms: u64) -> ApprovalRequest {
 }
 
 impl Rig {
-    async fn from_sidecar(&self, body: Body) {
+    async fn send_as_sidecar(&self, body: Body) {
         let env = Envelope::new(
             uuid::Uuid::new_v4().to_string(),
             Address::Component(c("catalogue")),
@@ -137,13 +137,14 @@ fn text(o: &std::process::Output) -> String {
 async fn approvals_are_decided_once_and_reach_the_sidecar() {
     let mut rig = rig().await;
     let http = reqwest::Client::new();
-    rig.from_sidecar(Body::ApprovalRequest(request("a1", 60_000)))
+    rig.send_as_sidecar(Body::ApprovalRequest(request("a1", 60_000)))
         .await;
-    rig.from_sidecar(Body::ApprovalRequest(request("a1", 60_000)))
+    rig.send_as_sidecar(Body::ApprovalRequest(request("a1", 60_000)))
         .await; // redelivered
-    rig.from_sidecar(Body::ApprovalRequest(request("a2", 60_000)))
+    rig.send_as_sidecar(Body::ApprovalRequest(request("a2", 60_000)))
         .await;
-    rig.from_sidecar(Body::ApprovalRequest(request("a3", 300))).await;
+    rig.send_as_sidecar(Body::ApprovalRequest(request("a3", 300)))
+        .await;
     rig.state_is("a2", ApprovalState::Pending).await;
 
     // Listed with the program that wanted it, RFC 3339 times.
@@ -227,7 +228,7 @@ async fn approvals_are_decided_once_and_reach_the_sidecar() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // The sidecar's result closes it.
-    rig.from_sidecar(Body::ApprovalResult(ApprovalResult {
+    rig.send_as_sidecar(Body::ApprovalResult(ApprovalResult {
         id: "a1".into(),
         component: c("catalogue"),
         state: ApprovalState::Executed,
@@ -358,8 +359,8 @@ async fn audit_batches_are_stored_once_and_episodes_derived() {
         component: c("catalogue"),
         records,
     };
-    rig.from_sidecar(Body::Audit(batch.clone())).await;
-    rig.from_sidecar(Body::Audit(batch)).await; // sent again after a lost ack
+    rig.send_as_sidecar(Body::Audit(batch.clone())).await;
+    rig.send_as_sidecar(Body::Audit(batch)).await; // sent again after a lost ack
     let store = rig.store.clone();
     wait_until("audit stored", move || {
         let store = store.clone();

@@ -174,7 +174,11 @@ impl AuditLog {
                     .take(MAX_AUDIT_BATCH)
                     .map(|(_, r)| r.clone())
                     .collect();
-                let last = b.records.iter().take(MAX_AUDIT_BATCH).last().map(|(s, _)| *s);
+                let last = batch
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| b.records.get(i))
+                    .map(|(s, _)| *s);
                 (batch, last)
             };
             let Some(last_seq) = last_seq else { return Ok(sent) };
