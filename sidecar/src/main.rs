@@ -102,6 +102,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
             slo: config.slo(),
             window_secs: config.watch_window_secs,
             mode: config.mode,
+            audit: audit.clone(),
         });
         let service = PeerService::new(
             config.component.clone(),

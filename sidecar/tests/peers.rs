@@ -200,6 +200,7 @@ fn maintainer(cluster: Arc<FakeCluster>, handler: Arc<dyn TaskHandler>, mode: Sa
         slo: SloPolicy::default(),
         window_secs: 10.0,
         mode,
+        audit: acv_sidecar::audit::AuditLog::disabled(),
     }
 }
 
