@@ -40,7 +40,7 @@ use acv_sidecar::{
 use tokio_util::sync::CancellationToken;
 
 /// How long a queued call waits for a decision in this test.
-const APPROVAL_TIMEOUT: Duration = Duration::from_secs(10);
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn catalogue() -> ComponentName {
     ComponentName::new("catalogue").unwrap()

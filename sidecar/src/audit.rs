@@ -239,9 +239,82 @@ impl AuditLog {
 
 #[cfg(test)]
 mod tests {
-    use acv_bus::memory::MemoryBus;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use acv_bus::{DeadLetter, Subscription, Transport, memory::MemoryBus};
 
     use super::*;
+
+    /// A memory bus whose publishes fail while `down` is set (a broker outage).
+    struct Flaky {
+        inner: MemoryBus,
+        down: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Bus for Flaky {
+        fn transport(&self) -> Transport {
+            self.inner.transport()
+        }
+        async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(BusError::Publish {
+                    transport: Transport::Memory,
+                    to: envelope.to.to_string(),
+                    message: "broker down (test)".into(),
+                });
+            }
+            self.inner.publish(envelope).await
+        }
+        async fn publish_raw(&self, to: &Address, payload: Vec<u8>) -> Result<(), BusError> {
+            self.inner.publish_raw(to, payload).await
+        }
+        async fn subscribe(&self, inbox: &Address) -> Result<Subscription, BusError> {
+            self.inner.subscribe(inbox).await
+        }
+        async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, BusError> {
+            self.inner.take_dead_letters(max).await
+        }
+        async fn delete_namespace(&self) -> Result<(), BusError> {
+            self.inner.delete_namespace().await
+        }
+    }
+
+    #[tokio::test]
+    async fn records_survive_an_outage_and_are_sent_after_it() {
+        let bus = Arc::new(Flaky {
+            inner: MemoryBus::new(),
+            down: AtomicBool::new(true),
+        });
+        let mut manager = bus.subscribe(&Address::Manager).await.unwrap();
+        let log = log(1_000);
+        let stop = CancellationToken::new();
+        let flusher = tokio::spawn(log.clone().run_flusher(
+            bus.clone(),
+            Duration::from_millis(20),
+            stop.clone(),
+        ));
+        for n in 0..5 {
+            log.record("e1", AuditKind::HostCall, entry(n));
+        }
+        // Several intervals pass while the broker is down: nothing is lost, nothing blocks.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(log.buffered(), 5);
+        bus.down.store(false, Ordering::SeqCst);
+        let d = tokio::time::timeout(Duration::from_secs(5), manager.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Body::Audit(batch) = &d.envelope.body else {
+            panic!("not audit")
+        };
+        assert_eq!(batch.records.len(), 5);
+        assert_eq!(batch.records[0].name.as_deref(), Some("r0"));
+        stop.cancel();
+        flusher.await.unwrap();
+        assert_eq!(log.buffered(), 0);
+    }
 
     fn log(capacity: usize) -> AuditLog {
         AuditLog::new(ComponentName::new("catalogue").unwrap(), capacity)
