@@ -369,6 +369,12 @@ async fn ops_suite(store: &dyn Store) {
     let recent = store.recent_episodes(Some(&c("orders")), 10).await.unwrap();
     assert_eq!(recent, vec![(c("orders"), "e2".to_owned())]);
 
+    assert_eq!(store.prune_audit(16).await.unwrap(), 2, "r1 and r3 are older");
+    assert_eq!(
+        ids(store.audit(&q(None, None, None, 10)).await.unwrap()),
+        ["r2", "r4"]
+    );
+
     // Goal counts (the suite left g1 and g2 in it).
     let counts = store.goal_counts().await.unwrap();
     let total: u64 = counts.iter().map(|(_, n)| n).sum();

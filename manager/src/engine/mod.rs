@@ -425,6 +425,14 @@ impl Engine {
                 tracing::debug!(id = %s.id, "Report for a closed subtask ignored (duplicate or late).");
                 return Ok(());
             }
+            if s.state == SubtaskState::Sent {
+                // Sent at `updated_ms` (the latest attempt).
+                observe(
+                    HistogramName::TaskRoundTripSeconds,
+                    &[],
+                    now.saturating_sub(s.updated_ms) as f64 / 1000.0,
+                );
+            }
             s.state = match r.status {
                 ReportStatus::Response => SubtaskState::Done,
                 ReportStatus::Issue => SubtaskState::Issue,

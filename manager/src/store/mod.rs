@@ -283,6 +283,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_audit(&self, records: &[acv_protocol::AuditRecord]) -> Result<u64, StoreError>;
     /// Audit records matching `query`, oldest first (the newest `query.limit`).
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Deletes audit records older than `before_ms`; returns how many.
+    async fn prune_audit(&self, before_ms: u64) -> Result<u64, StoreError>;
     /// The most recent episodes (by their latest record), newest first: (component, episode).
     async fn recent_episodes(
         &self,

@@ -567,6 +567,14 @@ impl Store for SqlStore {
         self.audit_sql(query).await
     }
 
+    async fn prune_audit(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit WHERE at_ms < $1")
+            .bind(to_i64(before_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn recent_episodes(
         &self,
         component: Option<&ComponentName>,
