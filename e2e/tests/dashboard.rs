@@ -24,7 +24,7 @@ use acv_manager::{
 use acv_protocol::ComponentName;
 use acv_runtime::LocalRuntime;
 use acv_sandbox::SafetyMode;
-use acv_sidecar::Agent;
+use acv_sidecar::{Agent, audit::AuditLog};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -77,7 +77,7 @@ async fn start_driver(driver: &Path) -> (Driver, String) {
         .expect("chromedriver starts");
     let driver = Driver(child);
     let url = format!("http://127.0.0.1:{port}");
-    common::eventually(30, "chromedriver answers", || async {
+    common::eventually(30, "chromedriver answers", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
     })
     .await;
@@ -150,26 +150,22 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         Err(why) => panic!("CI is set and the dashboard test cannot run: {why}"),
     };
     let catalogue = ComponentName::new("catalogue").unwrap();
+    let carts = ComponentName::new("carts").unwrap();
 
-    // The runtime's catalogue, measured through its control API.
-    let rt = Arc::new(LocalRuntime::start(common::shop_spec(&["catalogue"])).await.unwrap());
+    // The runtime's catalogue and carts, measured through its control API.
+    let rt = Arc::new(
+        LocalRuntime::start(common::shop_spec(&["catalogue", "carts"]))
+            .await
+            .unwrap(),
+    );
     rt.wait_all_ready(Duration::from_secs(30)).await.unwrap();
     let api = rt.serve_api("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let cluster: Arc<dyn Cluster> = Arc::new(RemoteCluster::new(api, catalogue.clone()).unwrap());
+    let carts_cluster: Arc<dyn Cluster> = Arc::new(RemoteCluster::new(api, carts.clone()).unwrap());
     let bus: Arc<dyn Bus> = Arc::new(acv_bus::memory::MemoryBus::new());
     let stop = CancellationToken::new();
 
-    // The sidecar: rules planner, sandbox, the runtime; no watcher of its own.
-    let handler = common::rules_handler(cluster.clone(), SafetyMode::Autonomous);
-    let agent = Agent::new(
-        catalogue.clone(),
-        bus.clone(),
-        Arc::new(handler),
-        Duration::from_millis(500),
-    );
-    let agent_task = tokio::spawn(agent.start(stop.clone()).await.unwrap());
-
-    // The manager: engine, SQLite store, API + dashboard with a token.
+    // The manager first (it must hear the sidecars register): engine, SQLite store, API + dashboard with a token.
     let dir = std::env::temp_dir().join(format!("acv-dash-{}", uuid::Uuid::new_v4().simple()));
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&dir).await.unwrap());
     let engine = Engine::new(
@@ -188,6 +184,9 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         },
     );
     let engine_task = tokio::spawn(engine.clone().run(stop.clone()));
+    // The engine subscribes to the broadcast as it starts running; on the memory bus a registration sent before that
+    // reaches nobody (the registry would then know the sidecar from its heartbeats only, planner "unknown").
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = acv_manager::api::router(engine.clone(), Some(TOKEN.into()));
@@ -197,6 +196,30 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
             .with_graceful_shutdown(server_stop.cancelled_owned())
             .await
     });
+
+    // The sidecars (rules planner, sandbox, the runtime; no watcher), their audit trails flowing to the manager:
+    // catalogue acts by itself, carts queues its mutating calls for an operator.
+    let mut agent_tasks = Vec::new();
+    for (component, component_cluster, mode) in [
+        (&catalogue, &cluster, SafetyMode::Autonomous),
+        (&carts, &carts_cluster, SafetyMode::Approve),
+    ] {
+        let audit = AuditLog::new(component.clone(), 1_000);
+        tokio::spawn(
+            audit
+                .clone()
+                .run_flusher(bus.clone(), Duration::from_millis(200), stop.clone()),
+        );
+        let handler = common::rules_handler(component_cluster.clone(), mode, audit.clone());
+        let agent = Agent::new(
+            component.clone(),
+            bus.clone(),
+            Arc::new(handler),
+            Duration::from_millis(500),
+        )
+        .with_audit(audit);
+        agent_tasks.push(tokio::spawn(agent.start(stop.clone()).await.unwrap()));
+    }
 
     // The browser: the page asks for the token, and shows the agent once signed in.
     let (_driver, webdriver) = start_driver(&driver_bin).await;
@@ -251,9 +274,31 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
     );
     let replicas = cluster.status().await.unwrap().desired_replicas;
     assert_eq!(replicas, 2, "the task's steps did not scale catalogue to 2");
+    // The same work as an episode from the audit trail: its steps, programs and host calls with their arguments.
+    let episode = until(
+        &client,
+        60,
+        "catalogue's episode with its steps and the scale call",
+        "return [...document.querySelectorAll('.episode[data-component=catalogue]')].map(e => ({
+           steps: e.querySelectorAll('.step').length,
+           programs: [...e.querySelectorAll('pre.program')].map(p => p.textContent).join('\\n'),
+           calls: [...e.querySelectorAll('.calls tr')].map(r => r.textContent) }))",
+        |v| {
+            v.as_array().is_some_and(|eps| {
+                eps.iter().any(|e| {
+                    e["calls"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|t| t.as_str().unwrap_or("").contains("scale")))
+                })
+            })
+        },
+    )
+    .await;
+    eprintln!("episodes on the page: {episode:#}");
 
     // A goal that needs work: a CPU stressor beside catalogue's pods, then the goal; the page follows it.
-    cluster
+    RemoteCluster::new(api, catalogue.clone())
+        .unwrap()
         .inject_selected(
             Fault::CpuStress {
                 workers: 1,
@@ -264,9 +309,10 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         )
         .await
         .unwrap();
-    common::eventually(60, "catalogue's CPU above 40% of its limit", || async {
+    let measured = &cluster;
+    common::eventually(60, "catalogue's CPU above 40% of its limit", || async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let cpu = cluster.metrics(3.0).await.ok()?.cpu_percent_of_limit?;
+        let cpu = measured.metrics(3.0).await.ok()?.cpu_percent_of_limit?;
         (cpu > 40.0).then_some(cpu)
     })
     .await;
@@ -321,13 +367,79 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
     )
     .await;
     eprintln!("plot: {plot}");
+
+    // Approve mode: carts' scale waits for an operator; the page lists it with its program, and clicking Approve
+    // makes the sidecar act (measured in the runtime).
+    assert_eq!(carts_cluster.status().await.unwrap().desired_replicas, 1);
+    engine
+        .send_task(carts.clone(), TASK.into(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let pending = until(
+        &client,
+        120,
+        "carts' pending scale with its program and an Approve button",
+        "const a = document.querySelector('.approval[data-call=scale]');
+         return a ? { id: a.dataset.id, program: a.querySelector('pre.program').textContent,
+                      text: a.querySelector('.row').textContent,
+                      button: !!a.querySelector('button.approve') } : null",
+        |v| v["button"] == json!(true),
+    )
+    .await;
+    assert!(
+        pending["program"].as_str().unwrap_or("").contains("scale"),
+        "the pending call's program is not shown: {pending:#}"
+    );
+    assert!(
+        pending["text"].as_str().unwrap_or("").contains("carts"),
+        "the pending call does not name carts: {pending:#}"
+    );
+    assert_eq!(
+        carts_cluster.status().await.unwrap().desired_replicas,
+        1,
+        "carts scaled before anyone approved"
+    );
+    save_screenshot(&client, "pending-approval.png").await;
+    client
+        .find(Locator::Css(".approval[data-call=scale] button.approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let carts_measured = &carts_cluster;
+    let replicas = common::eventually(60, "carts scaled to 2 after the approval", || async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = carts_measured.status().await.ok()?;
+        (s.desired_replicas == 2).then_some(s.desired_replicas)
+    })
+    .await;
+    eprintln!("carts: {replicas} replicas after the approval");
+    let decided = until(
+        &client,
+        60,
+        "the approval executed, decided by the operator",
+        &format!(
+            "const r = document.querySelector('#decided tr[data-id=\"{}\"]');
+             return r ? r.textContent : null",
+            pending["id"].as_str().unwrap()
+        ),
+        |v| v.as_str().is_some_and(|t| t.contains("executed")),
+    )
+    .await;
+    assert!(
+        decided.as_str().unwrap().contains("dashboard"),
+        "the decision does not record who made it: {decided}"
+    );
     let shot = save_screenshot(&client, "dashboard.png").await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "the screenshot is nearly empty");
 
     client.close().await.ok();
     stop.cancel();
     engine_task.await.unwrap().unwrap();
-    agent_task.await.unwrap().unwrap();
+    for agent in agent_tasks {
+        agent.await.unwrap().unwrap();
+    }
     server.await.unwrap().unwrap();
     rt.shutdown().await;
     std::fs::remove_dir_all(dir).ok();

@@ -47,7 +47,11 @@ async fn cpu_goal_is_achieved_on(transport: Transport) {
         .unwrap_or_else(|e| panic!("{transport} broker must be up: {e}"));
 
     // The sidecar: real planner, sandbox and runtime; no watcher of its own.
-    let handler = common::rules_handler(cluster.clone(), SafetyMode::Autonomous);
+    let handler = common::rules_handler(
+        cluster.clone(),
+        SafetyMode::Autonomous,
+        acv_sidecar::audit::AuditLog::disabled(),
+    );
     let stop = CancellationToken::new();
     let agent = Agent::new(
         catalogue.clone(),

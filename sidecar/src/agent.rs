@@ -8,7 +8,11 @@ use acv_protocol::{Address, Body, ComponentName, Envelope, Heartbeat, IssueBody,
 use acv_telemetry::metrics::{CounterName, count};
 use tokio_util::sync::CancellationToken;
 
-use crate::{handler::TaskHandler, policy::TaskPolicy, watch::Watcher};
+use crate::{
+    approvals::Approvals, audit::AuditLog, handler::TaskHandler, policy::TaskPolicy, watch::Watcher,
+};
+
+mod ops;
 
 /// A running sidecar agent.
 pub struct Agent {
@@ -26,6 +30,14 @@ pub struct Agent {
     peer_url: Option<String>,
     /// Who may send tasks (checked before planning).
     policy: TaskPolicy,
+    /// Where reports and approved calls are recorded.
+    audit: AuditLog,
+    /// Calls queued in approve mode, waiting for an operator.
+    approvals: Approvals,
+    /// The first failing health check of the current unhealthy stretch (ms), for time-to-detect.
+    first_failing_ms: Option<u64>,
+    /// The first SLO episode of the current unhealthy stretch (id, start ms), for time-to-mitigate.
+    mitigating: Option<(String, u64)>,
 }
 
 fn new_id() -> String {
@@ -53,7 +65,17 @@ impl Agent {
             confirm_checks: 2,
             peer_url: None,
             policy: TaskPolicy::default(),
+            audit: AuditLog::disabled(),
+            approvals: Approvals::default(),
+            first_failing_ms: None,
+            mitigating: None,
         }
+    }
+
+    /// Records reports and approved calls in `audit` (the handler records programs and host calls itself).
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Replaces the default task policy (manager and operators' clients may task; peers may not).
@@ -112,12 +134,15 @@ impl Agent {
             let watch_every = self.watch.as_ref().map_or(Duration::from_secs(3600), |(_, i)| *i);
             let mut watch_ticker = tokio::time::interval(watch_every);
             watch_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut approval_ticker = tokio::time::interval(Duration::from_secs(1));
+            approval_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seq = 0u64;
             loop {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = watch_ticker.tick(), if self.watch.is_some() => self.health_check().await,
+                    _ = approval_ticker.tick(), if self.approvals.any_open() => self.expire_approvals().await,
                     _ = ticker.tick() => {
                         seq += 1;
                         let hb = Envelope::new(new_id(), self.me(), Address::Broadcast, acv_core::now_ms(),
@@ -149,11 +174,15 @@ impl Agent {
     /// Returns whether the component is healthy at the end.
     async fn check_and_mitigate(&mut self, watcher: &Watcher) -> bool {
         let check = watcher.check().await;
+        let checked_ms = acv_core::now_ms();
         if check.violations.is_empty() {
             tracing::debug!(component = %self.component, "Health check passed.");
             self.failing_checks = 0;
+            self.first_failing_ms = None;
+            self.recovered(checked_ms);
             return true;
         }
+        self.first_failing_ms.get_or_insert(checked_ms);
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
             tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
@@ -161,6 +190,13 @@ impl Agent {
             return false;
         }
         self.failing_checks = 0;
+        if self.approvals.any_open() {
+            tracing::info!(component = %self.component,
+                "SLO violation persists while queued calls await an operator; no new episode until they are decided.");
+            return false;
+        }
+        let started_ms = acv_core::now_ms();
+        let detected = self.episode_started(started_ms);
         let described: Vec<String> = check
             .violations
             .iter()
@@ -202,6 +238,9 @@ impl Agent {
             );
         }
         count(CounterName::TasksHandled, &[("outcome", "mitigated")], 1);
+        let facts = serde_json::json!({"time_to_detect_ms": detected, "issue": issue.id});
+        self.episode_done(&report, "slo", &Address::Manager, &issue.id, started_ms, facts)
+            .await;
         let reply = Envelope::new(
             new_id(),
             self.me(),
@@ -213,10 +252,14 @@ impl Agent {
         if let Err(error) = self.bus.publish(&reply).await {
             tracing::warn!(%error, "Mitigation report publish failed.");
         }
+        if after.violations.is_empty() {
+            self.first_failing_ms = None;
+            self.recovered(acv_core::now_ms());
+        }
         after.violations.is_empty()
     }
 
-    async fn on_delivery(&self, delivery: Delivery) {
+    async fn on_delivery(&mut self, delivery: Delivery) {
         let env = &delivery.envelope;
         let now = acv_core::now_ms();
         let task = match &env.body {
@@ -226,6 +269,11 @@ impl Agent {
                 None
             }
             Body::Task(task) => Some(task.clone()),
+            Body::ApprovalDecision(d) if env.from == Address::Manager => {
+                let d = d.clone();
+                self.on_decision(&d).await;
+                None
+            }
             other => {
                 tracing::warn!(id = %env.id, kind = ?other.kind(), "Ignored a non-task message in the inbox.");
                 None
@@ -233,10 +281,18 @@ impl Agent {
         };
         if let Some(task) = task {
             tracing::info!(task_id = %task.task_id, from = %env.from, text = task.spec.text(), "Task received.");
+            let started_ms = acv_core::now_ms();
             let report = match self.policy.permits(&env.from, &self.component) {
                 Ok(()) => self.handler.handle(&self.component, &task).await,
                 Err(reason) => crate::policy::refusal(&self.component, &task, &reason),
             };
+            let trigger = match task.mechanism {
+                acv_protocol::Mechanism::PeerRequest => "peer",
+                _ => "task",
+            };
+            let facts = serde_json::json!({"from": env.from.to_string()});
+            self.episode_done(&report, trigger, &env.from, &env.id, started_ms, facts)
+                .await;
             let reply = Envelope::new(
                 new_id(),
                 self.me(),

@@ -5,11 +5,18 @@ use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
 use acv_llm::{MaintainerContext, Planner, Trigger, drive};
-use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, SloPolicy, TaskBody, Violation};
-use acv_sandbox::{Capabilities, LazySandbox, Limits, SafetyMode};
+use acv_protocol::{
+    ApprovalRequest, ComponentName, Evidence, PENDING_APPROVAL_EVIDENCE, ReportBody, ReportStatus, SloPolicy,
+    TaskBody, Violation,
+};
+use acv_sandbox::{Capabilities, HostCall, HostError, LazySandbox, Limits, SafetyMode};
 use async_trait::async_trait;
 
-use crate::exec::SandboxExecutor;
+use crate::{
+    approvals::call_args,
+    audit::AuditLog,
+    exec::{Queued, SandboxExecutor},
+};
 
 /// Handles work and produces the report that answers it.
 #[async_trait]
@@ -25,6 +32,66 @@ pub trait TaskHandler: Send + Sync {
     ) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
+    /// Runs a call an operator approved (approve mode) against the own component; its result as JSON. Handlers
+    /// that cannot act say so.
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &HostCall,
+    ) -> Result<serde_json::Value, HostError> {
+        let _ = call;
+        Err(HostError::unavailable(format!(
+            "the sidecar of {component} has no cluster backend to run the call on"
+        )))
+    }
+}
+
+/// The id of the approval for call `seq` of step `step` in episode `work_id`: stable, so a redone episode asks
+/// for the same approvals, and safe in a URL.
+pub fn approval_id(work_id: &str, step: u32, seq: u32) -> String {
+    let mut base: String = work_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(150)
+        .collect();
+    if base.is_empty() {
+        base.push('_');
+    }
+    format!("{base}.s{step}.c{seq}")
+}
+
+/// The approval requests for the calls an episode queued, expiring `timeout` after now.
+pub fn approval_requests(
+    component: &ComponentName,
+    work_id: &str,
+    task_id: Option<&str>,
+    queued: &[Queued],
+    timeout: Duration,
+) -> Vec<ApprovalRequest> {
+    let now = acv_core::now_ms();
+    let expires = now.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    queued
+        .iter()
+        .map(|q| ApprovalRequest {
+            id: approval_id(work_id, q.step, q.pending.seq),
+            component: component.clone(),
+            episode: work_id.to_owned(),
+            task_id: task_id.map(str::to_owned),
+            call: q.pending.call.name().to_owned(),
+            args: call_args(&q.pending.call),
+            program: q.program.clone(),
+            step: q.step,
+            seq: q.pending.seq,
+            requested_at_ms: now,
+            expires_at_ms: expires,
+        })
+        .collect()
 }
 
 /// The handler used while no planner is configured: it does nothing and says so, as an ISSUE report.
@@ -100,12 +167,22 @@ pub struct PlanningHandler {
     pub max_turns: u32,
     /// Wait after a mutating step before observing again.
     pub settle: Duration,
+    /// Where programs and host calls are recorded ([`AuditLog::disabled`] records nothing).
+    pub audit: AuditLog,
+    /// How long a call queued in approve mode waits for an operator before it expires.
+    pub approval_timeout: Duration,
 }
 
 // === impl PlanningHandler ===
 
 impl PlanningHandler {
-    async fn run(&self, component: &ComponentName, work_id: &str, mut ctx: MaintainerContext) -> ReportBody {
+    async fn run(
+        &self,
+        component: &ComponentName,
+        work_id: &str,
+        task_id: Option<&str>,
+        mut ctx: MaintainerContext,
+    ) -> ReportBody {
         ctx.slo = self.slo.clone();
         ctx.safety = self.mode;
         ctx.max_turns = self.max_turns;
@@ -117,16 +194,19 @@ impl PlanningHandler {
             self.cluster.clone(),
             self.limits.clone(),
             self.settle,
-        );
+        )
+        .with_audit(self.audit.clone(), work_id);
         let outcome = drive(self.planner.as_ref(), ctx, &mut exec).await;
         let mut evidence = vec![Evidence {
             name: "planner".into(),
             value: self.planner.name().into(),
         }];
         if !exec.pending.is_empty() {
+            let requests =
+                approval_requests(component, work_id, task_id, &exec.pending, self.approval_timeout);
             evidence.push(Evidence {
-                name: "pending_approval".into(),
-                value: serde_json::to_value(&exec.pending).unwrap_or_default(),
+                name: PENDING_APPROVAL_EVIDENCE.into(),
+                value: serde_json::to_value(requests).unwrap_or_default(),
             });
         }
         match outcome {
@@ -175,7 +255,7 @@ impl TaskHandler for PlanningHandler {
         if let Trigger::Task { mechanism, .. } = &mut ctx.trigger {
             *mechanism = task.mechanism;
         }
-        self.run(component, &task.task_id, ctx).await
+        self.run(component, &task.task_id, Some(&task.task_id), ctx).await
     }
 
     async fn mitigate(
@@ -185,10 +265,18 @@ impl TaskHandler for PlanningHandler {
         violations: &[Violation],
     ) -> ReportBody {
         let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
-        self.run(component, work_id, ctx).await
+        self.run(component, work_id, None, ctx).await
     }
 
     fn planner_name(&self) -> String {
         self.planner.name()
+    }
+
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &HostCall,
+    ) -> Result<serde_json::Value, HostError> {
+        call.execute(self.caps.as_ref(), component).await
     }
 }

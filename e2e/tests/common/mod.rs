@@ -156,10 +156,12 @@ pub fn assert_p99_agrees(what: &str, server_p99_ms: f64, client: &acv_e2e::load:
 
 /// A sidecar's task handler as the tests run it in-process: the rules planner, the shared dev sandbox (Python steps
 /// in wasmtime), `cluster` as its own component's backend, no peers, default limits and SLOs, `mode` for mutating
-/// calls.
+/// calls (queued ones wait up to 2 minutes for a decision), programs and host calls recorded in `audit`
+/// (`AuditLog::disabled()` records nothing).
 pub fn rules_handler(
     cluster: std::sync::Arc<dyn acv_cluster::Cluster>,
     mode: acv_sandbox::SafetyMode,
+    audit: acv_sidecar::audit::AuditLog,
 ) -> acv_sidecar::handler::PlanningHandler {
     use std::sync::Arc;
     acv_sidecar::handler::PlanningHandler {
@@ -177,5 +179,7 @@ pub fn rules_handler(
         slo: acv_protocol::SloPolicy::default(),
         max_turns: 8,
         settle: Duration::from_secs(2),
+        audit,
+        approval_timeout: Duration::from_secs(120),
     }
 }

@@ -193,10 +193,12 @@ impl Series {
             ring.samples.push_back(sample.clone());
         }
         // Nobody listening is fine.
-        let _ = self.live.send(SampleEvent {
-            component: component.clone(),
-            sample,
-        });
+        self.live
+            .send(SampleEvent {
+                component: component.clone(),
+                sample,
+            })
+            .ok();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ComponentName, Ring>> {

@@ -26,7 +26,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -34,7 +34,7 @@ function h(tag, attrs, ...children) {
 }
 
 function fill(el, ...children) {
-  el.replaceChildren(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false));
 }
 
 function time(v) {
@@ -301,7 +301,7 @@ async function refreshEpisodes() {
   }
   if (!state.episodes.length) return fill(box, h("p", { class: "muted" }, "No episode yet."));
   const list = state.episodes.slice().sort((x, y) => String(y.started_at).localeCompare(String(x.started_at)));
-  fill(box, list.map((e) => h("details", { class: "card episode", "data-id": e.id, open: list.indexOf(e) < 3 },
+  fill(box, list.map((e) => h("details", { class: "card episode", "data-id": e.id, "data-component": e.component, open: list.indexOf(e) < 3 },
     h("summary", {}, h("span", { class: "row" }, h("b", {}, e.component), badge(e.outcome || "running"),
       h("span", {}, "trigger " + e.trigger), h("span", {}, time(e.started_at) + " – " + time(e.ended_at)),
       h("span", {}, "detect " + ms(e.time_to_detect_ms)), h("span", {}, "mitigate " + ms(e.time_to_mitigate_ms)))),
@@ -387,7 +387,7 @@ function ensureChart(component) {
   const data = [[], [], [], [], []];
   c = { data, marks: [], card, marksList, plot: null };
   const opts = {
-    width: Math.min(620, Math.max(360, window.innerWidth - 80)), height: 230,
+    width: Math.min(900, Math.max(360, window.innerWidth - 80)), height: 240,
     scales: {
       x: { time: true },
       ms: { range: (u, min, max) => [0, Math.max(10, (max || 0) * 1.15)] },
