@@ -241,9 +241,16 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         &client,
         60,
         "catalogue's sidecar, live, with the rules planner",
-        "const r = document.querySelector('#agents tr[data-component=catalogue]');
-         return r ? [r.querySelector('.planner').textContent, r.querySelector('.live').textContent] : null",
-        |v| v[0].as_str().is_some_and(|p| p.starts_with("rules")) && v[1] == "live",
+        "const row = c => document.querySelector(`#agents tr[data-component=${c}]`);
+         const r = row('catalogue'), s = row('carts');
+         return r && s ? [r.querySelector('.planner').textContent, r.querySelector('.live').textContent,
+                          r.querySelector('.safety').textContent, s.querySelector('.safety').textContent] : null",
+        |v| {
+            v[0].as_str().is_some_and(|p| p.starts_with("rules"))
+                && v[1] == "live"
+                && v[2] == "autonomous"
+                && v[3] == "approve"
+        },
     )
     .await;
     eprintln!("agent row: {agent_row}");

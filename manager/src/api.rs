@@ -79,6 +79,9 @@ pub struct AgentView {
     pub live: bool,
     /// Health at the last heartbeat.
     pub healthy: Option<bool>,
+    /// Safety mode at registration (`observe`, `approve`, `autonomous`), when the sidecar said.
+    #[serde(default)]
+    pub safety: Option<acv_protocol::SafetyMode>,
 }
 
 /// `POST /v1/tasks`.
@@ -345,6 +348,7 @@ async fn agents(State(api): State<Api>) -> Json<Vec<AgentView>> {
                 last_seen_ms: e.last_seen_ms,
                 live: now.saturating_sub(e.last_seen_ms) <= max_age,
                 healthy: e.healthy,
+                safety: e.safety,
             })
             .collect(),
     )

@@ -125,6 +125,7 @@ impl Agent {
                 peer_url: self.peer_url.clone(),
                 planner: self.handler.planner_name(),
                 version: acv_core::VERSION.into(),
+                safety: self.handler.safety(),
             }),
         );
         self.bus.publish(&register).await?;

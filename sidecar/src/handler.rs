@@ -32,6 +32,10 @@ pub trait TaskHandler: Send + Sync {
     ) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
+    /// The safety mode the handler's programs run in, for the registry (`None`: it runs none).
+    fn safety(&self) -> Option<SafetyMode> {
+        None
+    }
     /// Runs a call an operator approved (approve mode) against the own component; its result as JSON. Handlers
     /// that cannot act say so.
     async fn execute_approved(
@@ -270,6 +274,10 @@ impl TaskHandler for PlanningHandler {
 
     fn planner_name(&self) -> String {
         self.planner.name()
+    }
+
+    fn safety(&self) -> Option<SafetyMode> {
+        Some(self.mode)
     }
 
     async fn execute_approved(

@@ -285,7 +285,7 @@ fn goal_mark(e: &GoalEvent) -> Option<Mark> {
     Some(Mark {
         at_ms: e.at_ms,
         kind,
-        text: format!("goal {} {}: {}", e.goal_id, e.state, e.message),
+        text: format!("goal {}: {}", e.goal_id, e.message),
     })
 }
 

@@ -78,6 +78,9 @@ pub struct Registration {
     pub planner: String,
     /// Build version of the sidecar.
     pub version: String,
+    /// What the sidecar's programs may do to its component (absent from sidecars that do not say, or plan nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<crate::SafetyMode>,
 }
 
 /// A periodic liveness and health summary.

@@ -196,7 +196,7 @@ async function refreshAgents() {
   fill(tbody, agents.map((a) => {
     const last = state.episodes.filter((e) => e.component === a.component)
       .sort((x, y) => String(y.started_at).localeCompare(String(x.started_at)))[0];
-    const safety = a.safety || a.safety_mode || "—";
+    const safety = a.safety || "—";
     return h("tr", { "data-component": a.component },
       h("td", { class: "component" }, a.component),
       h("td", { class: "planner" }, a.planner),
@@ -338,15 +338,22 @@ async function refreshTasks() {
 
 const MARK_COLOURS = { fault: "#d32f2f", detection: "#f57c00", action: "#1976d2", goal: "#7b1fa2" };
 
-function clientMarks(component) {
+// Marks the page adds to the server's: an episode its sidecar started itself (an SLO violation, a peer's request)
+// is a detection; an episode that made a mutating call is an action, unless the server marked it already (a task's
+// mutating step); a decided approval is an action.
+function clientMarks(component, serverMarks) {
   const out = [];
+  const known = (id) => (serverMarks || []).some((m) => m.text.includes(id));
   for (const e of state.episodes.filter((x) => x.component === component)) {
     const at = Date.parse(e.started_at);
-    if (!isNaN(at)) out.push({ at_ms: at, kind: e.trigger === "task" ? "goal" : "detection",
-      text: "episode " + e.id + " (" + e.trigger + ")" });
+    if (!isNaN(at) && e.trigger !== "task") {
+      out.push({ at_ms: at, kind: "detection", text: "episode " + e.id + " (" + e.trigger + ")" });
+    }
     const end = Date.parse(e.ended_at);
     const acted = (e.steps || []).some((s) => (s.calls || []).some((c) => state.mutating.has(c.name) && c.outcome === "ok"));
-    if (acted && !isNaN(end)) out.push({ at_ms: end, kind: "action", text: "episode " + e.id + " changed " + component });
+    if (acted && !isNaN(end) && !known(e.id)) {
+      out.push({ at_ms: end, kind: "action", text: "episode " + e.id + " changed " + component });
+    }
   }
   for (const a of state.approvals.filter((x) => x.component === component && x.decided_at)) {
     out.push({ at_ms: Date.parse(a.decided_at), kind: "action", text: a.call + " " + a.state + " by " + (a.decided_by || "?") });
@@ -407,7 +414,7 @@ function ensureChart(component) {
       { scale: "pct", side: 1, label: "%", size: 40, grid: { show: false } },
       { scale: "n", side: 1, label: "replicas", size: 40, grid: { show: false } },
     ],
-    plugins: [marksPlugin(() => c.marks.concat(clientMarks(component)))],
+    plugins: [marksPlugin(() => c.marks.concat(clientMarks(component, c.marks)))],
   };
   c.plot = new uPlot(opts, data, card);
   card.append(marksList);
@@ -430,9 +437,9 @@ function pushSample(c, s) {
 function redraw(c) {
   c.plot.setData(c.data);
   c.card.setAttribute("data-samples", c.data[0].length);
-  const all = c.marks.concat(clientMarks(c.card.getAttribute("data-component"))).sort((a, b) => a.at_ms - b.at_ms);
+  const all = c.marks.concat(clientMarks(c.card.getAttribute("data-component"), c.marks)).sort((a, b) => a.at_ms - b.at_ms);
   c.card.setAttribute("data-marks", all.length);
-  fill(c.marksList, all.slice(-12).map((m) => h("li", { class: "k-" + m.kind }, time(m.at_ms) + " " + m.kind + ": " + m.text)));
+  fill(c.marksList, all.slice(-50).map((m) => h("li", { class: "k-" + m.kind }, time(m.at_ms) + " " + m.kind + ": " + m.text)));
 }
 
 function addSample(component, s) {

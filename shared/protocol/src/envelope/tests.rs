@@ -74,6 +74,7 @@ fn samples() -> Vec<Envelope> {
         peer_url: Some("https://127.0.0.1:9443".into()),
         planner: "rules".into(),
         version: "0.1.0".into(),
+        safety: Some(crate::SafetyMode::Autonomous),
     });
     [task, goal, report, issue, hb, reg]
         .into_iter()
