@@ -225,9 +225,13 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
     let (_driver, webdriver) = start_driver(&driver_bin).await;
     let client = open_browser(&chromium, &webdriver).await;
     client.goto(&format!("{base}/")).await.unwrap();
-    until(&client, 20, "the sign-in form", "return !document.getElementById('login').hidden", |v| {
-        v == &json!(true)
-    })
+    until(
+        &client,
+        20,
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+        |v| v == &json!(true),
+    )
     .await;
     client
         .find(Locator::Id("token"))
@@ -236,7 +240,13 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         .send_keys(TOKEN)
         .await
         .unwrap();
-    client.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let agent_row = until(
         &client,
         60,
@@ -272,11 +282,18 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
                program: (s.querySelector('pre.program') || {{}}).textContent || '' }}))",
             task.id
         ),
-        |v| v.as_array().is_some_and(|a| !a.is_empty() && a.iter().any(|s| s["outcome"] == "ok")),
+        |v| {
+            v.as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().any(|s| s["outcome"] == "ok"))
+        },
     )
     .await;
     assert!(
-        steps.as_array().unwrap().iter().any(|s| s["program"].as_str().unwrap_or("").contains("acv.")),
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["program"].as_str().unwrap_or("").contains("acv.")),
         "no step shows a program calling the host API: {steps}"
     );
     let replicas = cluster.status().await.unwrap().desired_replicas;
@@ -336,7 +353,11 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
                       events: [...g.querySelectorAll('.events li')].map(li => li.textContent) }}",
             goal.id
         ),
-        |v| v["state"].as_str().is_some_and(|s| s != "accepted" && s != "planning" && s != "assigned" && s != "verifying"),
+        |v| {
+            v["state"]
+                .as_str()
+                .is_some_and(|s| s != "accepted" && s != "planning" && s != "assigned" && s != "verifying")
+        },
     )
     .await;
     let events: Vec<&str> = progress["events"]
@@ -345,8 +366,14 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(progress["state"], "achieved", "goal progress on the page: {progress:#}");
-    assert!(progress["subtasks"].as_u64().unwrap() >= 1, "no subtask shown: {progress:#}");
+    assert_eq!(
+        progress["state"], "achieved",
+        "goal progress on the page: {progress:#}"
+    );
+    assert!(
+        progress["subtasks"].as_u64().unwrap() >= 1,
+        "no subtask shown: {progress:#}"
+    );
     for state in ["planning", "assigned", "verifying", "achieved"] {
         assert!(
             events.iter().any(|e| e.contains(state)),
@@ -367,7 +394,8 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
             v["samples"].as_u64().unwrap_or(0) >= 3
                 && v["canvas"] == json!(true)
                 && v["marks"].as_array().is_some_and(|m| {
-                    m.iter().any(|t| t.as_str().unwrap_or("").contains("fault cpu_stress"))
+                    m.iter()
+                        .any(|t| t.as_str().unwrap_or("").contains("fault cpu_stress"))
                         && m.iter().any(|t| t.as_str().unwrap_or("").contains("achieved"))
                 })
         },
@@ -439,7 +467,10 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
         "the decision does not record who made it: {decided}"
     );
     let shot = save_screenshot(&client, "dashboard.png").await;
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "the screenshot is nearly empty");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "the screenshot is nearly empty"
+    );
 
     client.close().await.ok();
     stop.cancel();

@@ -172,7 +172,10 @@ pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/episodes", get(episodes))
         .with_state(api.clone())
-        .merge(crate::dashboard::api(engine, crate::dashboard::SeriesConfig::default()))
+        .merge(crate::dashboard::api(
+            engine,
+            crate::dashboard::SeriesConfig::default(),
+        ))
         .layer(middleware::from_fn_with_state(api, auth))
         .merge(crate::dashboard::pages())
 }

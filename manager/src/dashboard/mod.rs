@@ -70,11 +70,7 @@ pub fn api(engine: Arc<Engine>, config: SeriesConfig) -> Router {
     let stop = CancellationToken::new();
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
-            rt.spawn(series::run_sampler(
-                engine.clone(),
-                series.clone(),
-                stop.clone(),
-            ));
+            rt.spawn(series::run_sampler(engine.clone(), series.clone(), stop.clone()));
         }
         Err(_) => tracing::warn!("No async runtime: the dashboard's SLO series will stay empty."),
     }
@@ -104,14 +100,8 @@ pub fn pages() -> Router {
 /// The embedded files.
 fn asset(name: &str) -> Response {
     let (body, kind): (&'static [u8], &str) = match name {
-        "index.html" => (
-            include_bytes!("assets/index.html"),
-            "text/html; charset=utf-8",
-        ),
-        "app.js" => (
-            include_bytes!("assets/app.js"),
-            "text/javascript; charset=utf-8",
-        ),
+        "index.html" => (include_bytes!("assets/index.html"), "text/html; charset=utf-8"),
+        "app.js" => (include_bytes!("assets/app.js"), "text/javascript; charset=utf-8"),
         "app.css" => (include_bytes!("assets/app.css"), "text/css; charset=utf-8"),
         "uPlot.iife.min.js" => (
             include_bytes!("assets/uplot/uPlot.iife.min.js"),
@@ -196,7 +186,10 @@ async fn series_handler(State(dash): State<Dash>, Query(q): Query<SeriesQuery>) 
             interval_ms: interval_ms(config),
             capacity: config.capacity,
             components: dash.series.components(),
-            mutating_calls: acv_protocol::MUTATING_CALLS.iter().map(|c| (*c).to_owned()).collect(),
+            mutating_calls: acv_protocol::MUTATING_CALLS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
         })
         .into_response();
     };
@@ -214,7 +207,11 @@ async fn series_handler(State(dash): State<Dash>, Query(q): Query<SeriesQuery>) 
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
-                    known.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    known
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
         );

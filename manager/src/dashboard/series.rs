@@ -294,10 +294,7 @@ mod tests {
             series.record(&c("catalogue"), s(i, i as f64), Vec::new());
         }
         let (samples, marks) = series.get(&c("catalogue")).unwrap();
-        assert_eq!(
-            samples.iter().map(|x| x.at_ms).collect::<Vec<_>>(),
-            vec![2, 3, 4]
-        );
+        assert_eq!(samples.iter().map(|x| x.at_ms).collect::<Vec<_>>(), vec![2, 3, 4]);
         assert!(marks.is_empty());
         assert!(series.get(&c("carts")).is_none());
         assert_eq!(series.components(), vec![c("catalogue")]);
