@@ -280,4 +280,29 @@ fn approvals_and_audit_round_trip_and_speak_only_for_their_sender() {
         Envelope::decode(&misaddressed.encode()),
         Err(DecodeError::Invalid(_))
     ));
+    let from_client = Envelope::new(
+        "g",
+        Address::Client(name("someone")),
+        Address::Manager,
+        1,
+        Body::ApprovalRequest(approval_request("catalogue")),
+    );
+    let err = Envelope::decode(&from_client.encode()).unwrap_err();
+    assert!(err.to_string().contains("only that component's sidecar"), "{err}");
+    let env = Envelope::new(
+        "h",
+        Address::Component(name("orders")),
+        cat.clone(),
+        1,
+        Body::ApprovalDecision(ApprovalDecision {
+            id: "x".into(),
+            component: name("catalogue"),
+            approve: true,
+            by: None,
+            reason: None,
+            decided_at_ms: 1,
+        }),
+    );
+    let err = Envelope::decode(&env.encode()).unwrap_err();
+    assert!(err.to_string().contains("only the manager decides"), "{err}");
 }
