@@ -6,6 +6,8 @@
 //! runtime's own supervisor log, also after the decision is delivered again); a scale denied with `acvctl` never
 //! runs (replicas and the runtime's log unchanged); a `set_env` nobody decides expires, never runs, and the task's
 //! report says so. The audit trail and the episodes derived from it are then read back from the manager's API.
+//! A second test breaks catalogue with a bad release under the sidecar's own health check: the episode's rollback
+//! waits for an approval, runs once approved, and the episode records its times to detect and to mitigate.
 
 mod common;
 
@@ -102,6 +104,11 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(None).await
+}
+
+/// The rig, with the sidecar's own SLO health check every `watch` when given.
+async fn rig_with(watch: Option<Duration>) -> Rig {
     let runtime = LocalRuntime::start(common::shop_spec(&["catalogue"]))
         .await
         .unwrap();
@@ -132,13 +139,19 @@ async fn rig() -> Rig {
         audit: audit.clone(),
         approval_timeout: APPROVAL_TIMEOUT,
     };
-    let agent = Agent::new(
+    let mut agent = Agent::new(
         catalogue(),
         bus.clone(),
         Arc::new(handler),
         Duration::from_secs(1),
     )
     .with_audit(audit);
+    if let Some(every) = watch {
+        agent = agent.with_watcher(
+            acv_sidecar::watch::Watcher::new(cluster.clone(), SloPolicy::default(), 5.0),
+            every,
+        );
+    }
     tokio::spawn(agent.start(stop.clone()).await.unwrap());
 
     // The manager: engine, store, API.
@@ -449,6 +462,72 @@ async fn approved_runs_once_denied_never_expired_reported() {
     let (bad, body) = common::get(rig.addr, "/v1/audit?since=yesterday").await;
     assert_eq!(bad, 400, "{body}");
 
+    rig.stop.cancel();
+    rig.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_slo_episode_waits_for_approval_then_recovers() {
+    let rig = rig_with(Some(Duration::from_secs(2))).await;
+    let healthy = rig.cluster.status().await.unwrap().image;
+    // A bad release: the dataset's broken catalogue build crash-loops on start.
+    rig.cluster
+        .set_image("weaveworksdemos/catalogue:0.3.6")
+        .await
+        .unwrap();
+
+    // The watcher's episode queues the rollback and asks the manager.
+    let store = rig.store.clone();
+    let approval = common::eventually(120, "the rollback waiting for approval", move || {
+        let store = store.clone();
+        async move {
+            let filter = ApprovalFilter {
+                state: Some(ApprovalState::Pending),
+                ..Default::default()
+            };
+            store
+                .approvals(&filter, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.call == "rollback")
+        }
+    })
+    .await;
+    assert_eq!(approval.task_id, None, "an SLO episode answers no task");
+    assert_ne!(
+        rig.cluster.status().await.unwrap().image,
+        healthy,
+        "nothing rolled back yet"
+    );
+    let out = acvctl_async(&rig.url, &["approvals", "approve", &approval.id, "--by", "carol"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    rig.approval_state(&approval.id, ApprovalState::Executed).await;
+
+    // Back on the healthy build; the episode records its times to detect and to mitigate.
+    let episode: Episode = common::eventually(120, "the episode's recovery", || {
+        let rig = &rig;
+        let id = approval.episode.clone();
+        async move {
+            let list: Vec<Episode> = rig.get("/v1/episodes?component=catalogue").await;
+            list.into_iter()
+                .find(|e| e.id == id && e.time_to_mitigate_ms.is_some())
+        }
+    })
+    .await;
+    let status = rig.cluster.status().await.unwrap();
+    assert_eq!(status.image, healthy, "rolled back by the approved call");
+    assert_eq!(episode.trigger, "slo");
+    assert_eq!(episode.outcome.as_deref(), Some("recovered"));
+    assert!(episode.time_to_detect_ms.is_some(), "{episode:#?}");
+    assert!(
+        episode
+            .steps
+            .iter()
+            .flat_map(|s| &s.calls)
+            .any(|c| c.name == "rollback" && c.outcome == "ok"),
+        "{episode:#?}"
+    );
     rig.stop.cancel();
     rig.runtime.shutdown().await;
 }

@@ -172,5 +172,12 @@ async fn every_binary_metrics_pass_promtool() {
     );
     promtool("acv-manager", &manager_text);
     promtool("acv-sidecar", &sidecar_text);
+    drop((_manager, _sidecar));
+    // The namespace's streams on the shared NATS server go with the test.
+    let mut config = acv_bus::BusConfig::default().with_transport(acv_bus::Transport::Nats);
+    config.namespace = namespace.clone();
+    if let Ok(bus) = acv_bus::connect(&config).await {
+        let _deleted = bus.delete_namespace().await;
+    }
     let _cleaned = std::fs::remove_dir_all(&state);
 }

@@ -425,6 +425,30 @@ async fn audit_batches_are_stored_once_and_episodes_derived() {
     assert_eq!(e1.report.as_ref().unwrap()["message"], "fine");
     assert!(episodes[0].ended_ms.is_none(), "e2 has no report yet");
 
+    let out = acvctl_async(&rig.url, &["episodes", "--component", "catalogue"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("catalogue e1 [slo]") && text(&out).contains("detect 4.0s"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("status() → ok"), "{}", text(&out));
+    let out = acvctl_async(&rig.url, &["audit", "--episode", "e1"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("report") && text(&out).contains("program"),
+        "{}",
+        text(&out)
+    );
+    let out = acvctl_async(&rig.url, &["audit", "--since", &since]).await;
+    assert!(
+        text(&out).contains("peer_call") && !text(&out).contains("host_call"),
+        "{}",
+        text(&out)
+    );
+    let out = acvctl_async(&rig.url, &["audit", "--since", "yesterday"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
     for path in [
         "/v1/audit?since=yesterday",
         "/v1/audit?component=BAD",

@@ -370,17 +370,29 @@ impl Envelope {
             }
             _ => {}
         }
-        // Approvals and audit records speak for a component: only its own sidecar may send them.
-        if matches!(
-            self.body,
-            Body::ApprovalRequest(_) | Body::ApprovalResult(_) | Body::Audit(_)
-        ) && let Address::Component(from) = &self.from
-            && self.body.sidecar_component() != Some(from)
-        {
-            return Err(DecodeError::Invalid(format!(
-                "{:?} about another component sent by {from}",
-                self.kind()
-            )));
+        // Approvals and audit records speak for a component: only its own sidecar may send them; decisions come
+        // from the manager only.
+        match &self.body {
+            Body::ApprovalRequest(_) | Body::ApprovalResult(_) | Body::Audit(_) => {
+                let own = matches!(&self.from, Address::Component(from) if self.body.sidecar_component() == Some(from));
+                if !own {
+                    return Err(DecodeError::Invalid(format!(
+                        "{:?} about {} sent by {}: only that component's sidecar may send it",
+                        self.kind(),
+                        self.body
+                            .sidecar_component()
+                            .map_or_else(String::new, ToString::to_string),
+                        self.from
+                    )));
+                }
+            }
+            Body::ApprovalDecision(_) if self.from != Address::Manager => {
+                return Err(DecodeError::Invalid(format!(
+                    "approval decision sent by {}: only the manager decides",
+                    self.from
+                )));
+            }
+            _ => {}
         }
         Ok(())
     }

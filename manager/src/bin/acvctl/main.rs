@@ -8,15 +8,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use acv_manager::api::{AgentView, DecisionRequest, ErrorBody, GoalDetail, TaskRequest};
-use acv_manager::store::{Approval, TaskRecord, TaskState};
+use acv_manager::api::{AgentView, ErrorBody, GoalDetail, TaskRequest};
+use acv_manager::store::{TaskRecord, TaskState};
 use acv_protocol::{
-    ApprovalState, ComponentName, EventKind, GoalEvent, GoalRecord, GoalResource, GoalSpec, GoalState,
-    ReportStatus, SafetyMode, describe_call, goal::describe_result,
+    ComponentName, EventKind, GoalEvent, GoalRecord, GoalResource, GoalSpec, GoalState, ReportStatus,
+    SafetyMode, goal::describe_result,
 };
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
+
+mod ops;
 
 const EXIT_NOT_ACHIEVED: u8 = 3;
 const EXIT_TIMEOUT: u8 = 4;
@@ -61,50 +63,12 @@ enum Command {
     /// Calls queued by sidecars in approve mode.
     Approvals {
         #[command(subcommand)]
-        command: ApprovalCommand,
+        command: ops::ApprovalCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum ApprovalCommand {
-    /// List approvals (pending ones by default).
-    List {
-        /// Only in this state (pending, approved, denied, expired, executed, failed); `all` for every state.
-        #[arg(long, default_value = "pending")]
-        state: String,
-        /// Only of this component.
-        #[arg(long)]
-        component: Option<ComponentName>,
-    },
-    /// Show one approval with the program that wanted it.
-    Get {
-        /// Approval id.
-        id: String,
-    },
-    /// Approve a call: the sidecar runs exactly it, once.
-    Approve {
-        /// Approval id.
-        id: String,
-        #[command(flatten)]
-        decision: DecisionArgs,
-    },
-    /// Deny a call: it never runs.
-    Deny {
-        /// Approval id.
-        id: String,
-        #[command(flatten)]
-        decision: DecisionArgs,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct DecisionArgs {
-    /// Who decides (default: $USER).
-    #[arg(long)]
-    by: Option<String>,
-    /// Why.
-    #[arg(long)]
-    reason: Option<String>,
+    /// The sidecars' audit trail: programs, host calls, peer calls, reports.
+    Audit(ops::AuditArgs),
+    /// Episodes (a sidecar's work on one task or violation), from the audit trail.
+    Episodes(ops::EpisodesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -272,7 +236,9 @@ fn main() -> ExitCode {
 async fn run(api: &Api, command: Command, json: bool) -> Result<u8, Failure> {
     match command {
         Command::Goal { command } => goal(api, command, json).await,
-        Command::Approvals { command } => approvals(api, command, json).await,
+        Command::Approvals { command } => ops::approvals(api, command, json).await,
+        Command::Audit(args) => ops::audit(api, args, json).await,
+        Command::Episodes(args) => ops::episodes(api, args, json).await,
         Command::Agents => {
             let agents: Vec<AgentView> = api.send(api.req(reqwest::Method::GET, "/v1/agents")).await?;
             if json {
@@ -371,107 +337,6 @@ async fn run(api: &Api, command: Command, json: bool) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-    }
-}
-
-async fn approvals(api: &Api, command: ApprovalCommand, json: bool) -> Result<u8, Failure> {
-    let (id, approve, decision) = match command {
-        ApprovalCommand::List { state, component } => {
-            let mut path = "/v1/approvals?limit=200".to_owned();
-            if state != "all" {
-                let s: ApprovalState = state.parse().map_err(|e| Failure(EXIT_BAD_INPUT, e))?;
-                path.push_str(&format!("&state={s}"));
-            }
-            if let Some(c) = component {
-                path.push_str(&format!("&component={c}"));
-            }
-            let list: Vec<Approval> = api.send(api.req(reqwest::Method::GET, &path)).await?;
-            if json {
-                print_json(&list)?;
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.clone(),
-                            a.component.to_string(),
-                            a.state.to_string(),
-                            truncate(&describe_call(&a.call, &a.args), 40),
-                            clock(a.requested_ms),
-                            clock(a.expires_ms),
-                            a.decided_by.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["ID", "COMPONENT", "STATE", "CALL", "REQUESTED", "EXPIRES", "BY"],
-                    rows,
-                );
-            }
-            return Ok(0);
-        }
-        ApprovalCommand::Get { id } => {
-            let a: Approval = api
-                .send(api.req(reqwest::Method::GET, &format!("/v1/approvals/{id}")))
-                .await?;
-            if json {
-                print_json(&a)?;
-            } else {
-                print_approval(&a);
-            }
-            return Ok(0);
-        }
-        ApprovalCommand::Approve { id, decision } => (id, true, decision),
-        ApprovalCommand::Deny { id, decision } => (id, false, decision),
-    };
-    let body = DecisionRequest {
-        by: decision.by.or_else(|| std::env::var("USER").ok()),
-        reason: decision.reason,
-    };
-    let verb = if approve { "approve" } else { "deny" };
-    let a: Approval = api
-        .send(
-            api.req(reqwest::Method::POST, &format!("/v1/approvals/{id}/{verb}"))
-                .json(&body),
-        )
-        .await?;
-    if json {
-        print_json(&a)?;
-    } else {
-        println!(
-            "approval {} {}: {} on {}",
-            a.id,
-            a.state,
-            describe_call(&a.call, &a.args),
-            a.component
-        );
-    }
-    Ok(0)
-}
-
-fn print_approval(a: &Approval) {
-    println!("approval  {}", a.id);
-    println!("state     {}", a.state);
-    println!("component {}   episode {}", a.component, a.episode);
-    println!("call      {}", describe_call(&a.call, &a.args));
-    println!(
-        "requested {}   expires {}",
-        clock(a.requested_ms),
-        clock(a.expires_ms)
-    );
-    if let Some(by) = &a.decided_by {
-        println!(
-            "decided   by {by} at {}{}",
-            a.decided_ms.map(clock).unwrap_or_default(),
-            a.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
-        );
-    }
-    if let Some(r) = &a.result {
-        println!("result    {r}");
-    }
-    println!("program:");
-    for line in a.program.lines() {
-        println!("    {line}");
     }
 }
 
