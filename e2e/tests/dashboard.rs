@@ -144,7 +144,13 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
     let (chromium, driver_bin) = match browser() {
         Ok(b) => b,
         Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED dashboard test: {why}; CI is not set, so this is not a failure");
+            // Straight to stderr, past the test harness's capture, so the skip shows in a normal `cargo test`.
+            use std::io::Write as _;
+            writeln!(
+                std::io::stderr(),
+                "SKIPPED dashboard test: {why}; CI is not set, so this is not a failure"
+            )
+            .ok();
             return;
         }
         Err(why) => panic!("CI is set and the dashboard test cannot run: {why}"),
