@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::{sync::Arc, time::Duration};
@@ -54,11 +55,14 @@ fn output_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard")
 }
 
-/// chromedriver, killed when dropped.
+/// chromedriver in a process group of its own, which the Chromium it starts joins: the whole group is killed when
+/// this is dropped, so a failing test leaves no browser behind.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        Command::new("kill").args(["-KILL", "--", &group]).status().ok();
         self.0.kill().ok();
         self.0.wait().ok();
     }
@@ -70,6 +74,7 @@ async fn start_driver(driver: &Path) -> (Driver, String) {
         .expect("a free port")
         .port();
     let child = Command::new(driver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -471,6 +476,55 @@ async fn dashboard_shows_agents_goals_steps_and_slo_plots() {
     assert!(
         decided.as_str().unwrap().contains("dashboard"),
         "the decision does not record who made it: {decided}"
+    );
+
+    // Deny from the page: the next queued scale is decided `denied`, the episode's report says so, and the runtime
+    // still runs the 2 replicas it had.
+    engine
+        .send_task(
+            carts.clone(),
+            "Scale replicas to 3 for your microservice component.".into(),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    let second = until(
+        &client,
+        120,
+        "carts' second pending scale",
+        "const a = document.querySelector('.approval[data-call=scale]');
+         return a ? a.dataset.id : null",
+        Value::is_string,
+    )
+    .await;
+    client
+        .find(Locator::Css(".approval[data-call=scale] button.deny"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        60,
+        "the second approval denied, and carts' episode report saying so",
+        &format!(
+            "const r = document.querySelector('#decided tr[data-id=\"{}\"]');
+             const reports = [...document.querySelectorAll('.episode[data-component=carts] .report')]
+               .map(p => p.textContent).join(' ');
+             return r ? {{ row: r.textContent, reports }} : null",
+            second.as_str().unwrap()
+        ),
+        |v| {
+            v["row"].as_str().is_some_and(|t| t.contains("denied"))
+                && v["reports"].as_str().is_some_and(|t| t.contains("denied"))
+        },
+    )
+    .await;
+    assert_eq!(
+        carts_cluster.status().await.unwrap().desired_replicas,
+        2,
+        "the denied scale ran"
     );
     let shot = save_screenshot(&client, "dashboard.png").await;
     assert!(
