@@ -248,7 +248,7 @@ async function decide(id, verb) {
     await api("/v1/approvals/" + encodeURIComponent(id) + "/" + verb, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ by, reason: verb + "d from the dashboard" }),
+      body: JSON.stringify({ by, reason: (verb === "approve" ? "approved" : "denied") + " from the dashboard" }),
     });
     await refreshApprovals();
     showError(null);
@@ -340,7 +340,7 @@ const MARK_COLOURS = { fault: "#d32f2f", detection: "#f57c00", action: "#1976d2"
 
 // Marks the page adds to the server's: an episode its sidecar started itself (an SLO violation, a peer's request)
 // is a detection; an episode that made a mutating call is an action, unless the server marked it already (a task's
-// mutating step); a decided approval is an action.
+// mutating step); an approved call is an action.
 function clientMarks(component, serverMarks) {
   const out = [];
   const known = (id) => (serverMarks || []).some((m) => m.text.includes(id));
@@ -355,7 +355,8 @@ function clientMarks(component, serverMarks) {
       out.push({ at_ms: end, kind: "action", text: "episode " + e.id + " changed " + component });
     }
   }
-  for (const a of state.approvals.filter((x) => x.component === component && x.decided_at)) {
+  const acted = (a) => a.state === "approved" || a.state === "executed";
+  for (const a of state.approvals.filter((x) => x.component === component && x.decided_at && acted(x))) {
     out.push({ at_ms: Date.parse(a.decided_at), kind: "action", text: a.call + " " + a.state + " by " + (a.decided_by || "?") });
   }
   return out.filter((m) => !isNaN(m.at_ms));
