@@ -318,6 +318,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     readiness.set(true);
     tracing::info!(api = %local, "Manager API listening.");
     println!("acv-manager API on http://{local}");
+    println!("acv-manager dashboard on http://{local}/dashboard/");
     wait_for_signal().await;
     tracing::info!("Shutting down.");
     shutdown.cancel();

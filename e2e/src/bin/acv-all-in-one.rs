@@ -209,7 +209,7 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the manager API on {}", cli.manager_api))?;
     println!(
-        "manager    http://{}   (acvctl --manager http://{0} ...)",
+        "manager    http://{}   (acvctl --manager http://{0} ...; dashboard http://{0}/dashboard/)",
         listener.local_addr()?
     );
     let router = acv_manager::api::router(engine.clone(), None);
