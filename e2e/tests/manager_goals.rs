@@ -15,14 +15,10 @@ use acv_manager::{
     measure::RuntimeMeasurer,
     store::{SqlStore, Store},
 };
-use acv_protocol::{ComponentName, GoalState, SloPolicy};
+use acv_protocol::{ComponentName, GoalState};
 use acv_runtime::LocalRuntime;
-use acv_sandbox::{LazySandbox, Limits, SafetyMode};
-use acv_sidecar::{
-    Agent,
-    caps::{ClusterCaps, NoPeers},
-    handler::PlanningHandler,
-};
+use acv_sandbox::SafetyMode;
+use acv_sidecar::Agent;
 use tokio_util::sync::CancellationToken;
 
 const GOAL: &str = "Reduce the average CPU usage of Catalogue to under 30% of resource limit.";
@@ -51,19 +47,11 @@ async fn cpu_goal_is_achieved_on(transport: Transport) {
         .unwrap_or_else(|e| panic!("{transport} broker must be up: {e}"));
 
     // The sidecar: real planner, sandbox and runtime; no watcher of its own.
-    let handler = PlanningHandler {
-        planner: Arc::new(acv_llm::RulesPlanner::new()),
-        sandbox: Arc::new(LazySandbox::preloaded(
-            acv_sandbox::dev::shared_sandbox().unwrap(),
-        )),
-        cluster: cluster.clone(),
-        caps: Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers))),
-        mode: SafetyMode::Autonomous,
-        limits: Limits::default(),
-        slo: SloPolicy::default(),
-        max_turns: 8,
-        settle: Duration::from_secs(2),
-    };
+    let handler = common::rules_handler(
+        cluster.clone(),
+        SafetyMode::Autonomous,
+        acv_sidecar::audit::AuditLog::disabled(),
+    );
     let stop = CancellationToken::new();
     let agent = Agent::new(
         catalogue.clone(),

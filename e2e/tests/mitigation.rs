@@ -19,13 +19,8 @@ use acv_protocol::{
     Address, Body, ComponentName, Measurement, ReportBody, ResourceLimits, RootCause, SloPolicy, check_health,
 };
 use acv_runtime::LocalRuntime;
-use acv_sandbox::{LazySandbox, Limits, SafetyMode};
-use acv_sidecar::{
-    Agent,
-    caps::{ClusterCaps, NoPeers},
-    handler::PlanningHandler,
-    watch::Watcher,
-};
+use acv_sandbox::SafetyMode;
+use acv_sidecar::{Agent, handler::PlanningHandler, watch::Watcher};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -128,17 +123,12 @@ struct Sidecar {
 
 async fn sidecar(cluster: Arc<dyn Cluster>) -> Sidecar {
     let handler = PlanningHandler {
-        planner: Arc::new(acv_llm::RulesPlanner::new()),
-        sandbox: Arc::new(LazySandbox::preloaded(
-            acv_sandbox::dev::shared_sandbox().unwrap(),
-        )),
-        cluster: cluster.clone(),
-        caps: Arc::new(ClusterCaps::new(cluster.clone(), Arc::new(NoPeers))),
-        mode: SafetyMode::Autonomous,
-        limits: Limits::default(),
-        slo: SloPolicy::default(),
-        max_turns: 8,
         settle: Duration::from_millis(1500),
+        ..common::rules_handler(
+            cluster.clone(),
+            SafetyMode::Autonomous,
+            acv_sidecar::audit::AuditLog::disabled(),
+        )
     };
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let manager = bus.subscribe(&Address::Manager).await.unwrap();

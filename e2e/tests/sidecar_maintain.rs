@@ -64,6 +64,8 @@ async fn rig_with(mode: SafetyMode, watch: Option<Duration>, sandbox: Arc<LazySa
         slo: SloPolicy::default(),
         max_turns: 8,
         settle: Duration::from_millis(1500),
+        audit: acv_sidecar::audit::AuditLog::disabled(),
+        approval_timeout: Duration::from_secs(900),
     };
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let mut agent = Agent::new(

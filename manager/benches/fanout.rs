@@ -82,6 +82,7 @@ async fn register(bus: &dyn Bus, name: ComponentName) -> anyhow::Result<()> {
         peer_url: None,
         planner: "sim".into(),
         version: "bench".into(),
+        safety: None,
     };
     bus.publish(&Envelope::new(
         uuid::Uuid::new_v4().to_string(),

@@ -9,6 +9,12 @@
 //! | `GET /v1/goals/{id}/events` | the goal's events as Server-Sent Events (`Last-Event-ID` or `?after=` resume); the stream ends after the final state |
 //! | `GET /v1/agents` | the registry with liveness |
 //! | `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/{id}` | tasks sent through the manager, recorded with their reports |
+//! | `GET /v1/approvals?state=&component=&episode=&limit=` | approvals (approve mode), newest first |
+//! | `GET /v1/approvals/{id}` | one approval |
+//! | `POST /v1/approvals/{id}/approve`, `POST /v1/approvals/{id}/deny` | decide (`{"by": …, "reason": …}`, both optional); 409 when already decided or expired |
+//! | `GET /v1/audit?component=&episode=&since=&limit=` | the sidecars' audit records, oldest first (the newest `limit`) |
+//! | `GET /v1/episodes?component=&limit=` | episodes derived from the audit trail, newest first |
+//! | `/dashboard/`, `/v1/series`, `/v1/dashboard/events` | the operator dashboard ([`crate::dashboard`]) |
 //!
 //! With a token configured every `/v1` request needs `Authorization: Bearer TOKEN`; `acv-manager serve` refuses to
 //! bind beyond loopback without one. Errors are `{"error": KIND, "message": TEXT}`.
@@ -32,8 +38,11 @@ use axum::{
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EngineError};
-use crate::store::{GoalFilter, StoreError, TaskRecord};
+use crate::engine::{DecideError, Engine, EngineError};
+use crate::episodes::Episode;
+use crate::store::{
+    Approval, ApprovalFilter, AuditEntry, AuditQuery, GoalFilter, StoreError, TaskRecord, rfc3339,
+};
 
 /// Largest list a request may ask for.
 pub const MAX_LIMIT: u32 = 1000;
@@ -70,6 +79,9 @@ pub struct AgentView {
     pub live: bool,
     /// Health at the last heartbeat.
     pub healthy: Option<bool>,
+    /// Safety mode at registration (`observe`, `approve`, `autonomous`), when the sidecar said.
+    #[serde(default)]
+    pub safety: Option<acv_protocol::SafetyMode>,
 }
 
 /// `POST /v1/tasks`.
@@ -82,6 +94,17 @@ pub struct TaskRequest {
     /// How long the task is valid, seconds (default 300).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+}
+
+/// `POST /v1/approvals/{id}/approve` and `/deny` (both fields optional; an empty body is fine).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DecisionRequest {
+    /// Who decides (recorded; `anonymous` when absent).
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// An error answer.
@@ -131,7 +154,7 @@ impl From<StoreError> for ApiError {
 /// The API router over an engine; `token` protects every route when set.
 pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
     let api = Api {
-        engine,
+        engine: engine.clone(),
         token: token.map(Into::into),
     };
     Router::new()
@@ -142,8 +165,19 @@ pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
         .route("/v1/agents", get(agents))
         .route("/v1/tasks", post(send_task).get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
-        .layer(middleware::from_fn_with_state(api.clone(), auth))
-        .with_state(api)
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/audit", get(audit))
+        .route("/v1/episodes", get(episodes))
+        .with_state(api.clone())
+        .merge(crate::dashboard::api(
+            engine,
+            crate::dashboard::SeriesConfig::default(),
+        ))
+        .layer(middleware::from_fn_with_state(api, auth))
+        .merge(crate::dashboard::pages())
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
@@ -317,6 +351,7 @@ async fn agents(State(api): State<Api>) -> Json<Vec<AgentView>> {
                 last_seen_ms: e.last_seen_ms,
                 live: now.saturating_sub(e.last_seen_ms) <= max_age,
                 healthy: e.healthy,
+                safety: e.safety,
             })
             .collect(),
     )
@@ -357,4 +392,127 @@ async fn get_task(State(api): State<Api>, Path(id): Path<String>) -> Result<Json
             format!("task {id:?} not found"),
         )
     })
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        let msg = e.to_string();
+        match e {
+            DecideError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "not_found", msg),
+            DecideError::Decided { .. } => ApiError(StatusCode::CONFLICT, "conflict", msg),
+            DecideError::Invalid(_) => ApiError(StatusCode::BAD_REQUEST, "invalid", msg),
+            DecideError::Engine(e) => e.into(),
+        }
+    }
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "invalid", msg)
+}
+
+fn component_param(c: Option<&str>) -> Result<Option<ComponentName>, ApiError> {
+    c.map(|c| ComponentName::new(c).map_err(|e| bad(format!("component: {e}"))))
+        .transpose()
+}
+
+#[derive(Debug, Deserialize)]
+struct ApprovalsQuery {
+    state: Option<String>,
+    component: Option<String>,
+    episode: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_approvals(
+    State(api): State<Api>,
+    Query(q): Query<ApprovalsQuery>,
+) -> Result<Json<Vec<Approval>>, ApiError> {
+    let filter = ApprovalFilter {
+        state: q.state.as_deref().map(str::parse).transpose().map_err(bad)?,
+        component: component_param(q.component.as_deref())?,
+        episode: q.episode,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    Ok(Json(api.engine.store().approvals(&filter, limit).await?))
+}
+
+async fn get_approval(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Approval>, ApiError> {
+    api.engine.store().approval(&id).await?.map(Json).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("approval {id:?} not found"),
+        )
+    })
+}
+
+fn decision(body: &[u8]) -> Result<DecisionRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecisionRequest::default());
+    }
+    json_body(body)
+}
+
+async fn approve(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Approval>, ApiError> {
+    let d = decision(&body)?;
+    Ok(Json(api.engine.decide(&id, true, d.by, d.reason).await?))
+}
+
+async fn deny(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Approval>, ApiError> {
+    let d = decision(&body)?;
+    Ok(Json(api.engine.decide(&id, false, d.by, d.reason).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    component: Option<String>,
+    episode: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(api): State<Api>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let query = AuditQuery {
+        component: component_param(q.component.as_deref())?,
+        episode: q.episode,
+        since_ms: q
+            .since
+            .as_deref()
+            .map(rfc3339::parse)
+            .transpose()
+            .map_err(|e| bad(format!("since: {e}")))?,
+        limit: q.limit.unwrap_or(500).clamp(1, MAX_AUDIT_LIMIT),
+    };
+    Ok(Json(api.engine.store().audit(&query).await?))
+}
+
+/// Largest `limit` of `GET /v1/audit`.
+pub const MAX_AUDIT_LIMIT: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+struct EpisodesQuery {
+    component: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn episodes(
+    State(api): State<Api>,
+    Query(q): Query<EpisodesQuery>,
+) -> Result<Json<Vec<Episode>>, ApiError> {
+    let component = component_param(q.component.as_deref())?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    Ok(Json(
+        crate::episodes::recent(api.engine.store().as_ref(), component.as_ref(), limit).await?,
+    ))
 }

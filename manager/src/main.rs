@@ -106,6 +106,9 @@ struct ServeArgs {
     /// the sidecar's: `ACV_LLM_CONFIG` or `ACV_LLM_*` (docs/planners.md).
     #[arg(long, env = "ACV_MANAGER_PLANNER", value_enum, default_value = "rules")]
     planner: DecomposerChoice,
+    /// Audit records older than this (default 14 days) are deleted, checked every 10 minutes; 0 keeps them.
+    #[arg(long, env = "ACV_MANAGER_AUDIT_RETENTION", default_value = "336h", value_parser = acv_core::env::parse_duration)]
+    audit_retention: Duration,
 }
 
 /// The goal decomposer.
@@ -290,6 +293,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     let (_, admin_server) = admin::bind(args.admin_addr, state, shutdown.clone().cancelled_owned()).await?;
     let admin_task = tokio::spawn(admin_server);
     let registry = Arc::new(RwLock::new(Registry::default()));
+    let store_for_pruning = store.clone();
     let engine = Engine::with_decomposer(store, bus, registry, measurer, config, decomposer);
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
@@ -304,9 +308,17 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     });
     let k8s_tasks = acv_manager::k8s::spawn(args.k8s.clone(), engine.clone(), shutdown.clone()).await?;
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
+    if !args.audit_retention.is_zero() {
+        tokio::spawn(prune_audit(
+            store_for_pruning,
+            args.audit_retention,
+            shutdown.clone(),
+        ));
+    }
     readiness.set(true);
     tracing::info!(api = %local, "Manager API listening.");
     println!("acv-manager API on http://{local}");
+    println!("acv-manager dashboard on http://{local}/dashboard/");
     wait_for_signal().await;
     tracing::info!("Shutting down.");
     shutdown.cancel();
@@ -317,6 +329,26 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
         task.await.context("Kubernetes task")??;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes audit records older than `retention` now and every 10 minutes until `shutdown`.
+async fn prune_audit(store: Arc<dyn Store>, retention: Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let keep_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        match store
+            .prune_audit(acv_core::now_ms().saturating_sub(keep_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "Old audit records pruned."),
+            Err(error) => tracing::warn!(%error, "Pruning audit records failed; retrying later."),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -14,6 +14,21 @@ pub trait Measurer: Send + Sync + 'static {
     /// One measurement per component that could be reached; unreachable components are left out (and so count
     /// as not measured, which never satisfies an objective).
     async fn measure(&self, components: &[ComponentName]) -> Vec<(ComponentName, Measurement)>;
+
+    /// The faults active on `component` where the backend knows them (the local runtime does, for the dashboard's
+    /// plot marks); empty otherwise or when they cannot be read.
+    async fn faults(&self, _component: &ComponentName) -> Vec<ActiveFault> {
+        Vec::new()
+    }
+}
+
+/// A fault active on a component, as the backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActiveFault {
+    /// The backend's id for it (stable while it lasts).
+    pub id: String,
+    /// What it does, e.g. `cpu_stress {"load_percent":20,"workers":1}`.
+    pub what: String,
 }
 
 /// Reads one component's metrics over `window_secs` and its status through any cluster backend (read-only); `None`
@@ -70,6 +85,47 @@ impl Measurer for RuntimeMeasurer {
             }
         }
         out
+    }
+
+    async fn faults(&self, component: &ComponentName) -> Vec<ActiveFault> {
+        let cluster = match RemoteCluster::new(self.api, component.clone()) {
+            Ok(r) => r.with_timeout(self.timeout),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot reach the runtime API.");
+                return Vec::new();
+            }
+        };
+        match cluster.faults().await {
+            Ok(faults) => faults
+                .into_iter()
+                .map(|f| ActiveFault {
+                    id: f.id.0.to_string(),
+                    what: describe_fault(&f.fault),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(component = %component, %error, "Reading faults failed.");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// `cpu_stress {"load_percent":20,"workers":1}`: the kind, then its parameters.
+fn describe_fault(fault: &acv_cluster::Fault) -> String {
+    match serde_json::to_value(fault) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            let kind = m
+                .remove("kind")
+                .and_then(|k| k.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "fault".into());
+            if m.is_empty() {
+                kind
+            } else {
+                format!("{kind} {}", serde_json::Value::Object(m))
+            }
+        }
+        _ => format!("{fault:?}"),
     }
 }
 

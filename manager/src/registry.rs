@@ -17,6 +17,8 @@ pub struct Entry {
     pub last_seen_ms: u64,
     /// Health at the last heartbeat.
     pub healthy: Option<bool>,
+    /// Safety mode at registration, when the sidecar said.
+    pub safety: Option<acv_protocol::SafetyMode>,
 }
 
 /// Known sidecars by component.
@@ -38,6 +40,7 @@ impl Registry {
                     peer_url: r.peer_url.clone(),
                     last_seen_ms: env.sent_at_ms,
                     healthy: None,
+                    safety: r.safety,
                 };
                 self.entries.insert(r.component.clone(), entry).is_none()
             }
@@ -55,6 +58,7 @@ impl Registry {
                         peer_url: None,
                         last_seen_ms: env.sent_at_ms,
                         healthy: h.healthy,
+                        safety: None,
                     };
                     self.entries.insert(h.component.clone(), entry);
                     true
@@ -115,6 +119,7 @@ mod tests {
             peer_url: None,
             planner: "none".into(),
             version: "0.1.0".into(),
+            safety: Some(acv_protocol::SafetyMode::Approve),
         };
         assert!(r.apply(&env(Body::Register(reg), 1_000)));
         assert!(!r.apply(&env(
@@ -127,6 +132,7 @@ mod tests {
             5_000
         )));
         assert_eq!(r.get(&c).unwrap().healthy, Some(true));
+        assert_eq!(r.get(&c).unwrap().safety, Some(acv_protocol::SafetyMode::Approve));
         assert_eq!(r.live(10_000, 6_000), vec![&c]);
         assert!(r.live(20_000, 6_000).is_empty());
     }

@@ -1,10 +1,14 @@
 //! The same store suite on SQLite (a file in a fresh state dir) and on PostgreSQL (127.0.0.1:5432, db `test`, a
 //! fresh schema per run, dropped afterwards).
 
-use acv_manager::store::{GoalFilter, NewEvent, SqlStore, Store, StoreError, TaskRecord, TaskState};
+use acv_manager::store::{
+    Approval, ApprovalFilter, AuditQuery, GoalFilter, NewEvent, SqlStore, Store, StoreError, TaskRecord,
+    TaskState,
+};
 use acv_protocol::{
-    Combine, Comparison, ComponentName, EventKind, Goal, GoalObjective, GoalRecord, GoalSpec, GoalState,
-    ReportBody, ReportStatus, SloMetric, SubtaskRecord, SubtaskState, TaskSpec,
+    ApprovalState, AuditKind, AuditRecord, Combine, Comparison, ComponentName, EventKind, Goal,
+    GoalObjective, GoalRecord, GoalSpec, GoalState, ReportBody, ReportStatus, SloMetric, SubtaskRecord,
+    SubtaskState, TaskSpec,
 };
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -195,6 +199,191 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.tasks(10).await.unwrap(), vec![t]);
 }
 
+fn approval(id: &str, comp: &str, requested: u64, expires: u64) -> Approval {
+    Approval {
+        id: id.into(),
+        component: c(comp),
+        episode: format!("ep-{id}"),
+        task_id: None,
+        call: "scale".into(),
+        args: serde_json::json!({"replicas": 3}),
+        program: "import acv\nacv.scale(3)\n".into(),
+        state: ApprovalState::Pending,
+        requested_ms: requested,
+        expires_ms: expires,
+        decided_ms: None,
+        decided_by: None,
+        reason: None,
+        result: None,
+    }
+}
+
+fn record(id: &str, comp: &str, episode: &str, at: u64, kind: AuditKind) -> AuditRecord {
+    AuditRecord {
+        id: id.into(),
+        component: c(comp),
+        episode: episode.into(),
+        at_ms: at,
+        kind,
+        name: Some("scale".into()),
+        args: Some(serde_json::json!({"replicas": 2})),
+        outcome: Some("ok".into()),
+        detail: serde_json::json!({"step": 1}),
+    }
+}
+
+/// Approvals (insert once, filters, compare-and-set, expiry), the audit trail and goal counts.
+async fn ops_suite(store: &dyn Store) {
+    let a1 = approval("a1", "catalogue", 100, 1_000);
+    assert!(store.insert_approval(&a1).await.unwrap());
+    let mut changed = a1.clone();
+    changed.program = "other".into();
+    assert!(
+        !store.insert_approval(&changed).await.unwrap(),
+        "a redelivered request changes nothing"
+    );
+    assert_eq!(store.approval("a1").await.unwrap(), Some(a1.clone()));
+    assert_eq!(store.approval("nope").await.unwrap(), None);
+    store
+        .insert_approval(&approval("a2", "orders", 200, 300))
+        .await
+        .unwrap();
+    store
+        .insert_approval(&approval("a3", "catalogue", 300, 5_000))
+        .await
+        .unwrap();
+    let all = store.approvals(&ApprovalFilter::default(), 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a3", "a2", "a1"]
+    );
+    let mine = ApprovalFilter {
+        component: Some(c("catalogue")),
+        state: Some(ApprovalState::Pending),
+        ..Default::default()
+    };
+    assert_eq!(store.approvals(&mine, 1).await.unwrap().len(), 1);
+    assert_eq!(store.approvals(&mine, 10).await.unwrap().len(), 2);
+    let by_episode = ApprovalFilter {
+        episode: Some("ep-a2".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.approvals(&by_episode, 10).await.unwrap()[0].id, "a2");
+
+    // Compare and set: only one decision wins.
+    let mut approved = a1.clone();
+    approved.state = ApprovalState::Approved;
+    approved.decided_ms = Some(150);
+    approved.decided_by = Some("alice".into());
+    approved.reason = Some("go".into());
+    assert!(
+        store
+            .update_approval(&approved, ApprovalState::Pending)
+            .await
+            .unwrap()
+    );
+    let mut denied = a1.clone();
+    denied.state = ApprovalState::Denied;
+    assert!(
+        !store
+            .update_approval(&denied, ApprovalState::Pending)
+            .await
+            .unwrap()
+    );
+    approved.state = ApprovalState::Executed;
+    approved.result = Some(serde_json::json!({"ready_replicas": 3}));
+    assert!(
+        store
+            .update_approval(&approved, ApprovalState::Approved)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.approval("a1").await.unwrap(), Some(approved));
+
+    // Expiry: only pending ones past their time.
+    let expired = store.expire_approvals(1_000).await.unwrap();
+    assert_eq!(expired.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a2"]);
+    let a2 = store.approval("a2").await.unwrap().unwrap();
+    assert_eq!(a2.state, ApprovalState::Expired);
+    assert_eq!(a2.decided_by.as_deref(), Some("expiry"));
+    assert!(store.expire_approvals(1_000).await.unwrap().is_empty());
+
+    // Audit: duplicates skipped, filters, the newest `limit` oldest first.
+    let records = vec![
+        record("r1", "catalogue", "e1", 10, AuditKind::Program),
+        record("r2", "catalogue", "e1", 20, AuditKind::HostCall),
+        record("r3", "orders", "e2", 15, AuditKind::PeerCall),
+        record("r4", "catalogue", "e3", 30, AuditKind::Report),
+    ];
+    assert_eq!(store.insert_audit(&records).await.unwrap(), 4);
+    assert_eq!(
+        store.insert_audit(&records[..2]).await.unwrap(),
+        0,
+        "a resent batch adds nothing"
+    );
+    let q = |component: Option<&str>, episode: Option<&str>, since_ms: Option<u64>, limit: u32| AuditQuery {
+        component: component.map(c),
+        episode: episode.map(Into::into),
+        since_ms,
+        limit,
+    };
+    let ids = |v: Vec<acv_manager::store::AuditEntry>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.audit(&q(None, None, None, 10)).await.unwrap()),
+        ["r1", "r3", "r2", "r4"]
+    );
+    assert_eq!(
+        ids(store.audit(&q(None, None, None, 2)).await.unwrap()),
+        ["r2", "r4"]
+    );
+    assert_eq!(
+        ids(store
+            .audit(&q(Some("catalogue"), Some("e1"), None, 10))
+            .await
+            .unwrap()),
+        ["r1", "r2"]
+    );
+    assert_eq!(
+        ids(store
+            .audit(&q(Some("catalogue"), None, Some(20), 10))
+            .await
+            .unwrap()),
+        ["r2", "r4"]
+    );
+    assert_eq!(
+        ids(store.audit(&q(None, None, Some(16), 10)).await.unwrap()),
+        ["r2", "r4"]
+    );
+    let one = store.audit(&q(None, Some("e2"), None, 10)).await.unwrap();
+    assert_eq!(one[0].kind, AuditKind::PeerCall);
+    assert_eq!(one[0].args, Some(serde_json::json!({"replicas": 2})));
+    assert_eq!(one[0].detail["step"], 1);
+    let recent = store.recent_episodes(None, 2).await.unwrap();
+    assert_eq!(
+        recent,
+        vec![
+            (c("catalogue"), "e3".to_owned()),
+            (c("catalogue"), "e1".to_owned())
+        ]
+    );
+    let recent = store.recent_episodes(Some(&c("orders")), 10).await.unwrap();
+    assert_eq!(recent, vec![(c("orders"), "e2".to_owned())]);
+
+    assert_eq!(store.prune_audit(16).await.unwrap(), 2, "r1 and r3 are older");
+    assert_eq!(
+        ids(store.audit(&q(None, None, None, 10)).await.unwrap()),
+        ["r2", "r4"]
+    );
+
+    // Goal counts (the suite left g1 and g2 in it).
+    let counts = store.goal_counts().await.unwrap();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        total,
+        store.goals(GoalFilter::All, 100).await.unwrap().len() as u64
+    );
+}
+
 fn temp_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("acv-store-{}", uuid::Uuid::new_v4().simple()))
 }
@@ -205,6 +394,7 @@ async fn sqlite_store_suite_and_reopen() {
     let store = SqlStore::open_sqlite(&dir).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
     suite(&store).await;
+    ops_suite(&store).await;
     store.close().await;
     // Durable: a new process (a new pool) reads what the old one wrote, and migrating again is a no-op.
     let again = SqlStore::open_sqlite(&dir).await.unwrap();
@@ -223,6 +413,7 @@ async fn postgres_store_suite() {
     let store = SqlStore::connect(PG_URL, Some(&schema)).await.unwrap();
     assert_eq!(store.backend(), "postgres");
     suite(&store).await;
+    ops_suite(&store).await;
     store.close().await;
     let again = SqlStore::connect(PG_URL, Some(&schema)).await.unwrap();
     assert_eq!(

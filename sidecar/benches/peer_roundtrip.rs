@@ -100,6 +100,7 @@ async fn run() {
         slo: Default::default(),
         window_secs: 10.0,
         mode: acv_sandbox::SafetyMode::Observe,
+        audit: acv_sidecar::audit::AuditLog::disabled(),
     };
     let service = PeerService::new(
         name("catalogue"),

@@ -13,6 +13,8 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    approvals::Approvals,
+    audit::AuditLog,
     episode::{Backoff, Borrowed, Signature, observation},
     handler::{Episode, TaskHandler},
     policy::TaskPolicy,
@@ -27,6 +29,8 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 pub const VERIFY_WINDOW: Duration = Duration::from_secs(2);
 /// Default quiet period (healthy without a break) before temporary capacity is given back.
 pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(120);
+
+mod ops;
 
 /// A running sidecar agent.
 pub struct Agent {
@@ -52,6 +56,14 @@ pub struct Agent {
     backoff_max: Duration,
     quiet: Duration,
     verify: Duration,
+    /// Where reports and approved calls are recorded.
+    audit: AuditLog,
+    /// Calls queued in approve mode, waiting for an operator.
+    approvals: Approvals,
+    /// The first failing health check of the current unhealthy stretch (ms), for time-to-detect.
+    first_failing_ms: Option<u64>,
+    /// The first SLO episode of the current unhealthy stretch (id, start ms), for time-to-mitigate.
+    mitigating: Option<(String, u64)>,
 }
 
 fn new_id() -> String {
@@ -85,7 +97,17 @@ impl Agent {
             backoff_max: DEFAULT_BACKOFF_MAX,
             quiet: DEFAULT_QUIET_PERIOD,
             verify: VERIFY_WINDOW,
+            audit: AuditLog::disabled(),
+            approvals: Approvals::default(),
+            first_failing_ms: None,
+            mitigating: None,
         }
+    }
+
+    /// Records reports and approved calls in `audit` (the handler records programs and host calls itself).
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Replaces the default task policy (manager and operators' clients may task; peers may not).
@@ -158,6 +180,7 @@ impl Agent {
                 peer_url: self.peer_url.clone(),
                 planner: self.handler.planner_name(),
                 version: acv_core::VERSION.into(),
+                safety: self.handler.safety(),
             }),
         );
         self.bus.publish(&register).await?;
@@ -167,12 +190,15 @@ impl Agent {
             let watch_every = self.watch.as_ref().map_or(Duration::from_secs(3600), |(_, i)| *i);
             let mut watch_ticker = tokio::time::interval(watch_every);
             watch_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut approval_ticker = tokio::time::interval(Duration::from_secs(1));
+            approval_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seq = 0u64;
             loop {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = watch_ticker.tick(), if self.watch.is_some() => self.health_check().await,
+                    _ = approval_ticker.tick(), if self.approvals.any_open() => self.expire_approvals().await,
                     _ = ticker.tick() => {
                         seq += 1;
                         let hb = Envelope::new(new_id(), self.me(), Address::Broadcast, acv_core::now_ms(),
@@ -205,6 +231,7 @@ impl Agent {
     async fn check_and_mitigate(&mut self, watcher: &Watcher) -> bool {
         let check = watcher.check().await;
         let now = Instant::now();
+        let checked_ms = acv_core::now_ms();
         if let (Some(b), Some(st)) = (&mut self.borrowed, &check.measurement.status) {
             b.account(st, now);
         }
@@ -214,12 +241,15 @@ impl Agent {
             if self.backoff.take().is_some() {
                 tracing::info!(component = %self.component, "Healthy again; backoff cleared.");
             }
+            self.first_failing_ms = None;
+            self.recovered(checked_ms);
             self.after_healthy(watcher, &check, now).await;
             return true;
         }
         if let Some(b) = &mut self.borrowed {
             b.healthy_since = None;
         }
+        self.first_failing_ms.get_or_insert(checked_ms);
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
             tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
@@ -255,12 +285,19 @@ impl Agent {
             }
         }
         self.failing_checks = 0;
+        if self.approvals.any_open() {
+            tracing::info!(component = %self.component,
+                "SLO violation persists while queued calls await an operator; no new episode until they are decided.");
+            return false;
+        }
         if self.borrowed.is_none()
             && let Some(st) = &check.measurement.status
         {
             self.borrowed = Some(Borrowed::new(st, now));
         }
         let retry = self.backoff.is_some();
+        let started_ms = acv_core::now_ms();
+        let detected = self.episode_started(started_ms);
         let described: Vec<String> = check
             .violations
             .iter()
@@ -323,6 +360,9 @@ impl Agent {
         }
         count(CounterName::TasksHandled, &[("outcome", "mitigated")], 1);
         let diagnosis = report.diagnosis.clone();
+        let facts = serde_json::json!({"time_to_detect_ms": detected, "issue": issue_id});
+        self.episode_done(&report, "slo", &Address::Manager, &issue_id, started_ms, facts)
+            .await;
         let reply = Envelope::new(
             new_id(),
             self.me(),
@@ -335,6 +375,8 @@ impl Agent {
             tracing::warn!(%error, "Mitigation report publish failed.");
         }
         if after.violations.is_empty() {
+            self.first_failing_ms = None;
+            self.recovered(acv_core::now_ms());
             self.backoff = None;
             return true;
         }
@@ -503,7 +545,7 @@ impl Agent {
         }
     }
 
-    async fn on_delivery(&self, delivery: Delivery) {
+    async fn on_delivery(&mut self, delivery: Delivery) {
         let env = &delivery.envelope;
         let now = acv_core::now_ms();
         let task = match &env.body {
@@ -513,6 +555,11 @@ impl Agent {
                 None
             }
             Body::Task(task) => Some(task.clone()),
+            Body::ApprovalDecision(d) if env.from == Address::Manager => {
+                let d = d.clone();
+                self.on_decision(&d).await;
+                None
+            }
             other => {
                 tracing::warn!(id = %env.id, kind = ?other.kind(), "Ignored a non-task message in the inbox.");
                 None
@@ -520,10 +567,18 @@ impl Agent {
         };
         if let Some(task) = task {
             tracing::info!(task_id = %task.task_id, from = %env.from, text = task.spec.text(), "Task received.");
+            let started_ms = acv_core::now_ms();
             let report = match self.policy.permits(&env.from, &self.component) {
                 Ok(()) => self.handler.handle(&self.component, &task).await,
                 Err(reason) => crate::policy::refusal(&self.component, &task, &reason),
             };
+            let trigger = match task.mechanism {
+                acv_protocol::Mechanism::PeerRequest => "peer",
+                _ => "task",
+            };
+            let facts = serde_json::json!({"from": env.from.to_string()});
+            self.episode_done(&report, trigger, &env.from, &env.id, started_ms, facts)
+                .await;
             let reply = Envelope::new(
                 new_id(),
                 self.me(),

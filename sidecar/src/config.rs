@@ -39,6 +39,13 @@ pub const ENV_PEER_CERT: &str = "ACV_SIDECAR_PEER_CERT";
 /// Env key: own private key file.
 pub const ENV_PEER_KEY: &str = "ACV_SIDECAR_PEER_KEY";
 
+/// Env key: how long a call queued in approve mode waits for an operator, e.g. `15m`.
+pub const ENV_APPROVAL_TIMEOUT: &str = "ACV_SIDECAR_APPROVAL_TIMEOUT";
+/// Env key: most audit records kept while the manager cannot be reached (oldest dropped beyond).
+pub const ENV_AUDIT_BUFFER: &str = "ACV_SIDECAR_AUDIT_BUFFER";
+/// Env key: how often audit records are sent to the manager, e.g. `1s`.
+pub const ENV_AUDIT_FLUSH: &str = "ACV_SIDECAR_AUDIT_FLUSH";
+
 /// Which planner the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlannerChoice {
@@ -164,6 +171,17 @@ pub struct SidecarConfig {
     /// Longest chain of peer calls this sidecar serves.
     #[arg(long, default_value_t = 3)]
     pub peer_max_hops: u32,
+    /// Approve mode: how long a queued mutating call waits for an operator's decision; after that it never runs
+    /// and the episode's report says so.
+    #[arg(long, env = ENV_APPROVAL_TIMEOUT, default_value = "15m", value_parser = acv_core::env::parse_duration)]
+    pub approval_timeout: Duration,
+    /// Most audit records buffered while the manager or bus cannot be reached; beyond it the oldest are dropped
+    /// (counted in acv_audit_dropped_total).
+    #[arg(long, env = ENV_AUDIT_BUFFER, default_value_t = crate::audit::DEFAULT_CAPACITY)]
+    pub audit_buffer: usize,
+    /// How often buffered audit records are sent to the manager.
+    #[arg(long, env = ENV_AUDIT_FLUSH, default_value = "1s", value_parser = acv_core::env::parse_duration)]
+    pub audit_flush: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -199,6 +217,11 @@ impl SidecarConfig {
             cert: pick(&self.peer_cert, from_dir.as_ref().map(|f| f.cert.clone()), "cert")?,
             key: pick(&self.peer_key, from_dir.as_ref().map(|f| f.key.clone()), "key")?,
         }))
+    }
+
+    /// The audit trail this configuration asks for (sent by [`crate::run::run`]).
+    pub fn audit_log(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(self.component.clone(), self.audit_buffer)
     }
 
     /// The SLO policy from the flags.

@@ -1,14 +1,20 @@
 //! Runs planned steps in the wasmtime sandbox and feeds fresh observations to the planner: the sidecar's
-//! [`Executor`] for [`acv_llm::drive`]. Every host call of every program is written to the audit log
-//! (tracing target `acv::audit`).
+//! [`Executor`] for [`acv_llm::drive`]. Every program and every host call of every program is written to the audit
+//! trail ([`crate::audit`], which reaches the manager) and to the log (tracing target `acv::audit`).
 
 use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
 use acv_llm::{Executor, Observation, PlannedStep, StepResult};
-use acv_protocol::{ComponentName, HOST_CALLS, StepOutcome};
-use acv_sandbox::{CallOutcome, Capabilities, LazySandbox, Limits, RunOutcome, SafetyMode, Verdict};
+use acv_protocol::{AuditKind, ComponentName, HOST_CALLS, StepOutcome};
+use acv_sandbox::{
+    CallOutcome, Capabilities, HostCallRecord, LazySandbox, Limits, PendingCall, RunOutcome, SafetyMode,
+    Verdict,
+};
 use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
+use serde_json::{Value, json};
+
+use crate::audit::{AuditLog, Entry};
 
 /// Longest wait for replicas to converge after a change before observing anyway (a broken release never does).
 pub const CONVERGE_MAX: Duration = Duration::from_secs(20);
@@ -31,8 +37,61 @@ pub struct SandboxExecutor {
     baseline: Option<acv_llm::Baseline>,
     /// Metrics window of observations (seconds).
     window_secs: f64,
-    /// Host calls queued for approval (approve mode), across the task.
-    pub pending: Vec<acv_sandbox::PendingCall>,
+    /// Host calls queued for approval (approve mode), across the task, with the program that made them.
+    pub pending: Vec<Queued>,
+    /// Where programs and calls are recorded, and the episode they belong to.
+    audit: AuditLog,
+    episode: String,
+}
+
+/// A mutating call queued for approval by one step's program.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Queued {
+    /// The step (1-based).
+    pub step: u32,
+    /// The program that made the call.
+    pub program: String,
+    /// The call, validated by the sandbox.
+    #[serde(flatten)]
+    pub pending: PendingCall,
+}
+
+/// Largest call result or argument kept whole in an audit record, in bytes of JSON; bigger ones keep a prefix.
+pub const MAX_AUDIT_VALUE: usize = 16 * 1024;
+
+/// `v`, or a note with its first bytes when its JSON is longer than [`MAX_AUDIT_VALUE`] (e.g. a long log tail).
+pub fn bounded(v: &Value) -> Value {
+    let text = v.to_string();
+    if text.len() <= MAX_AUDIT_VALUE {
+        return v.clone();
+    }
+    json!({"truncated": true, "bytes": text.len(), "head": truncate(text, 2048)})
+}
+
+/// The one-word result of a call, as in `acv_host_calls_total{result}`.
+pub fn call_result(outcome: &CallOutcome) -> &'static str {
+    match outcome {
+        CallOutcome::Ok { .. } => "ok",
+        CallOutcome::Error { .. } => "error",
+        CallOutcome::Refused { .. } => "refused",
+        CallOutcome::PendingApproval => "pending_approval",
+    }
+}
+
+fn call_entry(step: u32, call: &HostCallRecord) -> Entry {
+    let mut detail = json!({"step": step, "seq": call.seq, "elapsed_us": call.elapsed.as_micros() as u64});
+    match &call.outcome {
+        CallOutcome::Ok { result } => detail["result"] = bounded(result),
+        CallOutcome::Error { error } => detail["error"] = json!(error.to_string()),
+        CallOutcome::Refused { reason } => detail["error"] = json!(format!("refused: {reason}")),
+        CallOutcome::PendingApproval => {}
+    }
+    Entry {
+        name: Some(call.name.clone()),
+        args: Some(bounded(&call.args)),
+        outcome: Some(call_result(&call.outcome).into()),
+        detail,
+    }
 }
 
 // === impl SandboxExecutor ===
@@ -61,6 +120,8 @@ impl SandboxExecutor {
             baseline: None,
             window_secs: 60.0,
             pending: Vec::new(),
+            audit: AuditLog::disabled(),
+            episode: String::new(),
         }
     }
 
@@ -72,6 +133,44 @@ impl SandboxExecutor {
             self.window_secs = window_secs;
         }
         self
+    }
+
+    /// Records every program and host call in `audit` as part of `episode`.
+    pub fn with_audit(mut self, audit: AuditLog, episode: &str) -> Self {
+        self.audit = audit;
+        self.episode = episode.to_owned();
+        self
+    }
+
+    fn audit_run(&self, index: u32, step: &PlannedStep, run: &RunOutcome, result: &StepResult) {
+        if !self.audit.is_enabled() {
+            return;
+        }
+        for call in &run.calls {
+            let kind = if call.name == "ask_peer" {
+                AuditKind::PeerCall
+            } else {
+                AuditKind::HostCall
+            };
+            self.audit.record(&self.episode, kind, call_entry(index, call));
+        }
+        self.audit.record(
+            &self.episode,
+            AuditKind::Program,
+            Entry {
+                name: Some(step.description.clone()),
+                args: None,
+                outcome: Some(run.verdict.label().into()),
+                detail: json!({
+                    "step": index,
+                    "program": step.program,
+                    "output": result.output,
+                    "mutated": result.mutated,
+                    "fuel": run.fuel_consumed,
+                    "elapsed_ms": run.elapsed.as_millis() as u64,
+                }),
+            },
+        );
     }
 }
 
@@ -127,12 +226,7 @@ fn record_metrics(run: &RunOutcome) {
             .find(|n| **n == call.name)
             .copied()
             .unwrap_or("other");
-        let result = match call.outcome {
-            CallOutcome::Ok { .. } => "ok",
-            CallOutcome::Error { .. } => "error",
-            CallOutcome::Refused { .. } => "refused",
-            CallOutcome::PendingApproval => "pending_approval",
-        };
+        let result = call_result(&call.outcome);
         count(CounterName::HostCalls, &[("call", name), ("result", result)], 1);
     }
 }
@@ -174,14 +268,29 @@ impl Executor for SandboxExecutor {
                 tracing::info!(target: "acv::audit", component = %self.component, step = index,
                     verdict = run.verdict.label(), fuel = run.fuel_consumed,
                     ms = run.elapsed.as_millis() as u64, description = %step.description, "Step ran.");
-                self.pending.extend(run.pending.iter().cloned());
+                self.pending.extend(run.pending.iter().map(|p| Queued {
+                    step: index,
+                    program: step.program.clone(),
+                    pending: p.clone(),
+                }));
                 let result = step_result(&run);
+                self.audit_run(index, step, &run, &result);
                 self.last_mutated = result.mutated;
                 result
             }
             Err(e) => {
                 tracing::error!(component = %self.component, step = index, error = %e, "Sandbox could not run the step.");
                 self.last_mutated = false;
+                self.audit.record(
+                    &self.episode,
+                    AuditKind::Program,
+                    Entry {
+                        name: Some(step.description.clone()),
+                        args: None,
+                        outcome: Some("sandbox_error".into()),
+                        detail: json!({"step": index, "program": step.program, "output": format!("sandbox error: {e}")}),
+                    },
+                );
                 StepResult {
                     outcome: StepOutcome::Error,
                     output: format!("sandbox error: {e}"),

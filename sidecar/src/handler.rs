@@ -5,11 +5,18 @@ use std::{sync::Arc, time::Duration};
 
 use acv_cluster::Cluster;
 use acv_llm::{Baseline, MaintainerContext, Planner, Trigger, drive};
-use acv_protocol::{ComponentName, Evidence, ReportBody, ReportStatus, SloPolicy, TaskBody, Violation};
-use acv_sandbox::{Capabilities, LazySandbox, Limits, SafetyMode};
+use acv_protocol::{
+    ApprovalRequest, ComponentName, Evidence, PENDING_APPROVAL_EVIDENCE, ReportBody, ReportStatus, SloPolicy,
+    TaskBody, Violation,
+};
+use acv_sandbox::{Capabilities, HostCall, HostError, LazySandbox, Limits, SafetyMode};
 use async_trait::async_trait;
 
-use crate::exec::SandboxExecutor;
+use crate::{
+    approvals::call_args,
+    audit::AuditLog,
+    exec::{Queued, SandboxExecutor},
+};
 
 /// Handles work and produces the report that answers it.
 #[async_trait]
@@ -25,6 +32,22 @@ pub trait TaskHandler: Send + Sync {
     ) -> ReportBody;
     /// A short name for the registry (`none`, `rules`, `llm:<model>`).
     fn planner_name(&self) -> String;
+    /// The safety mode the handler's programs run in, for the registry (`None`: it runs none).
+    fn safety(&self) -> Option<SafetyMode> {
+        None
+    }
+    /// Runs a call an operator approved (approve mode) against the own component; its result as JSON. Handlers
+    /// that cannot act say so.
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &HostCall,
+    ) -> Result<serde_json::Value, HostError> {
+        let _ = call;
+        Err(HostError::unavailable(format!(
+            "the sidecar of {component} has no cluster backend to run the call on"
+        )))
+    }
     /// Handles SLO violations with what the watcher knows about the episode (the healthy baseline, its metrics
     /// window). The default ignores it and calls [`mitigate`](Self::mitigate).
     async fn mitigate_episode(
@@ -47,6 +70,54 @@ pub struct Episode {
     /// The watcher's metrics window (seconds); observations during the mitigation use it too, so a fix shows up
     /// as soon as the watcher would see it. 0: the default 60 s.
     pub window_secs: f64,
+}
+
+/// The id of the approval for call `seq` of step `step` in episode `work_id`: stable, so a redone episode asks
+/// for the same approvals, and safe in a URL.
+pub fn approval_id(work_id: &str, step: u32, seq: u32) -> String {
+    let mut base: String = work_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(150)
+        .collect();
+    if base.is_empty() {
+        base.push('_');
+    }
+    format!("{base}.s{step}.c{seq}")
+}
+
+/// The approval requests for the calls an episode queued, expiring `timeout` after now.
+pub fn approval_requests(
+    component: &ComponentName,
+    work_id: &str,
+    task_id: Option<&str>,
+    queued: &[Queued],
+    timeout: Duration,
+) -> Vec<ApprovalRequest> {
+    let now = acv_core::now_ms();
+    let expires = now.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    queued
+        .iter()
+        .map(|q| ApprovalRequest {
+            id: approval_id(work_id, q.step, q.pending.seq),
+            component: component.clone(),
+            episode: work_id.to_owned(),
+            task_id: task_id.map(str::to_owned),
+            call: q.pending.call.name().to_owned(),
+            args: call_args(&q.pending.call),
+            program: q.program.clone(),
+            step: q.step,
+            seq: q.pending.seq,
+            requested_at_ms: now,
+            expires_at_ms: expires,
+        })
+        .collect()
 }
 
 /// The handler used while no planner is configured: it does nothing and says so, as an ISSUE report.
@@ -122,6 +193,10 @@ pub struct PlanningHandler {
     pub max_turns: u32,
     /// Wait after a mutating step before observing again.
     pub settle: Duration,
+    /// Where programs and host calls are recorded ([`AuditLog::disabled`] records nothing).
+    pub audit: AuditLog,
+    /// How long a call queued in approve mode waits for an operator before it expires.
+    pub approval_timeout: Duration,
 }
 
 // === impl PlanningHandler ===
@@ -131,6 +206,7 @@ impl PlanningHandler {
         &self,
         component: &ComponentName,
         work_id: &str,
+        task_id: Option<&str>,
         mut ctx: MaintainerContext,
         episode: Option<&Episode>,
     ) -> ReportBody {
@@ -145,7 +221,8 @@ impl PlanningHandler {
             self.cluster.clone(),
             self.limits.clone(),
             self.settle,
-        );
+        )
+        .with_audit(self.audit.clone(), work_id);
         if let Some(e) = episode {
             exec = exec.with_episode(e.baseline.clone(), e.window_secs);
         }
@@ -155,9 +232,11 @@ impl PlanningHandler {
             value: self.planner.name().into(),
         }];
         if !exec.pending.is_empty() {
+            let requests =
+                approval_requests(component, work_id, task_id, &exec.pending, self.approval_timeout);
             evidence.push(Evidence {
-                name: "pending_approval".into(),
-                value: serde_json::to_value(&exec.pending).unwrap_or_default(),
+                name: PENDING_APPROVAL_EVIDENCE.into(),
+                value: serde_json::to_value(requests).unwrap_or_default(),
             });
         }
         match outcome {
@@ -206,7 +285,8 @@ impl TaskHandler for PlanningHandler {
         if let Trigger::Task { mechanism, .. } = &mut ctx.trigger {
             *mechanism = task.mechanism;
         }
-        self.run(component, &task.task_id, ctx, None).await
+        self.run(component, &task.task_id, Some(&task.task_id), ctx, None)
+            .await
     }
 
     async fn mitigate(
@@ -216,7 +296,7 @@ impl TaskHandler for PlanningHandler {
         violations: &[Violation],
     ) -> ReportBody {
         let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
-        self.run(component, work_id, ctx, None).await
+        self.run(component, work_id, None, ctx, None).await
     }
 
     async fn mitigate_episode(
@@ -227,10 +307,22 @@ impl TaskHandler for PlanningHandler {
         episode: &Episode,
     ) -> ReportBody {
         let ctx = MaintainerContext::for_violations(component.clone(), violations.to_vec());
-        self.run(component, work_id, ctx, Some(episode)).await
+        self.run(component, work_id, None, ctx, Some(episode)).await
     }
 
     fn planner_name(&self) -> String {
         self.planner.name()
+    }
+
+    fn safety(&self) -> Option<SafetyMode> {
+        Some(self.mode)
+    }
+
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &HostCall,
+    ) -> Result<serde_json::Value, HostError> {
+        call.execute(self.caps.as_ref(), component).await
     }
 }

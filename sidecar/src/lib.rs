@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`config`]: command line / env configuration.
-//! - [`agent`]: the task loop (receive → handle → report → ack).
+//! - [`agent`]: the task loop (receive → handle → report → ack), approvals' decisions, episode metrics.
+//! - [`approvals`]: approve mode's queued calls waiting for an operator (run once when approved, never otherwise).
+//! - [`audit`]: the audit trail (programs, host calls, peer calls, reports) sent to the manager in batches.
 //! - [`handler`]: what is done with one task or SLO violation: plan ([`acv_llm`]), run steps in the sandbox
 //!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
 //! - [`run`]: the handler for a configured component and the agent loop until shutdown (binary or in-process).
@@ -14,6 +16,8 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod approvals;
+pub mod audit;
 pub mod caps;
 pub mod config;
 pub mod episode;

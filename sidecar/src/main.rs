@@ -85,7 +85,8 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
         )),
         None => Arc::new(NoPeers),
     };
-    let (handler, cluster) = build_handler(&config, peers).await?;
+    let audit = config.audit_log();
+    let (handler, cluster) = build_handler(&config, peers, audit.clone()).await?;
     // Tasks, the own watcher and peers' requests for action take turns on one work lock.
     let work = peer::WorkLock::default();
     let serial: Arc<dyn TaskHandler> = Arc::new(SerialHandler::new(handler.clone(), work.clone()));
@@ -101,6 +102,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
             slo: config.slo(),
             window_secs: config.watch_window_secs,
             mode: config.mode,
+            audit: audit.clone(),
         });
         let service = PeerService::new(
             config.component.clone(),
@@ -130,7 +132,16 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
             .context("subscribing to the broadcast for peer discovery")?;
         tokio::spawn(follow);
     }
-    let sidecar = acv_sidecar::run::run(&config, bus, serial, cluster, peer_url, readiness, stop.clone());
+    let sidecar = acv_sidecar::run::run(
+        &config,
+        bus,
+        serial,
+        cluster,
+        peer_url,
+        audit,
+        readiness,
+        stop.clone(),
+    );
     tokio::pin!(sidecar);
     let res = tokio::select! {
         () = shutdown_signal() => {
@@ -148,7 +159,11 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
 
 /// Planner + sandbox + cluster backend, as configured.
-async fn build_handler(config: &SidecarConfig, peers: Arc<dyn Peers>) -> anyhow::Result<Built> {
+async fn build_handler(
+    config: &SidecarConfig,
+    peers: Arc<dyn Peers>,
+    audit: acv_sidecar::audit::AuditLog,
+) -> anyhow::Result<Built> {
     let cluster: Arc<dyn acv_cluster::Cluster> = if config.kube {
         Arc::new(
             acv_kube::KubeCluster::from_env(config.component.clone(), &ProcessEnv)
@@ -163,7 +178,7 @@ async fn build_handler(config: &SidecarConfig, peers: Arc<dyn Peers>) -> anyhow:
         );
         return Ok((Arc::new(NoPlanner), None));
     };
-    let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), peers, || {
+    let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), peers, audit, || {
         // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
         // released when idle.
         let sandbox_config = acv_sandbox::guest::installed_config(

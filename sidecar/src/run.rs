@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Agent, SidecarConfig,
+    audit::AuditLog,
     caps::{ClusterCaps, Peers},
     config::PlannerChoice,
     handler::{NoPlanner, PlanningHandler, TaskHandler},
@@ -21,11 +22,12 @@ use crate::{
 
 /// The handler for `config.planner` acting on `cluster`, running steps in the sandbox that `sandbox` makes (called
 /// only when a planner needs one, so `--planner none` never even locates the guest; the [`LazySandbox`] itself
-/// loads at the first step and lets go when idle).
+/// loads at the first step and lets go when idle). Programs and host calls are recorded in `audit`.
 pub fn planning_handler(
     config: &SidecarConfig,
     cluster: Arc<dyn Cluster>,
     peers: Arc<dyn Peers>,
+    audit: AuditLog,
     sandbox: impl FnOnce() -> anyhow::Result<Arc<LazySandbox>>,
 ) -> anyhow::Result<Arc<dyn TaskHandler>> {
     let planner: Arc<dyn acv_llm::Planner> = match config.planner {
@@ -56,23 +58,59 @@ pub fn planning_handler(
         slo: config.slo(),
         max_turns: config.max_turns,
         settle: config.settle,
+        audit,
+        approval_timeout: config.approval_timeout,
     }))
 }
 
 /// Runs the sidecar for `config.component` on `bus` until `shutdown` fires (then waits up to `config.grace` for
 /// the task in hand) or the agent loop ends with an error. With a `cluster` and a non-zero `--watch-interval`
 /// the own SLO health check runs too; `peer_url` is announced when the peer API runs. `readiness` is set once the inbox is subscribed, and cleared on shutdown.
+/// `audit` (the same log the handler records into) is sent to the manager every `--audit-flush` until the end.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: &SidecarConfig,
     bus: Arc<dyn Bus>,
     handler: Arc<dyn TaskHandler>,
     cluster: Option<Arc<dyn Cluster>>,
     peer_url: Option<String>,
+    audit: AuditLog,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let flusher_stop = CancellationToken::new();
+    let flusher = tokio::spawn(audit.clone().run_flusher(
+        bus.clone(),
+        config.audit_flush,
+        flusher_stop.clone(),
+    ));
+    let res = run_agent(
+        config, bus, handler, cluster, peer_url, audit, readiness, shutdown,
+    )
+    .await;
+    // One last flush of what the agent recorded.
+    flusher_stop.cancel();
+    if let Err(error) = flusher.await {
+        tracing::warn!(%error, "Audit flusher ended abnormally.");
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_agent(
+    config: &SidecarConfig,
+    bus: Arc<dyn Bus>,
+    handler: Arc<dyn TaskHandler>,
+    cluster: Option<Arc<dyn Cluster>>,
+    peer_url: Option<String>,
+    audit: AuditLog,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let policy = crate::policy::TaskPolicy::from_env(&acv_core::env::ProcessEnv)?;
-    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat).with_policy(policy);
+    let mut agent = Agent::new(config.component.clone(), bus, handler, config.heartbeat)
+        .with_policy(policy)
+        .with_audit(audit);
     if let Some(url) = peer_url {
         // Announced in registration and heartbeats, so peers find this sidecar's peer API.
         agent = agent.with_peer_url(url);

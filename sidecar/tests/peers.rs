@@ -200,6 +200,7 @@ fn maintainer(cluster: Arc<FakeCluster>, handler: Arc<dyn TaskHandler>, mode: Sa
         slo: SloPolicy::default(),
         window_secs: 10.0,
         mode,
+        audit: acv_sidecar::audit::AuditLog::disabled(),
     }
 }
 
@@ -499,6 +500,8 @@ fn planning(cluster: Arc<FakeCluster>, mode: SafetyMode) -> Arc<dyn TaskHandler>
         slo: SloPolicy::default(),
         max_turns: 6,
         settle: Duration::from_millis(10),
+        audit: acv_sidecar::audit::AuditLog::disabled(),
+        approval_timeout: Duration::from_secs(900),
     })
 }
 

@@ -185,3 +185,61 @@ async fn confirmed_violation_is_mitigated_and_verified_by_measurement() {
     assert_eq!(r.status, ReportStatus::Issue);
     assert!(r.message.contains("re-check still fails"), "{}", r.message);
 }
+
+#[tokio::test]
+async fn an_slo_episode_records_time_to_detect_and_to_mitigate() {
+    // Failing, failing (confirmed: an episode starts), then healthy at the re-check: the episode's report record
+    // carries its time to detect, and a `recovered` record its time to mitigate.
+    let cluster = Arc::new(Scripted {
+        name: name(),
+        ready: Mutex::new([false, false, true].into_iter().collect()),
+    });
+    let handler = Arc::new(Counting::default());
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let mut manager = bus.subscribe(&Address::Manager).await.unwrap();
+    let audit = acv_sidecar::audit::AuditLog::new(name(), 100);
+    let agent = Agent::new(name(), bus.clone(), handler.clone(), Duration::from_secs(60))
+        .with_watcher(
+            Watcher::new(cluster, SloPolicy::default(), 10.0),
+            Duration::from_millis(50),
+        )
+        .with_confirm_checks(2)
+        .with_audit(audit.clone());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(agent.start(shutdown.clone()).await.unwrap());
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !records
+        .iter()
+        .any(|r: &acv_protocol::AuditRecord| r.outcome.as_deref() == Some("recovered"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovered record; got {records:#?}"
+        );
+        audit.flush(bus.as_ref()).await.unwrap();
+        // Short waits: the agent may record more after the last flush.
+        if let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(200), manager.next()).await {
+            if let Body::Audit(batch) = &d.envelope.body {
+                records.extend(batch.records.clone());
+            }
+            d.ack().await.unwrap();
+        }
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*handler.0.lock().unwrap(), 1);
+    let report = records
+        .iter()
+        .find(|r| r.kind == acv_protocol::AuditKind::Report && r.name.as_deref() == Some("slo"))
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(report.outcome.as_deref(), Some("response"));
+    assert!(report.detail["time_to_detect_ms"].is_u64(), "{report:#?}");
+    assert!(report.detail["started_at_ms"].is_u64(), "{report:#?}");
+    let recovered = records
+        .iter()
+        .find(|r| r.outcome.as_deref() == Some("recovered"))
+        .unwrap();
+    assert_eq!(recovered.episode, report.episode, "the same episode");
+    assert!(recovered.detail["time_to_mitigate_ms"].is_u64(), "{recovered:#?}");
+}

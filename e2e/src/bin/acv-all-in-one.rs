@@ -209,7 +209,7 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the manager API on {}", cli.manager_api))?;
     println!(
-        "manager    http://{}   (acvctl --manager http://{0} ...)",
+        "manager    http://{}   (acvctl --manager http://{0} ...; dashboard http://{0}/dashboard/)",
         listener.local_addr()?
     );
     let router = acv_manager::api::router(engine.clone(), None);
@@ -311,17 +311,22 @@ async fn start_sidecars(
         ])
         .map_err(|e| Usage(format!("sidecar settings: {e}")))?;
         let cluster: Arc<dyn acv_cluster::Cluster> = Arc::new(rt.cluster(component.as_str())?);
+        let audit = config.audit_log();
         let handler = acv_sidecar::run::planning_handler(
             &config,
             cluster.clone(),
             Arc::new(acv_sidecar::caps::NoPeers),
+            audit.clone(),
             || sandbox.clone().context("no sandbox loaded"),
         )
         .map_err(|e| Usage(format!("{e:#}")))?;
         let readiness = Readiness::default();
         let task = tokio::spawn({
             let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
-            async move { acv_sidecar::run::run(&config, bus, handler, Some(cluster), None, readiness, stop).await }
+            async move {
+                acv_sidecar::run::run(&config, bus, handler, Some(cluster), None, audit, readiness, stop)
+                    .await
+            }
         });
         out.push(Sidecar {
             component: component.clone(),

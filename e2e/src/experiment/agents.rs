@@ -84,6 +84,8 @@ impl Planners {
             slo: SloPolicy::default(),
             max_turns: 8,
             settle: Duration::from_secs(2),
+            audit: acv_sidecar::audit::AuditLog::disabled(),
+            approval_timeout: Duration::from_secs(900),
         }))
     }
 }

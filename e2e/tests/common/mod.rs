@@ -172,3 +172,33 @@ pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A sidecar's task handler as the tests run it in-process: the rules planner, the shared dev sandbox (Python steps
+/// in wasmtime), `cluster` as its own component's backend, no peers, default limits and SLOs, `mode` for mutating
+/// calls (queued ones wait up to 2 minutes for a decision), programs and host calls recorded in `audit`
+/// (`AuditLog::disabled()` records nothing).
+pub fn rules_handler(
+    cluster: std::sync::Arc<dyn acv_cluster::Cluster>,
+    mode: acv_sandbox::SafetyMode,
+    audit: acv_sidecar::audit::AuditLog,
+) -> acv_sidecar::handler::PlanningHandler {
+    use std::sync::Arc;
+    acv_sidecar::handler::PlanningHandler {
+        planner: Arc::new(acv_llm::RulesPlanner::new()),
+        sandbox: Arc::new(acv_sandbox::LazySandbox::preloaded(
+            acv_sandbox::dev::shared_sandbox().expect("the dev sandbox loads (make guest)"),
+        )),
+        cluster: cluster.clone(),
+        caps: Arc::new(acv_sidecar::caps::ClusterCaps::new(
+            cluster,
+            Arc::new(acv_sidecar::caps::NoPeers),
+        )),
+        mode,
+        limits: acv_sandbox::Limits::default(),
+        slo: acv_protocol::SloPolicy::default(),
+        max_turns: 8,
+        settle: Duration::from_secs(2),
+        audit,
+        approval_timeout: Duration::from_secs(120),
+    }
+}

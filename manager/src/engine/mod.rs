@@ -17,10 +17,14 @@ use acv_protocol::{
     GoalSpec, GoalState, Mechanism, ReportBody, ReportStatus, SubtaskRecord, SubtaskState, TaskBody,
     TaskSpec,
 };
+use acv_telemetry::metrics::{GaugeName, HistogramName, observe, set};
 use tokio::sync::{Mutex, Notify, RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
 
+mod approvals;
 mod lifecycle;
+
+pub use approvals::{DecideError, MAX_DECISION_TEXT};
 
 use crate::measure::Measurer;
 use crate::registry::Registry;
@@ -105,7 +109,12 @@ pub struct Engine {
     /// Goal steps and report handling run one at a time, so an answer is never overwritten by a resend.
     step_lock: Mutex<()>,
     started_ms: u64,
+    /// When `acv_goals` was last set.
+    gauge_at: Mutex<u64>,
 }
+
+/// How often the goals gauge is recomputed, ms.
+const GOAL_GAUGE_EVERY_MS: u64 = 2_000;
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -153,6 +162,7 @@ impl Engine {
             wake: Notify::new(),
             step_lock: Mutex::new(()),
             started_ms: acv_core::now_ms(),
+            gauge_at: Mutex::new(0),
         })
     }
 
@@ -164,6 +174,11 @@ impl Engine {
     /// The registry of sidecars.
     pub fn registry(&self) -> &Arc<RwLock<Registry>> {
         &self.registry
+    }
+
+    /// How the engine measures components (the dashboard samples through it too).
+    pub fn measurer(&self) -> &Arc<dyn Measurer> {
+        &self.measurer
     }
 
     /// The liveness window.
@@ -337,6 +352,10 @@ impl Engine {
                 if let Err(error) = self.step_all().await {
                     tracing::warn!(%error, "Goal step failed; retrying on the next tick.");
                 }
+                if let Err(error) = self.expire_approvals().await {
+                    tracing::warn!(%error, "Expiring approvals failed; retrying on the next tick.");
+                }
+                self.publish_goal_gauge().await;
             }
         };
         let listener = async {
@@ -368,6 +387,14 @@ impl Engine {
                                     tracing::warn!(component = %i.component, message = %i.message, "Issue raised.");
                                     Ok(())
                                 }
+                                Body::ApprovalRequest(a) => self.on_approval_request(a).await,
+                                Body::ApprovalResult(r) => self.on_approval_result(r).await,
+                                Body::Audit(batch) => self
+                                    .store
+                                    .insert_audit(&batch.records)
+                                    .await
+                                    .map(|_new| ())
+                                    .map_err(EngineError::from),
                                 other => {
                                     tracing::debug!(kind = ?other.kind(), "Ignored message.");
                                     Ok(())
@@ -403,6 +430,14 @@ impl Engine {
                 tracing::debug!(id = %s.id, "Report for a closed subtask ignored (duplicate or late).");
                 return Ok(());
             }
+            if s.state == SubtaskState::Sent {
+                // Sent at `updated_ms` (the latest attempt).
+                observe(
+                    HistogramName::TaskRoundTripSeconds,
+                    &[],
+                    now.saturating_sub(s.updated_ms) as f64 / 1000.0,
+                );
+            }
             s.state = match r.status {
                 ReportStatus::Response => SubtaskState::Done,
                 ReportStatus::Issue => SubtaskState::Issue,
@@ -427,6 +462,13 @@ impl Engine {
             }
             self.wake.notify_one();
         } else if let Some(mut t) = self.store.task(&r.task_id).await? {
+            if t.state == TaskState::Sent {
+                observe(
+                    HistogramName::TaskRoundTripSeconds,
+                    &[],
+                    now.saturating_sub(t.created_ms) as f64 / 1000.0,
+                );
+            }
             t.state = TaskState::Reported;
             t.report = Some(r.clone());
             t.updated_ms = now;
@@ -435,6 +477,27 @@ impl Engine {
             tracing::debug!(task_id = %r.task_id, component = %r.component, "Report for an unknown task ignored.");
         }
         Ok(())
+    }
+
+    /// Sets `acv_goals{state}` from the store, at most every few seconds (it is a count over every goal).
+    async fn publish_goal_gauge(&self) {
+        let now = acv_core::now_ms();
+        {
+            let mut last = self.gauge_at.lock().await;
+            if now.saturating_sub(*last) < GOAL_GAUGE_EVERY_MS {
+                return;
+            }
+            *last = now;
+        }
+        match self.store.goal_counts().await {
+            Ok(counts) => {
+                for state in GoalState::ALL {
+                    let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+                    set(GaugeName::Goals, &[("state", state.as_str())], n as f64);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "Counting goals for the gauge failed."),
+        }
     }
 
     /// Steps every active goal once.

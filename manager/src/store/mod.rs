@@ -1,11 +1,16 @@
-//! Durable state of the manager behind one trait: goals, their events and subtasks, and tasks sent through the
-//! manager. [`sql::SqlStore`] implements it for SQLite (the embedded default, a file under `--state-dir`) and
+//! Durable state of the manager behind one trait: goals, their events and subtasks, tasks sent through the
+//! manager, approvals (approve mode) and the sidecars' audit trail. [`sql::SqlStore`] implements it for SQLite (the embedded default, a file under `--state-dir`) and
 //! PostgreSQL (`--database-url`), with the same migrations; the same test suite runs against both.
 
-use acv_protocol::{ComponentName, EventKind, GoalEvent, GoalRecord, GoalState, ReportBody, SubtaskRecord};
+use acv_protocol::{
+    ApprovalState, AuditKind, ComponentName, EventKind, GoalEvent, GoalRecord, GoalState, ReportBody,
+    SubtaskRecord,
+};
 use serde::{Deserialize, Serialize};
 
+pub mod rfc3339;
 pub mod sql;
+mod sql_ops;
 
 pub use sql::SqlStore;
 
@@ -77,6 +82,107 @@ pub struct TaskRecord {
     /// The report, once it came.
     #[serde(default)]
     pub report: Option<ReportBody>,
+}
+
+/// A mutating call waiting for (or decided by) an operator, as stored and as the API shows it
+/// (`GET /v1/approvals`); times are RFC 3339 on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Id (chosen by the sidecar, stable across redeliveries).
+    pub id: String,
+    /// The component whose sidecar asked.
+    pub component: ComponentName,
+    /// The episode that wanted the call.
+    pub episode: String,
+    /// The task, when the episode answers one.
+    pub task_id: Option<String>,
+    /// Host call name, e.g. `scale`.
+    pub call: String,
+    /// Its arguments (JSON object).
+    pub args: serde_json::Value,
+    /// The Python program that made the call.
+    pub program: String,
+    /// Where it is.
+    pub state: ApprovalState,
+    /// When it was queued.
+    #[serde(rename = "requested_at", with = "rfc3339")]
+    pub requested_ms: u64,
+    /// When it stops being approvable.
+    #[serde(rename = "expires_at", with = "rfc3339")]
+    pub expires_ms: u64,
+    /// When a person (or the expiry) decided.
+    #[serde(rename = "decided_at", with = "rfc3339::option")]
+    pub decided_ms: Option<u64>,
+    /// Who decided (`expiry` when nobody did in time).
+    pub decided_by: Option<String>,
+    /// Why, in their words (or the sidecar's reason it did not run).
+    pub reason: Option<String>,
+    /// What running it returned (`{"error": …}` when it failed).
+    pub result: Option<serde_json::Value>,
+}
+
+/// Which approvals to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalFilter {
+    /// Only in this state.
+    pub state: Option<ApprovalState>,
+    /// Only of this component.
+    pub component: Option<ComponentName>,
+    /// Only of this episode.
+    pub episode: Option<String>,
+}
+
+/// One audit record as stored and as the API shows it (`GET /v1/audit`; `at` is RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Id (the sidecar's).
+    pub id: String,
+    /// The component whose sidecar did it.
+    pub component: ComponentName,
+    /// The episode.
+    pub episode: String,
+    /// When.
+    #[serde(rename = "at", with = "rfc3339")]
+    pub at_ms: u64,
+    /// What about.
+    pub kind: AuditKind,
+    /// The call, peer or step.
+    pub name: Option<String>,
+    /// Arguments of a call.
+    pub args: Option<serde_json::Value>,
+    /// How it ended.
+    pub outcome: Option<String>,
+    /// Everything else.
+    pub detail: serde_json::Value,
+}
+
+impl From<acv_protocol::AuditRecord> for AuditEntry {
+    fn from(r: acv_protocol::AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            component: r.component,
+            episode: r.episode,
+            at_ms: r.at_ms,
+            kind: r.kind,
+            name: r.name,
+            args: r.args,
+            outcome: r.outcome,
+            detail: r.detail,
+        }
+    }
+}
+
+/// Which audit records to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only of this component.
+    pub component: Option<ComponentName>,
+    /// Only of this episode.
+    pub episode: Option<String>,
+    /// Only at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// At most this many (the newest ones, returned oldest first).
+    pub limit: u32,
 }
 
 /// Which goals to list.
@@ -155,4 +261,34 @@ pub trait Store: Send + Sync + 'static {
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Tasks, newest first, at most `limit`.
     async fn tasks(&self, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// How many goals are in each state (states without goals are left out).
+    async fn goal_counts(&self) -> Result<Vec<(GoalState, u64)>, StoreError>;
+
+    /// Stores a new approval; an id already stored is left as it is (a redelivered request). Returns whether it
+    /// was new.
+    async fn insert_approval(&self, approval: &Approval) -> Result<bool, StoreError>;
+    /// One approval.
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Approvals, newest first, at most `limit`.
+    async fn approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>, StoreError>;
+    /// Replaces an approval if it is still in state `expected` (compare and set, so two people deciding at once
+    /// cannot both win). Returns whether it was replaced.
+    async fn update_approval(&self, approval: &Approval, expected: ApprovalState)
+    -> Result<bool, StoreError>;
+    /// Marks every pending approval whose expiry is before `now_ms` expired and returns them.
+    async fn expire_approvals(&self, now_ms: u64) -> Result<Vec<Approval>, StoreError>;
+
+    /// Stores audit records; ids already stored are skipped. Returns how many were new.
+    async fn insert_audit(&self, records: &[acv_protocol::AuditRecord]) -> Result<u64, StoreError>;
+    /// Audit records matching `query`, oldest first (the newest `query.limit`).
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Deletes audit records older than `before_ms`; returns how many.
+    async fn prune_audit(&self, before_ms: u64) -> Result<u64, StoreError>;
+    /// The most recent episodes (by their latest record), newest first: (component, episode).
+    async fn recent_episodes(
+        &self,
+        component: Option<&ComponentName>,
+        limit: u32,
+    ) -> Result<Vec<(ComponentName, String)>, StoreError>;
 }

@@ -11,7 +11,10 @@ use sqlx::{
 };
 use tokio::sync::Mutex;
 
-use super::{GoalFilter, NewEvent, Store, StoreError, TaskRecord};
+use super::{
+    Approval, ApprovalFilter, AuditEntry, AuditQuery, GoalFilter, NewEvent, Store, StoreError, TaskRecord,
+};
+use acv_protocol::{ApprovalState, AuditRecord, ComponentName};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -20,26 +23,26 @@ pub const SQLITE_FILE: &str = "manager.db";
 
 /// A goal store on SQLite or PostgreSQL.
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: &'static str,
+    pub(super) pool: AnyPool,
+    pub(super) backend: &'static str,
     /// Event appends read the last sequence number and insert the next; one at a time per process.
     append: Mutex<()>,
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn to_u64(v: i64) -> u64 {
+pub(super) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn json<T: Serialize>(v: &T) -> String {
+pub(super) fn json<T: Serialize>(v: &T) -> String {
     // Serialising our own plain data types cannot fail; an empty object keeps the row readable if it ever did.
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn unjson<T: DeserializeOwned>(what: &'static str, id: &str, s: &str) -> Result<T, StoreError> {
+pub(super) fn unjson<T: DeserializeOwned>(what: &'static str, id: &str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
         what,
         id: id.to_owned(),
@@ -47,7 +50,7 @@ fn unjson<T: DeserializeOwned>(what: &'static str, id: &str, s: &str) -> Result<
     })
 }
 
-fn unstr<T: DeserializeOwned>(what: &'static str, id: &str, s: String) -> Result<T, StoreError> {
+pub(super) fn unstr<T: DeserializeOwned>(what: &'static str, id: &str, s: String) -> Result<T, StoreError> {
     serde_json::from_value(serde_json::Value::String(s)).map_err(|e| StoreError::Corrupt {
         what,
         id: id.to_owned(),
@@ -55,7 +58,7 @@ fn unstr<T: DeserializeOwned>(what: &'static str, id: &str, s: String) -> Result
     })
 }
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(
+pub(super) fn parse_enum<T: std::str::FromStr<Err = String>>(
     what: &'static str,
     id: &str,
     s: &str,
@@ -67,7 +70,7 @@ fn parse_enum<T: std::str::FromStr<Err = String>>(
     })
 }
 
-fn enum_str<T: Serialize>(v: &T) -> String {
+pub(super) fn enum_str<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
@@ -530,6 +533,54 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(task_from).collect()
+    }
+
+    async fn goal_counts(&self) -> Result<Vec<(GoalState, u64)>, StoreError> {
+        self.goal_counts_sql().await
+    }
+
+    async fn insert_approval(&self, a: &Approval) -> Result<bool, StoreError> {
+        self.insert_approval_sql(a).await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        self.approval_sql(id).await
+    }
+
+    async fn approvals(&self, filter: &ApprovalFilter, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        self.approvals_sql(filter, limit).await
+    }
+
+    async fn update_approval(&self, a: &Approval, expected: ApprovalState) -> Result<bool, StoreError> {
+        self.update_approval_sql(a, expected).await
+    }
+
+    async fn expire_approvals(&self, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
+        self.expire_approvals_sql(now_ms).await
+    }
+
+    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+        self.insert_audit_sql(records).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_sql(query).await
+    }
+
+    async fn prune_audit(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit WHERE at_ms < $1")
+            .bind(to_i64(before_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn recent_episodes(
+        &self,
+        component: Option<&ComponentName>,
+        limit: u32,
+    ) -> Result<Vec<(ComponentName, String)>, StoreError> {
+        self.recent_episodes_sql(component, limit).await
     }
 }
 

@@ -125,6 +125,7 @@ pub async fn fake_sidecar(
         peer_url: None,
         planner: "fake".into(),
         version: "test".into(),
+        safety: None,
     };
     bus.publish(&Envelope::new(
         id(),

@@ -8,7 +8,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ComponentName, IssueBody, NameError, ReportBody, TaskBody};
+use crate::{
+    ApprovalDecision, ApprovalRequest, ApprovalResult, AuditBatch, ComponentName, IssueBody, NameError,
+    ReportBody, TaskBody,
+};
 
 /// The protocol version this crate writes. Readers accept exactly the versions in [`SUPPORTED_VERSIONS`].
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -75,6 +78,9 @@ pub struct Registration {
     pub planner: String,
     /// Build version of the sidecar.
     pub version: String,
+    /// What the sidecar's programs may do to its component (absent from sidecars that do not say, or plan nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<crate::SafetyMode>,
 }
 
 /// A periodic liveness and health summary.
@@ -107,6 +113,14 @@ pub enum Body {
     Heartbeat(Heartbeat),
     /// Registry announcement.
     Register(Registration),
+    /// A sidecar's mutating call waiting for an operator (sidecar → manager).
+    ApprovalRequest(ApprovalRequest),
+    /// An operator's decision on it (manager → sidecar).
+    ApprovalDecision(ApprovalDecision),
+    /// What the sidecar did with the decision (sidecar → manager).
+    ApprovalResult(ApprovalResult),
+    /// Audit records (sidecar → manager).
+    Audit(AuditBatch),
 }
 
 /// The kind of a message, without its body.
@@ -123,6 +137,14 @@ pub enum Kind {
     Heartbeat,
     /// See [`Body::Register`].
     Register,
+    /// See [`Body::ApprovalRequest`].
+    ApprovalRequest,
+    /// See [`Body::ApprovalDecision`].
+    ApprovalDecision,
+    /// See [`Body::ApprovalResult`].
+    ApprovalResult,
+    /// See [`Body::Audit`].
+    Audit,
 }
 
 /// A bus message.
@@ -225,6 +247,24 @@ impl Body {
             Body::Issue(_) => Kind::Issue,
             Body::Heartbeat(_) => Kind::Heartbeat,
             Body::Register(_) => Kind::Register,
+            Body::ApprovalRequest(_) => Kind::ApprovalRequest,
+            Body::ApprovalDecision(_) => Kind::ApprovalDecision,
+            Body::ApprovalResult(_) => Kind::ApprovalResult,
+            Body::Audit(_) => Kind::Audit,
+        }
+    }
+
+    /// The component a sidecar-written body is about (its sender must be that component's sidecar).
+    pub fn sidecar_component(&self) -> Option<&ComponentName> {
+        match self {
+            Body::Report(r) => Some(&r.component),
+            Body::Issue(i) => Some(&i.component),
+            Body::Heartbeat(h) => Some(&h.component),
+            Body::Register(r) => Some(&r.component),
+            Body::ApprovalRequest(a) => Some(&a.component),
+            Body::ApprovalResult(a) => Some(&a.component),
+            Body::Audit(a) => Some(&a.component),
+            Body::Task(_) | Body::ApprovalDecision(_) => None,
         }
     }
 }
@@ -314,6 +354,45 @@ impl Envelope {
                 "task for component {} sent to the inbox of {to}",
                 task.component
             )));
+        }
+        match &self.body {
+            Body::ApprovalRequest(a) => a.validate().map_err(|e| DecodeError::Invalid(e.to_string()))?,
+            Body::Audit(batch) => batch.validate().map_err(DecodeError::Invalid)?,
+            Body::ApprovalDecision(d) => {
+                if let Address::Component(to) = &self.to
+                    && to != &d.component
+                {
+                    return Err(DecodeError::Invalid(format!(
+                        "approval decision for {} sent to the inbox of {to}",
+                        d.component
+                    )));
+                }
+            }
+            _ => {}
+        }
+        // Approvals and audit records speak for a component: only its own sidecar may send them; decisions come
+        // from the manager only.
+        match &self.body {
+            Body::ApprovalRequest(_) | Body::ApprovalResult(_) | Body::Audit(_) => {
+                let own = matches!(&self.from, Address::Component(from) if self.body.sidecar_component() == Some(from));
+                if !own {
+                    return Err(DecodeError::Invalid(format!(
+                        "{:?} about {} sent by {}: only that component's sidecar may send it",
+                        self.kind(),
+                        self.body
+                            .sidecar_component()
+                            .map_or_else(String::new, ToString::to_string),
+                        self.from
+                    )));
+                }
+            }
+            Body::ApprovalDecision(_) if self.from != Address::Manager => {
+                return Err(DecodeError::Invalid(format!(
+                    "approval decision sent by {}: only the manager decides",
+                    self.from
+                )));
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -306,6 +306,18 @@ pub struct ObjectiveResult {
 // === impl GoalState ===
 
 impl GoalState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [GoalState; 8] = [
+        GoalState::Accepted,
+        GoalState::Planning,
+        GoalState::Assigned,
+        GoalState::Verifying,
+        GoalState::Achieved,
+        GoalState::Failed,
+        GoalState::Partial,
+        GoalState::Cancelled,
+    ];
+
     /// Achieved, failed, partial or cancelled: nothing more happens.
     pub fn is_terminal(self) -> bool {
         matches!(

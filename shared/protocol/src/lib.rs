@@ -10,9 +10,13 @@
 //! - [`safety`]: the safety modes (observe, approve, autonomous) and which host calls mutate.
 //! - [`slo`]: SLO metrics, objectives and violations shared by sidecar, manager and evaluation, and their evaluation.
 //! - [`names`]: validated component names.
+//! - [`approval`]: approve mode's requests, decisions and results.
+//! - [`audit`]: the audit trail's records and batches.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod approval;
+pub mod audit;
 pub mod cluster;
 pub mod envelope;
 pub mod goal;
@@ -23,6 +27,11 @@ pub mod safety;
 pub mod slo;
 pub mod task;
 
+pub use approval::{
+    ApprovalDecision, ApprovalError, ApprovalRequest, ApprovalResult, ApprovalState, describe_call,
+    valid_approval_id,
+};
+pub use audit::{AuditBatch, AuditKind, AuditRecord};
 pub use cluster::{
     CallStats, ComponentStatus, MetricsSnapshot, ReplicaState, ReplicaStatus, ResourceLimits, Revision,
 };
@@ -34,7 +43,8 @@ pub use goal::{
 pub use names::{ComponentName, NameError};
 pub use peer::{PeerAnswer, PeerIntent, PeerOutcome, PeerRequest};
 pub use report::{
-    Diagnosis, Evidence, FinalReport, IssueBody, ReportBody, ReportStatus, RootCause, StepOutcome, StepRecord,
+    Diagnosis, Evidence, FinalReport, IssueBody, PENDING_APPROVAL_EVIDENCE, ReportBody, ReportStatus,
+    RootCause, StepOutcome, StepRecord,
 };
 pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{

@@ -169,6 +169,23 @@ pub struct ReportBody {
     pub diagnosis: Option<Diagnosis>,
 }
 
+/// The name of the evidence that lists the calls an episode queued for approval (approve mode): its value is a JSON
+/// array of [`ApprovalRequest`](crate::ApprovalRequest)s.
+pub const PENDING_APPROVAL_EVIDENCE: &str = "pending_approval";
+
+impl ReportBody {
+    /// The calls this report's episode queued for approval (its [`PENDING_APPROVAL_EVIDENCE`]); unreadable
+    /// entries are left out.
+    pub fn approval_requests(&self) -> Vec<crate::ApprovalRequest> {
+        self.evidence
+            .iter()
+            .filter(|e| e.name == PENDING_APPROVAL_EVIDENCE)
+            .filter_map(|e| serde_json::from_value::<Vec<crate::ApprovalRequest>>(e.value.clone()).ok())
+            .flatten()
+            .collect()
+    }
+}
+
 /// An unsolicited issue raised by a sidecar, e.g. an SLO violation it could not fix alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IssueBody {

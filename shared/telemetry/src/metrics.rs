@@ -37,6 +37,10 @@ pub enum CounterName {
     LlmTokens,
     /// Episodes (a task or a violation handled from detection to report), by trigger and outcome.
     Episodes,
+    /// Audit records a sidecar dropped because its buffer was full (the manager or bus unreachable too long).
+    AuditDropped,
+    /// Approvals closed at the sidecar, by outcome (`executed`, `failed`, `denied`, `expired`).
+    Approvals,
 }
 
 /// Histograms exported by acv components.
@@ -48,9 +52,10 @@ pub enum HistogramName {
     PeerRoundTripSeconds,
     /// Seconds a sandboxed program ran, by verdict.
     SandboxRunSeconds,
-    /// Seconds from the first failing SLO check to the confirmed violation (the watcher's detection).
+    /// Seconds from the first violating sample (failing SLO check) to the episode's start (the confirmed
+    /// violation).
     TimeToDetectSeconds,
-    /// Seconds from the confirmed violation to the SLOs holding again.
+    /// Seconds from the episode's start to the SLOs measured healthy again.
     TimeToMitigateSeconds,
 }
 
@@ -65,7 +70,7 @@ pub enum GaugeName {
 
 impl CounterName {
     /// Every counter, for descriptions and checks.
-    pub const ALL: [CounterName; 13] = [
+    pub const ALL: [CounterName; 15] = [
         Self::BusPublished,
         Self::BusDelivered,
         Self::BusDuplicates,
@@ -79,6 +84,8 @@ impl CounterName {
         Self::PlannerTurns,
         Self::LlmTokens,
         Self::Episodes,
+        Self::AuditDropped,
+        Self::Approvals,
     ];
 
     /// The exported name.
@@ -97,6 +104,8 @@ impl CounterName {
             Self::PlannerTurns => "acv_planner_turns_total",
             Self::LlmTokens => "acv_llm_tokens_total",
             Self::Episodes => "acv_episodes_total",
+            Self::AuditDropped => "acv_audit_dropped_total",
+            Self::Approvals => "acv_approvals_total",
         }
     }
 
@@ -120,6 +129,10 @@ impl CounterName {
             Self::PlannerTurns => "Planner turns (a plan or a re-plan), by planner.",
             Self::LlmTokens => "LLM tokens used, by kind (prompt or completion).",
             Self::Episodes => "Episodes handled from trigger to report, by trigger and outcome.",
+            Self::AuditDropped => {
+                "Audit records dropped, oldest first, because the sidecar's buffer was full."
+            }
+            Self::Approvals => "Approvals closed at the sidecar, by outcome.",
         }
     }
 }
@@ -154,9 +167,11 @@ impl HistogramName {
             }
             Self::SandboxRunSeconds => "Seconds a sandboxed program ran, by verdict.",
             Self::TimeToDetectSeconds => {
-                "Seconds from the first failing SLO check to the confirmed violation."
+                "Seconds from the first failing SLO check to the start of the episode that handles it."
             }
-            Self::TimeToMitigateSeconds => "Seconds from the confirmed violation to the SLOs holding again.",
+            Self::TimeToMitigateSeconds => {
+                "Seconds from the start of an SLO episode to the SLOs measured healthy again."
+            }
         }
     }
 

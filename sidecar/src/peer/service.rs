@@ -78,6 +78,8 @@ pub struct Maintainer {
     pub window_secs: f64,
     /// The own safety mode, reported in answers (the handler enforces it).
     pub mode: SafetyMode,
+    /// Where a peer-requested episode's report is recorded (the handler records its programs and calls).
+    pub audit: crate::audit::AuditLog,
 }
 
 struct Bucket {
@@ -419,6 +421,7 @@ impl PeerService {
             origin: req.origin.clone(),
             hops: req.hops,
         };
+        let started_ms = acv_core::now_ms();
         let report: ReportBody = CHAIN
             .scope(
                 chain,
@@ -426,6 +429,32 @@ impl PeerService {
             )
             .await;
         let after = watcher.check().await;
+        let outcome = match report.status {
+            acv_protocol::ReportStatus::Response => "response",
+            acv_protocol::ReportStatus::Issue => "issue",
+        };
+        count(
+            CounterName::Episodes,
+            &[("trigger", "peer"), ("outcome", outcome)],
+            1,
+        );
+        m.audit.record(
+            &req.request_id,
+            acv_protocol::AuditKind::Report,
+            crate::audit::Entry {
+                name: Some("peer".into()),
+                args: None,
+                outcome: Some(outcome.into()),
+                detail: serde_json::json!({
+                    "trigger": "peer",
+                    "started_at_ms": started_ms,
+                    "asked_by": req.from,
+                    "origin": req.origin,
+                    "report": report,
+                    "healthy_after": after.violations.is_empty(),
+                }),
+            },
+        );
         let mode = match m.mode {
             SafetyMode::Autonomous => "autonomous",
             SafetyMode::Approve => "approve",
@@ -496,6 +525,15 @@ impl TaskHandler for SerialHandler {
     ) -> ReportBody {
         let _work = self.work.lock().await;
         self.inner.mitigate(component, work_id, violations).await
+    }
+
+    async fn execute_approved(
+        &self,
+        component: &ComponentName,
+        call: &acv_sandbox::HostCall,
+    ) -> Result<serde_json::Value, acv_sandbox::HostError> {
+        let _work = self.work.lock().await;
+        self.inner.execute_approved(component, call).await
     }
 
     fn planner_name(&self) -> String {

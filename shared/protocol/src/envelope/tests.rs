@@ -74,6 +74,7 @@ fn samples() -> Vec<Envelope> {
         peer_url: Some("https://127.0.0.1:9443".into()),
         planner: "rules".into(),
         version: "0.1.0".into(),
+        safety: Some(crate::SafetyMode::Autonomous),
     });
     [task, goal, report, issue, hb, reg]
         .into_iter()
@@ -187,4 +188,122 @@ fn deadlines_expire() {
     let env = samples().remove(0);
     assert!(!env.is_expired(1_700_000_060_000));
     assert!(env.is_expired(1_700_000_060_001));
+}
+
+fn approval_request(component: &str) -> ApprovalRequest {
+    ApprovalRequest {
+        id: "t-1.s1.c0".into(),
+        component: name(component),
+        episode: "t-1".into(),
+        task_id: Some("t-1".into()),
+        call: "scale".into(),
+        args: serde_json::json!({"replicas": 3}),
+        program: "import acv\nacv.scale(3)\n".into(),
+        step: 1,
+        seq: 0,
+        requested_at_ms: 1,
+        expires_at_ms: 2,
+    }
+}
+
+#[test]
+fn approvals_and_audit_round_trip_and_speak_only_for_their_sender() {
+    let cat = Address::Component(name("catalogue"));
+    let ok = [
+        Envelope::new(
+            "a",
+            cat.clone(),
+            Address::Manager,
+            1,
+            Body::ApprovalRequest(approval_request("catalogue")),
+        ),
+        Envelope::new(
+            "b",
+            Address::Manager,
+            cat.clone(),
+            1,
+            Body::ApprovalDecision(ApprovalDecision {
+                id: "t-1.s1.c0".into(),
+                component: name("catalogue"),
+                approve: true,
+                by: Some("alice".into()),
+                reason: None,
+                decided_at_ms: 1,
+            }),
+        ),
+        Envelope::new(
+            "c",
+            cat.clone(),
+            Address::Manager,
+            1,
+            Body::Audit(AuditBatch {
+                component: name("catalogue"),
+                records: Vec::new(),
+            }),
+        ),
+    ];
+    for env in ok {
+        let back = Envelope::decode(&env.encode()).unwrap();
+        assert_eq!(back, env);
+    }
+    // Another component's approval, a decision for another inbox, a request for a read: invalid.
+    let forged = Envelope::new(
+        "d",
+        cat.clone(),
+        Address::Manager,
+        1,
+        Body::ApprovalRequest(approval_request("orders")),
+    );
+    let err = Envelope::decode(&forged.encode()).unwrap_err();
+    assert!(matches!(err, DecodeError::Invalid(_)), "{err}");
+    let mut read = approval_request("catalogue");
+    read.call = "status".into();
+    let env = Envelope::new("e", cat.clone(), Address::Manager, 1, Body::ApprovalRequest(read));
+    assert!(matches!(
+        Envelope::decode(&env.encode()),
+        Err(DecodeError::Invalid(_))
+    ));
+    let misaddressed = Envelope::new(
+        "f",
+        Address::Manager,
+        Address::Component(name("orders")),
+        1,
+        Body::ApprovalDecision(ApprovalDecision {
+            id: "x".into(),
+            component: name("catalogue"),
+            approve: false,
+            by: None,
+            reason: None,
+            decided_at_ms: 1,
+        }),
+    );
+    assert!(matches!(
+        Envelope::decode(&misaddressed.encode()),
+        Err(DecodeError::Invalid(_))
+    ));
+    let from_client = Envelope::new(
+        "g",
+        Address::Client(name("someone")),
+        Address::Manager,
+        1,
+        Body::ApprovalRequest(approval_request("catalogue")),
+    );
+    let err = Envelope::decode(&from_client.encode()).unwrap_err();
+    assert!(err.to_string().contains("only that component's sidecar"), "{err}");
+    let env = Envelope::new(
+        "h",
+        Address::Component(name("orders")),
+        cat.clone(),
+        1,
+        Body::ApprovalDecision(ApprovalDecision {
+            id: "x".into(),
+            component: name("catalogue"),
+            approve: true,
+            by: None,
+            reason: None,
+            decided_at_ms: 1,
+        }),
+    );
+    let err = Envelope::decode(&env.encode()).unwrap_err();
+    assert!(err.to_string().contains("only the manager decides"), "{err}");
 }

@@ -18,11 +18,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 
+mod ops;
+
 const EXIT_NOT_ACHIEVED: u8 = 3;
 const EXIT_TIMEOUT: u8 = 4;
 const EXIT_BAD_INPUT: u8 = 2;
 
-/// Client of the acv manager: goals, agents, tasks.
+/// Client of the acv manager: goals, agents, tasks, approvals.
 #[derive(Debug, Parser)]
 #[command(name = "acvctl", version, about)]
 struct Cli {
@@ -58,6 +60,15 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// Calls queued by sidecars in approve mode.
+    Approvals {
+        #[command(subcommand)]
+        command: ops::ApprovalCommand,
+    },
+    /// The sidecars' audit trail: programs, host calls, peer calls, reports.
+    Audit(ops::AuditArgs),
+    /// Episodes (a sidecar's work on one task or violation), from the audit trail.
+    Episodes(ops::EpisodesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -225,6 +236,9 @@ fn main() -> ExitCode {
 async fn run(api: &Api, command: Command, json: bool) -> Result<u8, Failure> {
     match command {
         Command::Goal { command } => goal(api, command, json).await,
+        Command::Approvals { command } => ops::approvals(api, command, json).await,
+        Command::Audit(args) => ops::audit(api, args, json).await,
+        Command::Episodes(args) => ops::episodes(api, args, json).await,
         Command::Agents => {
             let agents: Vec<AgentView> = api.send(api.req(reqwest::Method::GET, "/v1/agents")).await?;
             if json {
