@@ -60,6 +60,13 @@ pub enum Step {
     Answer(ApprovalResult),
 }
 
+impl Step {
+    /// Whether nothing runs.
+    pub fn is_answer(&self) -> bool {
+        matches!(self, Step::Answer(_))
+    }
+}
+
 /// The sidecar's approvals.
 #[derive(Debug, Default)]
 pub struct Approvals {
@@ -116,12 +123,13 @@ impl Approvals {
                     continue;
                 }
             };
-            ids.push(request.id.clone());
             send.push(request.clone());
-            if self.waiting.contains_key(&request.id)
-                || self.running.contains_key(&request.id)
-                || self.closed.iter().any(|r| r.id == request.id)
-            {
+            if self.closed.iter().any(|r| r.id == request.id) {
+                // Already decided and closed (a redone episode): nothing more to wait for.
+                continue;
+            }
+            ids.push(request.id.clone());
+            if self.waiting.contains_key(&request.id) || self.running.contains_key(&request.id) {
                 continue;
             }
             self.waiting.insert(
@@ -441,6 +449,10 @@ mod tests {
             panic!("must not run twice")
         };
         assert_eq!(again.state, ApprovalState::Executed);
+        // The episode redone (its task redelivered): a1 is asked again but, closed already, never runs again.
+        let resent = a.open(&report(vec![request("a1", 100)]), Address::Manager, "x".into());
+        assert_eq!(resent.len(), 1, "asked again, so the manager has it");
+        assert!(a.decide(&decision("a1", true), 12).is_answer());
         assert!(a.finished_episodes().is_empty(), "a2 is still open");
         let Step::Answer(denied) = a.decide(&decision("a2", false), 13) else {
             panic!("denied runs nothing")
