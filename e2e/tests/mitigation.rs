@@ -30,6 +30,10 @@ const BASELINE: ResourceLimits = ResourceLimits {
 };
 /// Metrics window of the test's own SLO check (s).
 const WINDOW: f64 = 3.0;
+/// Top of the rising-traffic test. The paper's `increase` ends at 100 req/s, which puts one catalogue replica at
+/// only 53–60 % of its CPU limit here (docs/local-runtime.md): so close to the 50 % objective that both the agent's
+/// and the test's checks flicker around it (a CI run saw neither act nor recover). 130 req/s (≈ 75 %) is decisive.
+const PEAK_RPS: f64 = 130.0;
 /// Replicas and limits must be back at the baseline this long after the fault ends.
 const BACK_WITHIN: Duration = Duration::from_secs(30);
 
@@ -382,21 +386,21 @@ async fn bad_release_is_rolled_back() {
 async fn rising_traffic_is_met_with_proportional_replicas_given_back_afterwards() {
     // A trickle keeps the service measured between the phases.
     let rig = rig(2.0, 240.0).await;
-    // No agent: 100 requests/s (the end of the paper's `increase`) put the one replica over 50% of its CPU limit.
+    // No agent: PEAK_RPS requests/s put the one replica well over 50% of its CPU limit.
     let burst = spawn_load(
         &rig.runtime,
         Profile::Constant {
-            rps: 100.0,
+            rps: PEAK_RPS,
             secs: 15.0,
         },
     );
     let seen = until(&rig.cluster, Duration::from_secs(15), 2, |b| !b.is_empty()).await;
     assert!(
         seen.is_some(),
-        "without an agent 100 req/s did not violate the SLOs"
+        "without an agent {PEAK_RPS} req/s did not violate the SLOs"
     );
     eprintln!(
-        "no agent: 100 req/s violates: {:?}",
+        "no agent: {PEAK_RPS} req/s violates: {:?}",
         slo_broken(&rig.cluster).await
     );
     burst.await.unwrap();
@@ -406,7 +410,7 @@ async fn rising_traffic_is_met_with_proportional_replicas_given_back_afterwards(
             .is_some()
     );
 
-    // With the agent: the paper's `increase` (1 → 100 req/s) over 40 s, then 30 s at 100 req/s.
+    // With the agent: the paper's `increase` shape (1 → PEAK_RPS req/s) over 40 s, then 30 s at the peak.
     let mut car = sidecar(rig.cluster.clone()).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let at_ms = acv_core::now_ms();
@@ -416,7 +420,7 @@ async fn rising_traffic_is_met_with_proportional_replicas_given_back_afterwards(
         &rig.runtime,
         Profile::Ramp {
             from_rps: 1.0,
-            to_rps: 100.0,
+            to_rps: PEAK_RPS,
             ramp_secs: ramp,
             hold_secs: hold,
         },
@@ -431,7 +435,7 @@ async fn rising_traffic_is_met_with_proportional_replicas_given_back_afterwards(
         restored.is_some(),
         "SLOs did not hold again before the load ended"
     );
-    // Near the threshold the measurement may flicker; what counts is that the full 100 req/s, which broke the SLOs
+    // Near the threshold the measurement may flicker; what counts is that the full peak, which broke the SLOs
     // without an agent, is carried: they hold during the hold phase.
     tokio::time::sleep_until(at + Duration::from_secs_f64(ramp + 5.0)).await;
     let held = until(
@@ -443,7 +447,7 @@ async fn rising_traffic_is_met_with_proportional_replicas_given_back_afterwards(
     .await;
     assert!(
         held.is_some(),
-        "the SLOs did not hold at 100 req/s with the agent: {:?}",
+        "the SLOs did not hold at {PEAK_RPS} req/s with the agent: {:?}",
         slo_broken(&rig.cluster).await
     );
     let peak = rig.cluster.status().await.unwrap().desired_replicas;
