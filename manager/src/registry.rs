@@ -48,17 +48,26 @@ impl Registry {
                 Some(e) => {
                     e.last_seen_ms = e.last_seen_ms.max(env.sent_at_ms);
                     e.healthy = h.healthy;
+                    if let Some(p) = &h.planner {
+                        e.planner.clone_from(p);
+                    }
+                    if h.safety.is_some() {
+                        e.safety = h.safety;
+                    }
+                    if h.peer_url.is_some() {
+                        e.peer_url.clone_from(&h.peer_url);
+                    }
                     false
                 }
                 None => {
-                    // A heartbeat from a sidecar that registered before we started.
+                    // A heartbeat from a sidecar that registered before we started: it repeats what it can.
                     let entry = Entry {
-                        planner: "unknown".into(),
+                        planner: h.planner.clone().unwrap_or_else(|| "unknown".into()),
                         version: "unknown".into(),
-                        peer_url: None,
+                        peer_url: h.peer_url.clone(),
                         last_seen_ms: env.sent_at_ms,
                         healthy: h.healthy,
-                        safety: None,
+                        safety: h.safety,
                     };
                     self.entries.insert(h.component.clone(), entry);
                     true
@@ -128,6 +137,8 @@ mod tests {
                 seq: 1,
                 healthy: Some(true),
                 peer_url: None,
+                planner: None,
+                safety: None,
             }),
             5_000
         )));
@@ -135,5 +146,29 @@ mod tests {
         assert_eq!(r.get(&c).unwrap().safety, Some(acv_protocol::SafetyMode::Approve));
         assert_eq!(r.live(10_000, 6_000), vec![&c]);
         assert!(r.live(20_000, 6_000).is_empty());
+    }
+
+    #[test]
+    fn a_sidecar_known_only_from_heartbeats_shows_its_planner_and_mode() {
+        let c = ComponentName::new("carts").unwrap();
+        let mut r = Registry::default();
+        let hb = |planner: Option<&str>| {
+            Body::Heartbeat(Heartbeat {
+                component: c.clone(),
+                seq: 7,
+                healthy: None,
+                peer_url: None,
+                planner: planner.map(Into::into),
+                safety: planner.map(|_| acv_protocol::SafetyMode::Approve),
+            })
+        };
+        // An older sidecar's heartbeat says nothing more: unknown, as before.
+        assert!(r.apply(&env(hb(None), 1_000)));
+        assert_eq!(r.get(&c).unwrap().planner, "unknown");
+        assert_eq!(r.get(&c).unwrap().safety, None);
+        // A heartbeat that repeats them fills them in.
+        assert!(!r.apply(&env(hb(Some("rules")), 2_000)));
+        assert_eq!(r.get(&c).unwrap().planner, "rules");
+        assert_eq!(r.get(&c).unwrap().safety, Some(acv_protocol::SafetyMode::Approve));
     }
 }

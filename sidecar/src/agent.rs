@@ -203,7 +203,8 @@ impl Agent {
                         seq += 1;
                         let hb = Envelope::new(new_id(), self.me(), Address::Broadcast, acv_core::now_ms(),
                             Body::Heartbeat(Heartbeat { component: self.component.clone(), seq, healthy: self.healthy,
-                                peer_url: self.peer_url.clone() }));
+                                peer_url: self.peer_url.clone(), planner: Some(self.handler.planner_name()),
+                                safety: self.handler.safety() }));
                         if let Err(error) = self.bus.publish(&hb).await {
                             tracing::warn!(%error, "Heartbeat publish failed.");
                         }

@@ -143,7 +143,7 @@ pub async fn fake_sidecar(
             _ = stop.cancelled() => return,
             _ = beat.tick() => {
                 seq += 1;
-                let hb = Heartbeat { component: me.clone(), seq, healthy: None, peer_url: None };
+                let hb = Heartbeat { component: me.clone(), seq, healthy: None, peer_url: None, planner: None, safety: None };
                 let env = Envelope::new(id(), addr.clone(), Address::Broadcast, acv_core::now_ms(), Body::Heartbeat(hb));
                 if bus.publish(&env).await.is_err() {
                     return;

@@ -63,6 +63,8 @@ fn heartbeat(from: &ComponentName) -> Envelope {
             seq: 1,
             healthy: Some(true),
             peer_url: Some("https://attacker.example:1".into()),
+            planner: None,
+            safety: None,
         }),
     )
 }

@@ -128,6 +128,8 @@ async fn broadcast_reaches_every_subscriber(bus: Arc<dyn Bus>) {
             seq: 1,
             healthy: Some(true),
             peer_url: None,
+            planner: None,
+            safety: None,
         }),
     );
     bus.publish(&hb).await.unwrap();

@@ -97,6 +97,12 @@ pub struct Heartbeat {
     /// learn it too (mechanism 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_url: Option<String>,
+    /// The planner, repeated from the registration so a manager that started later knows it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner: Option<String>,
+    /// The safety mode, repeated from the registration for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<crate::SafetyMode>,
 }
 
 /// The typed body, tagged by kind.

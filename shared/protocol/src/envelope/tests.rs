@@ -68,6 +68,8 @@ fn samples() -> Vec<Envelope> {
         seq: 7,
         healthy: Some(true),
         peer_url: Some("https://127.0.0.1:9443".into()),
+        planner: None,
+        safety: None,
     });
     let reg = Body::Register(Registration {
         component: cat.clone(),
