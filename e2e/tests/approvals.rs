@@ -11,13 +11,7 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Output,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, process::Output, sync::Arc, time::Duration};
 
 use acv_bus::{Bus, memory::MemoryBus};
 use acv_cluster::Cluster;
@@ -48,24 +42,8 @@ fn catalogue() -> ComponentName {
     ComponentName::new("catalogue").unwrap()
 }
 
-/// `acvctl` from the manager package: Cargo builds it into the same directory as this package's binaries when the
-/// workspace's tests are built (`cargo test --workspace`); this test never runs cargo itself.
-fn acvctl_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_acv-shop"))
-        .parent()
-        .expect("binaries have a directory")
-        .to_path_buf();
-    let bin = dir.join("acvctl");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace's tests (cargo test --workspace --no-run) first",
-        bin.display()
-    );
-    bin
-}
-
 fn acvctl(url: &str, args: &[&str]) -> Output {
-    std::process::Command::new(acvctl_bin())
+    std::process::Command::new(common::workspace_bin("acvctl"))
         .arg("--manager")
         .arg(url)
         .args(args)

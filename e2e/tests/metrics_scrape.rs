@@ -10,25 +10,9 @@
 mod common;
 
 use std::{
-    io::Write,
     net::{SocketAddr, TcpListener},
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
-
-fn bin(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_acv-shop"))
-        .parent()
-        .expect("binaries have a directory")
-        .to_path_buf();
-    let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace's tests (cargo test --workspace --no-run) first",
-        bin.display()
-    );
-    bin
-}
 
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -44,44 +28,13 @@ impl Drop for Proc {
     }
 }
 
-fn promtool(what: &str, text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "promtool is missing under CI=true ({e})"
-            );
-            eprintln!("promtool not found ({e}); skipping the lint of {what}");
-            return;
-        }
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics on {what}:\n{said}\n--- exposition:\n{text}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_metrics_pass_promtool() {
     let namespace = format!("acv-scrape-{}", uuid::Uuid::new_v4().simple());
     let state = std::env::temp_dir().join(&namespace);
     let (m_admin, m_api, s_admin) = (free_addr(), free_addr(), free_addr());
     let env = [("ACV_BUS", "nats"), ("ACV_BUS_NAMESPACE", namespace.as_str())];
-    let mut manager = Command::new(bin("acv-manager"));
+    let mut manager = Command::new(common::workspace_bin("acv-manager"));
     manager
         .args([
             "serve",
@@ -95,7 +48,7 @@ async fn every_binary_metrics_pass_promtool() {
         .env_remove("ACV_MANAGER_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut sidecar = Command::new(bin("acv-sidecar"));
+    let mut sidecar = Command::new(common::workspace_bin("acv-sidecar"));
     sidecar
         .args([
             "--component",
@@ -129,7 +82,7 @@ async fn every_binary_metrics_pass_promtool() {
     // A task through the manager: the sidecar (no cluster backend) answers ISSUE, an episode for each side.
     let url = format!("http://{m_api}");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin("acvctl"))
+        Command::new(common::workspace_bin("acvctl"))
             .args([
                 "--manager",
                 &url,
@@ -170,8 +123,8 @@ async fn every_binary_metrics_pass_promtool() {
         sidecar_text.contains(r#"acv_episodes_total{trigger="task",outcome="issue"} 1"#),
         "{sidecar_text}"
     );
-    promtool("acv-manager", &manager_text);
-    promtool("acv-sidecar", &sidecar_text);
+    acv_telemetry::promtool::assert_passes("acv-manager", &manager_text);
+    acv_telemetry::promtool::assert_passes("acv-sidecar", &sidecar_text);
     drop((_manager, _sidecar));
     // The namespace's streams on the shared NATS server go with the test.
     let mut config = acv_bus::BusConfig::default().with_transport(acv_bus::Transport::Nats);

@@ -2,7 +2,7 @@
 //! the turn budget runs out. The sidecar plugs its sandbox in as the [`Executor`]; tests plug in fakes.
 
 use acv_protocol::{Diagnosis, ReportStatus, RootCause, StepOutcome, StepRecord};
-use acv_telemetry::metrics::{CounterName, count};
+use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
 
 use crate::{
     client::UsageTotals,
@@ -97,8 +97,25 @@ fn count_turn(planner: &dyn Planner, usage: Option<&UsageTotals>) {
     }
 }
 
-/// Drives `planner` from `ctx` (normally turn 1 with no steps) to a final report.
+/// Drives `planner` from `ctx` (normally turn 1 with no steps) to a final report. A session that called an LLM
+/// records what it cost in `acv_llm_session_cost_usd`.
 pub async fn drive(
+    planner: &dyn Planner,
+    ctx: MaintainerContext,
+    exec: &mut dyn Executor,
+) -> Result<TaskOutcome, TaskFailure> {
+    let outcome = drive_turns(planner, ctx, exec).await;
+    let usage = match &outcome {
+        Ok(done) => &done.usage,
+        Err(failure) => &failure.usage,
+    };
+    if usage.calls > 0 {
+        observe(HistogramName::LlmCostUsd, &[], usage.cost_usd);
+    }
+    outcome
+}
+
+async fn drive_turns(
     planner: &dyn Planner,
     mut ctx: MaintainerContext,
     exec: &mut dyn Executor,

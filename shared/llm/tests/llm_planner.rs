@@ -164,8 +164,14 @@ async fn plan_that_stays_malformed_fails_clearly() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn multi_turn_with_outputs_fed_back() {
+    // This thread's own recorder (the test runtime is single-threaded), to see what the session emits.
+    let recorder = acv_telemetry::metrics::prometheus_builder()
+        .unwrap()
+        .build_recorder();
+    let metrics_handle = recorder.handle();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
     let server = ScriptedServer::start(vec![
         Reply::chat_with_usage(
             plan_json(
@@ -228,6 +234,16 @@ async fn multi_turn_with_outputs_fed_back() {
         (2, 500, 100)
     );
     assert!((out.usage.cost_usd - 0.5).abs() < 1e-9);
+    let exposition = metrics_handle.render();
+    assert!(
+        exposition.contains("acv_llm_session_cost_usd_sum 0.5")
+            && exposition.contains("acv_llm_session_cost_usd_count 1"),
+        "the session's cost is a metric:\n{exposition}"
+    );
+    assert!(
+        exposition.contains("acv_llm_tokens_total{kind=\"prompt\"} 500"),
+        "{exposition}"
+    );
     let second = last_user_message(&server.requests()[1].body);
     assert!(
         second.contains("Step 1: look") && second.contains("replicas=2") && second.contains("outcome: ok"),

@@ -4,11 +4,13 @@
 //! - [`init_tracing`]: `tracing` subscriber from `RUST_LOG` (text or JSON).
 //! - [`metrics`]: metric names as an enum and the only functions that emit them.
 //! - [`admin`]: the admin server (`/live`, `/ready`, `/metrics`).
+//! - [`promtool`]: lint an exposition with Prometheus's `promtool check metrics` (used by the tests).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod metrics;
+pub mod promtool;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 

@@ -57,6 +57,9 @@ pub enum HistogramName {
     TimeToDetectSeconds,
     /// Seconds from the episode's start to the SLOs measured healthy again.
     TimeToMitigateSeconds,
+    /// US dollars one planning session (a task or an episode) spent on LLM calls, at the configured prices; the
+    /// histogram's `_sum` is the total spend.
+    LlmCostUsd,
 }
 
 /// Gauges exported by acv components.
@@ -139,12 +142,13 @@ impl CounterName {
 
 impl HistogramName {
     /// Every histogram, for descriptions and checks.
-    pub const ALL: [HistogramName; 5] = [
+    pub const ALL: [HistogramName; 6] = [
         Self::TaskRoundTripSeconds,
         Self::PeerRoundTripSeconds,
         Self::SandboxRunSeconds,
         Self::TimeToDetectSeconds,
         Self::TimeToMitigateSeconds,
+        Self::LlmCostUsd,
     ];
 
     /// The exported name.
@@ -155,6 +159,7 @@ impl HistogramName {
             Self::SandboxRunSeconds => "acv_sandbox_run_duration_seconds",
             Self::TimeToDetectSeconds => "acv_time_to_detect_seconds",
             Self::TimeToMitigateSeconds => "acv_time_to_mitigate_seconds",
+            Self::LlmCostUsd => "acv_llm_session_cost_usd",
         }
     }
 
@@ -172,10 +177,14 @@ impl HistogramName {
             Self::TimeToMitigateSeconds => {
                 "Seconds from the start of an SLO episode to the SLOs measured healthy again."
             }
+            Self::LlmCostUsd => {
+                "US dollars one planning session spent on LLM calls at the configured prices (sum: total spend)."
+            }
         }
     }
 
-    /// Bucket upper bounds in seconds, chosen per metric so the quantiles that matter fall inside the range.
+    /// Bucket upper bounds (seconds, or US dollars for the cost), chosen per metric so the quantiles that matter fall
+    /// inside the range.
     fn buckets(self) -> &'static [f64] {
         match self {
             Self::SandboxRunSeconds | Self::PeerRoundTripSeconds => &[
@@ -187,6 +196,7 @@ impl HistogramName {
             Self::TimeToDetectSeconds | Self::TimeToMitigateSeconds => {
                 &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]
             }
+            Self::LlmCostUsd => &[0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0],
         }
     }
 }
@@ -281,7 +291,8 @@ mod tests {
         }
         for h in HistogramName::ALL {
             assert!(
-                h.as_str().starts_with("acv_") && h.as_str().ends_with("_seconds"),
+                h.as_str().starts_with("acv_")
+                    && ["_seconds", "_usd"].iter().any(|unit| h.as_str().ends_with(unit)),
                 "{}",
                 h.as_str()
             );

@@ -2,8 +2,6 @@
 //! `_total` on counters, help texts). promtool comes from Debian's `prometheus` package, which `.ci/run` installs;
 //! without it the test says so and passes, except under `CI=true`, where a missing promtool is a failure.
 
-use std::{io::Write, process::Command};
-
 use acv_telemetry::metrics::{
     CounterName, GaugeName, HistogramName, count, describe_all, observe, prometheus_builder, set,
 };
@@ -43,32 +41,20 @@ fn promtool_accepts_the_exposition() {
             h.as_str()
         );
     }
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "promtool is missing under CI=true ({e}); .ci/run installs Debian's prometheus package"
-            );
-            eprintln!("promtool not found ({e}): install Debian's `prometheus` package to run this check");
-            return;
+    acv_telemetry::promtool::assert_passes("the full catalogue", &text);
+}
+
+#[test]
+fn promtool_rejects_a_counter_without_total() {
+    // Proves the lint above can fail: a counter must end in `_total`.
+    match acv_telemetry::promtool::check("# HELP acv_bad A counter.\n# TYPE acv_bad counter\nacv_bad 1\n") {
+        Err(acv_telemetry::promtool::PromtoolError::Rejected(said)) => {
+            assert!(said.contains("_total"), "{said}")
         }
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics:\n{said}\n--- exposition:\n{text}"
-    );
+        Err(acv_telemetry::promtool::PromtoolError::Missing(e)) => assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing under CI=true ({e})"
+        ),
+        Ok(()) => panic!("promtool accepted a counter without _total"),
+    }
 }
