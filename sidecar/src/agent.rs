@@ -253,8 +253,13 @@ impl Agent {
         self.first_failing_ms.get_or_insert(checked_ms);
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
+            let violations: Vec<String> = check
+                .violations
+                .iter()
+                .map(acv_protocol::describe_violation)
+                .collect();
             tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
-                "Health check failed; waiting for confirmation before acting.");
+                ?violations, "Health check failed; waiting for confirmation before acting.");
             return false;
         }
         let capacity = self.borrowed.as_ref().map_or_else(

@@ -221,6 +221,11 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
     });
     let manager = tokio::spawn(engine.run(stop.clone()));
 
+    // The services first: a sidecar whose first health check saw its replicas still starting would report its
+    // component unhealthy (ready 0 %) until the next check.
+    if let Err(e) = rt.wait_all_ready(Duration::from_secs(30)).await {
+        eprintln!("warning: {e}");
+    }
     let sidecars = match start_sidecars(cli, rt, &components, &bus, &stop).await {
         Ok(s) => s,
         Err(e) => {
@@ -228,9 +233,6 @@ async fn run(cli: &Cli, rt: &Arc<LocalRuntime>) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    if let Err(e) = rt.wait_all_ready(Duration::from_secs(30)).await {
-        eprintln!("warning: {e}");
-    }
     wait_ready(&sidecars).await;
     println!(
         "all services ready; sidecars for {} on the in-memory bus",
