@@ -66,6 +66,11 @@ pub struct Agent {
     mitigating: Option<(String, u64)>,
 }
 
+/// The violations as the sentences logs and reports use.
+fn described(violations: &[acv_protocol::Violation]) -> Vec<String> {
+    violations.iter().map(acv_protocol::describe_violation).collect()
+}
+
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -253,11 +258,7 @@ impl Agent {
         self.first_failing_ms.get_or_insert(checked_ms);
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
-            let violations: Vec<String> = check
-                .violations
-                .iter()
-                .map(acv_protocol::describe_violation)
-                .collect();
+            let violations = described(&check.violations);
             tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
                 ?violations, "Health check failed; waiting for confirmation before acting.");
             return false;
@@ -304,12 +305,8 @@ impl Agent {
         let retry = self.backoff.is_some();
         let started_ms = acv_core::now_ms();
         let detected = self.episode_started(started_ms);
-        let described: Vec<String> = check
-            .violations
-            .iter()
-            .map(acv_protocol::describe_violation)
-            .collect();
-        tracing::warn!(component = %self.component, violations = ?described, retry, "SLO violation detected.");
+        let broken = described(&check.violations);
+        tracing::warn!(component = %self.component, violations = ?broken, retry, "SLO violation detected.");
         let issue_id = new_id();
         if !retry {
             let findings = acv_llm::planner::rules::diagnose::Findings::of(&observation(
@@ -324,7 +321,7 @@ impl Agent {
                 Body::Issue(IssueBody {
                     diagnosis: Some(findings.diagnosis(signature.cause)),
                     component: self.component.clone(),
-                    message: format!("SLO violation detected: {}", described.join("; ")),
+                    message: format!("SLO violation detected: {}", broken.join("; ")),
                     violations: check.violations.clone(),
                 }),
             );
@@ -353,11 +350,7 @@ impl Agent {
         }
         if !after.violations.is_empty() && report.status == ReportStatus::Response {
             report.status = ReportStatus::Issue;
-            let still: Vec<String> = after
-                .violations
-                .iter()
-                .map(acv_protocol::describe_violation)
-                .collect();
+            let still = described(&after.violations);
             report.message = format!(
                 "{} — but the re-check still fails: {}",
                 report.message,
@@ -400,11 +393,7 @@ impl Agent {
             }
             None => {
                 let b = Backoff::start(after_sig, self.backoff_initial, now);
-                let still: Vec<String> = after
-                    .violations
-                    .iter()
-                    .map(acv_protocol::describe_violation)
-                    .collect();
+                let still = described(&after.violations);
                 let escalation = Envelope::new(
                     new_id(),
                     self.me(),

@@ -3,8 +3,7 @@
 //! episode's approvals are closed, and the watcher's time-to-detect / time-to-mitigate.
 
 use acv_protocol::{
-    Address, ApprovalDecision, ApprovalResult, ApprovalState, AuditKind, Body, Envelope, ReportBody,
-    ReportStatus,
+    Address, ApprovalDecision, ApprovalResult, AuditKind, Body, Envelope, ReportBody, ReportStatus,
 };
 use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
 use serde_json::{Value, json};
@@ -21,10 +20,6 @@ fn status_word(status: ReportStatus) -> &'static str {
         ReportStatus::Response => "response",
         ReportStatus::Issue => "issue",
     }
-}
-
-fn approval_outcome(state: ApprovalState) -> &'static str {
-    state.as_str()
 }
 
 // === impl Agent ===
@@ -192,11 +187,7 @@ impl Agent {
 
     async fn send_result(&self, r: ApprovalResult) {
         if r.state.is_final() {
-            count(
-                CounterName::Approvals,
-                &[("outcome", approval_outcome(r.state))],
-                1,
-            );
+            count(CounterName::Approvals, &[("outcome", r.state.as_str())], 1);
         }
         let env = Envelope::new(
             new_id(),
