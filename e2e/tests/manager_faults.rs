@@ -59,21 +59,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-async fn acvctl(stack: &Stack, args: &[&str]) -> std::process::Output {
-    let url = stack.manager_url();
-    let bin = manager_stack::bin("acvctl");
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(["--manager", &url])
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 async fn stopped_sidecar(transport: Transport) {
     let _turn = TURN.lock().await;
     let mut stack = Stack::start(transport, ManagerTimings::default());
@@ -82,9 +67,8 @@ async fn stopped_sidecar(transport: Transport) {
     stack.wait_agents_live(&["catalogue"], 60).await;
     stack.kill_sidecar("catalogue");
     let name = format!("stopped-{transport}");
-    let out = acvctl(
-        &stack,
-        &[
+    let out = stack
+        .acvctl(&[
             "goal",
             "create",
             "--name",
@@ -95,9 +79,8 @@ async fn stopped_sidecar(transport: Transport) {
             "--timeout",
             "90s",
             CPU_GOAL,
-        ],
-    )
-    .await;
+        ])
+        .await;
     let story = stack.story(&name).await;
     assert_eq!(
         out.status.code(),
@@ -150,11 +133,9 @@ async fn manager_killed(transport: Transport) {
     stack.start_sidecar("catalogue");
     stack.wait_agents_live(&["catalogue"], 60).await;
     let name = format!("killed-{transport}");
-    let out = acvctl(
-        &stack,
-        &["goal", "create", "--name", &name, "--deadline", "120s", CPU_GOAL],
-    )
-    .await;
+    let out = stack
+        .acvctl(&["goal", "create", "--name", &name, "--deadline", "120s", CPU_GOAL])
+        .await;
     assert!(out.status.success(), "{}", text(&out));
     // Mid-goal: the subtask is out to the sidecar.
     common::eventually(60, "the subtask sent", || async {
@@ -168,7 +149,7 @@ async fn manager_killed(transport: Transport) {
     .await;
     stack.kill_manager();
     stack.start_manager();
-    let out = acvctl(&stack, &["goal", "watch", &name, "--timeout", "150s"]).await;
+    let out = stack.acvctl(&["goal", "watch", &name, "--timeout", "150s"]).await;
     let story = stack.story(&name).await;
     assert_eq!(
         out.status.code(),
@@ -211,9 +192,8 @@ async fn a_latency_goal_over_a_quiet_service_holds_without_traffic() {
     // The test's own reading: catalogue is up and served nothing.
     let m = stack.cluster("catalogue").metrics(5.0).await.unwrap();
     assert_eq!((m.request_rate, m.p99_ms), (Some(0.0), None), "{m:?}");
-    let out = acvctl(
-        &stack,
-        &[
+    let out = stack
+        .acvctl(&[
             "goal",
             "create",
             "--name",
@@ -224,9 +204,8 @@ async fn a_latency_goal_over_a_quiet_service_holds_without_traffic() {
             "--timeout",
             "90s",
             "Reduce the P99 latency of Catalogue to under 300 ms.",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let g = stack.goal("quiet").await;
     let reason = g["goal"]["reason"].as_str().unwrap().to_owned();
     assert_eq!(

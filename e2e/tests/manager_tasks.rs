@@ -136,34 +136,20 @@ async fn stress(stack: &Stack, c: &str, load_percent: u32) {
 
 /// `acvctl goal create --wait` (in a blocking thread): the exit code and the output.
 async fn create_and_wait(stack: &Stack, name: &str, text: &str) -> (i32, String) {
-    let args: Vec<String> = [
-        "goal",
-        "create",
-        "--name",
-        name,
-        "--deadline",
-        "110s",
-        "--wait",
-        "--timeout",
-        "150s",
-        text,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let out = {
-        let url = stack.manager_url();
-        let bin = manager_stack::bin("acvctl");
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(bin)
-                .args(["--manager", &url])
-                .args(&args)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let out = stack
+        .acvctl(&[
+            "goal",
+            "create",
+            "--name",
+            name,
+            "--deadline",
+            "110s",
+            "--wait",
+            "--timeout",
+            "150s",
+            text,
+        ])
+        .await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -230,12 +230,13 @@ impl Stack {
     }
 
     /// Runs `acvctl` against the manager.
-    pub fn acvctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("acvctl"))
-            .args(["--manager", &self.manager_url()])
-            .args(args)
-            .output()
-            .expect("acvctl runs")
+    pub async fn acvctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("acvctl"));
+        cmd.args(["--manager", &self.manager_url()]).args(args);
+        // `acvctl ... --wait` blocks for minutes: off the runtime's threads.
+        tokio::task::spawn_blocking(move || cmd.output().expect("acvctl runs"))
+            .await
+            .expect("acvctl's thread")
     }
 
     /// Waits until the manager lists every one of `components` as live.
