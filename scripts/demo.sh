@@ -75,7 +75,7 @@ if [ "$TRANSPORT" = memory ]; then
     FRONT_END_PORT=0 CARTS_PORT=0 ORDERS_PORT=0 PAYMENT_PORT=0 SHIPPING_PORT=0 USER_PORT=0 &
   AIO=$!
   PIDS+=($AIO)
-  say "L5: after the bad release (0.3.6 crashes at start) the sidecar's own health check must detect and fix it"
+  say "L5: after the bad release (0.3.6 crashes at start) the sidecar must put the good one back (its no-regression guard, or else its own health check)"
   for _ in $(seq 1 120); do
     sleep 1
     if curl -fsS "http://$API/v1/components/catalogue/status" 2>/dev/null | grep -q '"image":"weaveworksdemos/catalogue:0.3.6"'; then
@@ -134,7 +134,7 @@ ACV_MANAGER_URL="http://$MANAGER_API" "$BIN_DIR/acvctl" goal create --wait --tim
   "Reduce the P99 latency of Catalogue to under 300 ms." || echo "(exit code $?)"
 wait "$LOAD" 2>/dev/null || true
 
-say "L5: a bad release (0.3.6 crashes at start); the sidecar's own health check must detect and fix it"
+say "L5: a bad release (0.3.6 crashes at start); the sidecar must put the good one back (its no-regression guard, or else its own health check)"
 task "Update the image version of your microservice component to 0.3.6."
 status
 for _ in $(seq 1 60); do

@@ -116,6 +116,7 @@ async fn rig_with(watch: Option<Duration>) -> Rig {
         settle: Duration::from_millis(500),
         audit: audit.clone(),
         approval_timeout: APPROVAL_TIMEOUT,
+        guard: acv_sidecar::guard::GuardConfig::default(),
     };
     let mut agent = Agent::new(
         catalogue(),

@@ -66,6 +66,7 @@ async fn rig_with(mode: SafetyMode, watch: Option<Duration>, sandbox: Arc<LazySa
         settle: Duration::from_millis(1500),
         audit: acv_sidecar::audit::AuditLog::disabled(),
         approval_timeout: Duration::from_secs(900),
+        guard: acv_sidecar::guard::GuardConfig::default(),
     };
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let mut agent = Agent::new(

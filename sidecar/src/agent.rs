@@ -66,11 +66,6 @@ pub struct Agent {
     mitigating: Option<(String, u64)>,
 }
 
-/// The violations as the sentences logs and reports use.
-fn described(violations: &[acv_protocol::Violation]) -> Vec<String> {
-    violations.iter().map(acv_protocol::describe_violation).collect()
-}
-
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -258,7 +253,7 @@ impl Agent {
         self.first_failing_ms.get_or_insert(checked_ms);
         self.failing_checks += 1;
         if self.failing_checks < self.confirm_checks {
-            let violations = described(&check.violations);
+            let violations = acv_protocol::describe_violations(&check.violations);
             tracing::info!(component = %self.component, failing = self.failing_checks, needed = self.confirm_checks,
                 ?violations, "Health check failed; waiting for confirmation before acting.");
             return false;
@@ -305,7 +300,7 @@ impl Agent {
         let retry = self.backoff.is_some();
         let started_ms = acv_core::now_ms();
         let detected = self.episode_started(started_ms);
-        let broken = described(&check.violations);
+        let broken = acv_protocol::describe_violations(&check.violations);
         tracing::warn!(component = %self.component, violations = ?broken, retry, "SLO violation detected.");
         let issue_id = new_id();
         if !retry {
@@ -350,7 +345,7 @@ impl Agent {
         }
         if !after.violations.is_empty() && report.status == ReportStatus::Response {
             report.status = ReportStatus::Issue;
-            let still = described(&after.violations);
+            let still = acv_protocol::describe_violations(&after.violations);
             report.message = format!(
                 "{} — but the re-check still fails: {}",
                 report.message,
@@ -393,7 +388,7 @@ impl Agent {
             }
             None => {
                 let b = Backoff::start(after_sig, self.backoff_initial, now);
-                let still = described(&after.violations);
+                let still = acv_protocol::describe_violations(&after.violations);
                 let escalation = Envelope::new(
                     new_id(),
                     self.me(),

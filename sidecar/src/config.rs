@@ -45,6 +45,18 @@ pub const ENV_APPROVAL_TIMEOUT: &str = "ACV_SIDECAR_APPROVAL_TIMEOUT";
 pub const ENV_AUDIT_BUFFER: &str = "ACV_SIDECAR_AUDIT_BUFFER";
 /// Env key: how often audit records are sent to the manager, e.g. `1s`.
 pub const ENV_AUDIT_FLUSH: &str = "ACV_SIDECAR_AUDIT_FLUSH";
+/// Env key: the no-regression guard on or off (`true`/`false`).
+pub const ENV_GUARD: &str = "ACV_SIDECAR_GUARD";
+
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let t: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (e.g. 0.2: a fifth of one objective's threshold)"))?;
+    if !t.is_finite() || !(0.0..=10.0).contains(&t) {
+        return Err(format!("{s} is out of range: the tolerance is between 0 and 10"));
+    }
+    Ok(t)
+}
 
 /// Which planner the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -132,6 +144,15 @@ pub struct SidecarConfig {
     /// Wait after a mutating step before observing again.
     #[arg(long, default_value = "3s", value_parser = acv_core::env::parse_duration)]
     pub settle: Duration,
+    /// No-regression guard: after a step that changed the component has settled, put the previous revision and
+    /// replica count back when health is worse than before it by the SLO measure (`--guard false` lets every change
+    /// stand).
+    #[arg(long, env = ENV_GUARD, default_value_t = true, action = clap::ArgAction::Set)]
+    pub guard: bool,
+    /// How much worse counts as a regression: the sum over the objectives of how far each is past its threshold,
+    /// relative to it (0.2 = a fifth of one threshold), must grow by more than this.
+    #[arg(long, default_value_t = crate::guard::DEFAULT_TOLERANCE, value_parser = parse_tolerance)]
+    pub guard_tolerance: f64,
     /// Wall-clock limit of one step (one program run in the sandbox), host calls included. A step that asks a peer
     /// to act waits for the peer's own planner, so give it room when peers help each other.
     #[arg(long, default_value = "10s", value_parser = acv_core::env::parse_duration)]
@@ -222,6 +243,14 @@ impl SidecarConfig {
     /// The audit trail this configuration asks for (sent by [`crate::run::run`]).
     pub fn audit_log(&self) -> crate::audit::AuditLog {
         crate::audit::AuditLog::new(self.component.clone(), self.audit_buffer)
+    }
+
+    /// The no-regression guard's settings from the flags.
+    pub fn guard(&self) -> crate::guard::GuardConfig {
+        crate::guard::GuardConfig {
+            enabled: self.guard,
+            tolerance: self.guard_tolerance,
+        }
     }
 
     /// The SLO policy from the flags.

@@ -14,7 +14,10 @@ use acv_sandbox::{
 use acv_telemetry::metrics::{CounterName, HistogramName, count, observe};
 use serde_json::{Value, json};
 
-use crate::audit::{AuditLog, Entry};
+use crate::{
+    audit::{AuditLog, Entry},
+    guard::{Guard, GuardEvent, Snapshot},
+};
 
 /// Longest wait for replicas to converge after a change before observing anyway (a broken release never does).
 pub const CONVERGE_MAX: Duration = Duration::from_secs(20);
@@ -42,6 +45,13 @@ pub struct SandboxExecutor {
     /// Where programs and calls are recorded, and the episode they belong to.
     audit: AuditLog,
     episode: String,
+    /// The no-regression guard (`None`: off).
+    guard: Option<Guard>,
+    /// What the guard did, step by step.
+    pub guard_events: Vec<GuardEvent>,
+    /// Set when the guard already waited for a change to settle: the next observation measures over this window
+    /// (seconds) without waiting again.
+    settled_window: Option<f64>,
 }
 
 /// A mutating call queued for approval by one step's program.
@@ -122,7 +132,115 @@ impl SandboxExecutor {
             pending: Vec::new(),
             audit: AuditLog::disabled(),
             episode: String::new(),
+            guard: None,
+            guard_events: Vec::new(),
+            settled_window: None,
         }
+    }
+
+    /// Judges every step that changes the component with `guard` and reverts it when health got worse.
+    pub fn with_guard(mut self, guard: Option<Guard>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// After a change, waits (bounded) until the replicas converged, as `kubectl rollout status` would, then the
+    /// settle time. Returns the window to measure over: the settle time only, since a window reaching back before
+    /// the change would show the fault the change just removed.
+    async fn settle(&self) -> f64 {
+        let deadline = tokio::time::Instant::now() + CONVERGE_MAX.max(self.settle);
+        while tokio::time::Instant::now() < deadline {
+            match self.cluster.status().await {
+                Ok(st)
+                    if st.ready_replicas == st.desired_replicas
+                        && st.replicas.len() == st.desired_replicas as usize =>
+                {
+                    break;
+                }
+                Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        tokio::time::sleep(self.settle).await;
+        self.window_secs.min(self.settle.as_secs_f64().max(1.0))
+    }
+
+    /// The guard's verdict on step `index` that changed the component, from what was kept before it: keep the
+    /// change, or put the kept revision and replicas back and re-check. Updates `result` accordingly.
+    async fn guard_step(&mut self, index: u32, kept: Snapshot, result: &mut StepResult) {
+        let Some(guard) = &self.guard else { return };
+        let window = self.settle().await;
+        self.settled_window = Some(window);
+        let after = guard.check(window).await;
+        let (Some(before), Some(after)) = (kept.violations.as_ref(), after) else {
+            let event = GuardEvent {
+                step: index,
+                outcome: "unmeasured",
+                before: Vec::new(),
+                after: Vec::new(),
+                regression: None,
+                restored: Vec::new(),
+                after_revert: None,
+                error: None,
+            };
+            self.finish_guard(event, result);
+            return;
+        };
+        let mut event = GuardEvent {
+            step: index,
+            outcome: "kept",
+            before: acv_protocol::describe_violations(before),
+            after: acv_protocol::describe_violations(&after),
+            regression: guard.judge(before, &after),
+            restored: Vec::new(),
+            after_revert: None,
+            error: None,
+        };
+        if event.regression.is_some() {
+            tracing::warn!(component = %self.component, step = index, before = ?event.before, after = ?event.after,
+                "Health got worse after the step; reverting it.");
+            match guard.revert(&kept).await {
+                Ok(restored) => {
+                    event.outcome = "reverted";
+                    event.restored = restored;
+                    let window = self.settle().await;
+                    self.settled_window = Some(window);
+                    event.after_revert = guard
+                        .check(window)
+                        .await
+                        .map(|v| acv_protocol::describe_violations(&v));
+                }
+                Err((error, restored)) => {
+                    tracing::error!(component = %self.component, step = index, %error, "Reverting the step failed.");
+                    event.outcome = "revert_failed";
+                    event.restored = restored;
+                    event.error = Some(error.to_string());
+                }
+            }
+            result.outcome = StepOutcome::Reverted;
+        }
+        self.finish_guard(event, result);
+    }
+
+    fn finish_guard(&mut self, event: GuardEvent, result: &mut StepResult) {
+        count(CounterName::GuardChecks, &[("outcome", event.outcome)], 1);
+        if !result.output.is_empty() && !result.output.ends_with('\n') {
+            result.output.push('\n');
+        }
+        result.output.push_str(&event.describe());
+        self.audit.record(
+            &self.episode,
+            AuditKind::Program,
+            Entry {
+                name: Some(format!("no-regression guard, step {}", event.step)),
+                args: None,
+                outcome: Some(event.outcome.into()),
+                detail: serde_json::to_value(&event).unwrap_or_default(),
+            },
+        );
+        tracing::info!(target: "acv::audit", component = %self.component, step = event.step, outcome = event.outcome,
+            "No-regression guard.");
+        self.guard_events.push(event);
     }
 
     /// Hands `baseline` to the planner with every observation and measures metrics over `window_secs` (the
@@ -246,6 +364,14 @@ fn truncate(mut s: String, max: usize) -> String {
 #[async_trait::async_trait]
 impl Executor for SandboxExecutor {
     async fn execute(&mut self, index: u32, step: &PlannedStep) -> StepResult {
+        // Only autonomous mode changes anything while the step runs (approve mode queues, observe refuses).
+        let kept = match &self.guard {
+            Some(guard) if self.mode == SafetyMode::Autonomous => {
+                let window = self.window_secs.min(self.settle.as_secs_f64().max(1.0));
+                Some(guard.snapshot(window).await)
+            }
+            _ => None,
+        };
         let run = self
             .sandbox
             .run(
@@ -273,9 +399,15 @@ impl Executor for SandboxExecutor {
                     program: step.program.clone(),
                     pending: p.clone(),
                 }));
-                let result = step_result(&run);
+                let mut result = step_result(&run);
                 self.audit_run(index, step, &run, &result);
                 self.last_mutated = result.mutated;
+                if result.mutated
+                    && let Some(kept) = kept
+                {
+                    self.last_mutated = false;
+                    self.guard_step(index, kept, &mut result).await;
+                }
                 result
             }
             Err(e) => {
@@ -302,26 +434,11 @@ impl Executor for SandboxExecutor {
     }
 
     async fn observe(&mut self) -> Option<Observation> {
-        // After a change, judge only what came after it: wait (bounded) until the replicas converged, as
-        // `kubectl rollout status` would, then the settle time, and measure over that settle time only — a window
-        // reaching back before the change would show the fault the change just removed.
         let mut window = self.window_secs;
-        if std::mem::take(&mut self.last_mutated) && !self.settle.is_zero() {
-            let deadline = tokio::time::Instant::now() + CONVERGE_MAX.max(self.settle);
-            while tokio::time::Instant::now() < deadline {
-                match self.cluster.status().await {
-                    Ok(st)
-                        if st.ready_replicas == st.desired_replicas
-                            && st.replicas.len() == st.desired_replicas as usize =>
-                    {
-                        break;
-                    }
-                    Err(_) => break,
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
-            tokio::time::sleep(self.settle).await;
-            window = window.min(self.settle.as_secs_f64().max(1.0));
+        if let Some(settled) = self.settled_window.take() {
+            window = settled;
+        } else if std::mem::take(&mut self.last_mutated) && !self.settle.is_zero() {
+            window = self.settle().await;
         }
         let status = self.cluster.status().await.ok();
         let metrics = self.cluster.metrics(window).await.ok();

@@ -16,6 +16,7 @@ use crate::{
     approvals::call_args,
     audit::AuditLog,
     exec::{Queued, SandboxExecutor},
+    guard::{Guard, GuardConfig, GuardEvent},
 };
 
 /// Handles work and produces the report that answers it.
@@ -197,6 +198,38 @@ pub struct PlanningHandler {
     pub audit: AuditLog,
     /// How long a call queued in approve mode waits for an operator before it expires.
     pub approval_timeout: Duration,
+    /// The no-regression guard over mutating steps ([`GuardConfig::OFF`] to let every change stand).
+    pub guard: GuardConfig,
+}
+
+/// Adds what the no-regression guard did to `report`: the `no_regression_guard` evidence, and when the last
+/// change it judged was reverted, an ISSUE saying so (what was asked for does not stand).
+pub fn apply_guard_events(report: &mut ReportBody, events: &[GuardEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    report.evidence.push(Evidence {
+        name: "no_regression_guard".into(),
+        value: serde_json::to_value(events).unwrap_or_default(),
+    });
+    let reverted: Vec<&GuardEvent> = events.iter().filter(|e| e.reverted()).collect();
+    if reverted.is_empty() {
+        return;
+    }
+    let said = reverted
+        .iter()
+        .all(|e| report.message.contains(&format!("Step {}", e.step)) && report.message.contains("reverted"));
+    if !said {
+        let steps: Vec<String> = reverted.iter().map(|e| e.step.to_string()).collect();
+        report.message = format!(
+            "{} [no-regression guard: step(s) {} made health worse and were reverted]",
+            report.message,
+            steps.join(", ")
+        );
+    }
+    if events.last().is_some_and(GuardEvent::reverted) {
+        report.status = ReportStatus::Issue;
+    }
 }
 
 // === impl PlanningHandler ===
@@ -222,7 +255,8 @@ impl PlanningHandler {
             self.limits.clone(),
             self.settle,
         )
-        .with_audit(self.audit.clone(), work_id);
+        .with_audit(self.audit.clone(), work_id)
+        .with_guard(Guard::new(self.cluster.clone(), &self.slo, self.guard));
         if let Some(e) = episode {
             exec = exec.with_episode(e.baseline.clone(), e.window_secs);
         }
@@ -239,7 +273,7 @@ impl PlanningHandler {
                 value: serde_json::to_value(requests).unwrap_or_default(),
             });
         }
-        match outcome {
+        let mut report = match outcome {
             Ok(done) => {
                 evidence.push(Evidence {
                     name: "turns".into(),
@@ -274,7 +308,9 @@ impl PlanningHandler {
                     steps: failure.steps,
                 }
             }
-        }
+        };
+        apply_guard_events(&mut report, &exec.guard_events);
+        report
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`audit`]: the audit trail (programs, host calls, peer calls, reports) sent to the manager in batches.
 //! - [`handler`]: what is done with one task or SLO violation: plan ([`acv_llm`]), run steps in the sandbox
 //!   ([`exec`]) against the cluster backend ([`caps`]), report. [`handler::NoPlanner`] says plainly it cannot.
+//! - [`guard`]: the no-regression guard: a mutating step that makes health worse is reverted.
 //! - [`run`]: the handler for a configured component and the agent loop until shutdown (binary or in-process).
 //! - [`peer`]: mechanism 3, the mutual-TLS peer API (server, client, discovery).
 //! - [`policy`]: who may send tasks to this sidecar (manager and operators' clients; peers only ask).
@@ -22,6 +23,7 @@ pub mod caps;
 pub mod config;
 pub mod episode;
 pub mod exec;
+pub mod guard;
 pub mod handler;
 pub mod peer;
 pub mod policy;

@@ -60,6 +60,7 @@ pub fn planning_handler(
         settle: config.settle,
         audit,
         approval_timeout: config.approval_timeout,
+        guard: config.guard(),
     }))
 }
 

@@ -502,6 +502,7 @@ fn planning(cluster: Arc<FakeCluster>, mode: SafetyMode) -> Arc<dyn TaskHandler>
         settle: Duration::from_millis(10),
         audit: acv_sidecar::audit::AuditLog::disabled(),
         approval_timeout: Duration::from_secs(900),
+        guard: acv_sidecar::guard::GuardConfig::default(),
     })
 }
 

@@ -86,6 +86,7 @@ impl Planners {
             settle: Duration::from_secs(2),
             audit: acv_sidecar::audit::AuditLog::disabled(),
             approval_timeout: Duration::from_secs(900),
+            guard: acv_sidecar::guard::GuardConfig::default(),
         }))
     }
 }

@@ -200,5 +200,6 @@ pub fn rules_handler(
         settle: Duration::from_secs(2),
         audit,
         approval_timeout: Duration::from_secs(120),
+        guard: acv_sidecar::guard::GuardConfig::default(),
     }
 }

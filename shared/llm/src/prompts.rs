@@ -57,7 +57,9 @@ Failures raise acv.HostError (attributes kind, message); kinds: refused, approva
 not_found, unavailable, backend, timeout, limit_exceeded. Besides acv, programs may import only these standard
 modules: bisect, collections, copy, dataclasses, datetime, enum, functools, heapq, itertools, json, math, operator,
 random, re, statistics, string, textwrap, time, typing. No files, network, environment, processes or threads;
-print() output is captured and shown to you."#;
+print() output is captured and shown to you. A step whose change makes the component's health worse by the SLO
+measure is undone by the sidecar (outcome: reverted, with the before/after in its output): do not repeat it; try
+something else or report."#;
 
 /// The maintainer's system prompt.
 pub fn maintainer_system(ctx: &MaintainerContext) -> String {

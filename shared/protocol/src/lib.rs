@@ -48,7 +48,8 @@ pub use report::{
 };
 pub use safety::{HOST_CALLS, MUTATING_CALLS, SafetyMode, is_mutating_call};
 pub use slo::{
-    Comparison, Measurement, Objective, SloMetric, SloPolicy, Violation, check_health, check_objectives,
-    describe_objective, describe_violation, measured_value, metric_name,
+    Comparison, Measurement, Objective, Regression, SloMetric, SloPolicy, Violation, check_health,
+    check_objectives, describe_objective, describe_violation, describe_violations, measured_value,
+    metric_name, regression,
 };
 pub use task::{Goal, Mechanism, TaskBody, TaskSpec};

@@ -47,6 +47,9 @@ pub enum StepOutcome {
     Refused,
     /// The step was not executed (no executor configured, or plan-only mode).
     Skipped,
+    /// The program ran, but its change made the component's health worse by the SLO measure, so the sidecar's
+    /// no-regression guard put the previous revision and replica count back.
+    Reverted,
 }
 
 /// One step an agent took: the program it ran and what came of it.

@@ -152,6 +152,73 @@ mod tests {
         assert!(ready.is_met_by(Some(100.0)));
         assert_eq!(ready.check(Some(66.0)).unwrap().measured, Some(66.0));
     }
+
+    fn broken(metric: SloMetric, measured: Option<f64>) -> Violation {
+        let c = ComponentName::new("catalogue").unwrap();
+        let objective = SloPolicy::default()
+            .objectives(&c)
+            .into_iter()
+            .find(|o| o.metric == metric)
+            .unwrap();
+        Violation { objective, measured }
+    }
+
+    #[test]
+    fn excess_is_relative_to_the_threshold() {
+        assert_eq!(broken(SloMetric::P99LatencyMs, Some(300.0)).excess(), Some(0.5));
+        assert_eq!(broken(SloMetric::ReadyPercent, Some(0.0)).excess(), Some(1.0));
+        assert_eq!(broken(SloMetric::ReadyPercent, Some(50.0)).excess(), Some(0.5));
+        assert_eq!(broken(SloMetric::CpuPercentOfLimit, None).excess(), None);
+    }
+
+    #[test]
+    fn regression_needs_a_real_worsening() {
+        use SloMetric::*;
+        // A newly broken objective, well past its threshold.
+        let r = regression(&[], &[broken(P99LatencyMs, Some(412.0))], 0.2).unwrap();
+        assert_eq!(r.worse, ["p99_latency_ms of catalogue below 200: met → 412.0"]);
+        // A broken one further off.
+        assert!(
+            regression(
+                &[broken(ReadyPercent, Some(50.0))],
+                &[broken(ReadyPercent, Some(0.0))],
+                0.2
+            )
+            .is_some()
+        );
+        // Within the tolerance: noise, not a regression.
+        assert!(regression(&[], &[broken(P99LatencyMs, Some(230.0))], 0.2).is_none());
+        assert!(
+            regression(
+                &[broken(CpuPercentOfLimit, Some(60.0))],
+                &[broken(CpuPercentOfLimit, Some(65.0))],
+                0.2
+            )
+            .is_none()
+        );
+        // Better, or a trade that is better overall.
+        assert!(regression(&[broken(P99LatencyMs, Some(412.0))], &[], 0.2).is_none());
+        assert!(
+            regression(
+                &[broken(ReadyPercent, Some(0.0))],
+                &[broken(CpuPercentOfLimit, Some(80.0))],
+                0.2
+            )
+            .is_none()
+        );
+        // Missing data is never a regression.
+        assert!(regression(&[], &[broken(CpuPercentOfLimit, None)], 0.2).is_none());
+        assert!(
+            regression(
+                &[broken(P99LatencyMs, None)],
+                &[broken(P99LatencyMs, Some(900.0))],
+                0.2
+            )
+            .is_none()
+        );
+        // A bad tolerance is read as 0.
+        assert!(regression(&[], &[broken(P99LatencyMs, Some(201.0))], f64::NAN).is_some());
+    }
 }
 
 // --- evaluation: pure functions over measurements ------------------------------------------------------------
@@ -251,6 +318,87 @@ pub fn describe_objective(o: &Objective) -> String {
         o.component,
         o.threshold
     )
+}
+
+/// Each violation as [`describe_violation`] words it.
+pub fn describe_violations(violations: &[Violation]) -> Vec<String> {
+    violations.iter().map(describe_violation).collect()
+}
+
+// --- comparison: is the state after a change worse than before it? ----------------------------------------------
+
+impl Violation {
+    /// How far past its threshold the measurement is, relative to the threshold: 0.5 is half again a "below"
+    /// limit, or half short of an "at least" one (a threshold of 0 compares the absolute value). `None` when the
+    /// metric was not measured.
+    pub fn excess(&self) -> Option<f64> {
+        let m = self.measured?;
+        let t = self.objective.threshold;
+        let past = match self.objective.comparison {
+            Comparison::Below => m - t,
+            Comparison::AtLeast => t - m,
+        };
+        let rel = if t.abs() > f64::EPSILON {
+            past / t.abs()
+        } else {
+            past
+        };
+        Some(if rel.is_finite() { rel.max(0.0) } else { 0.0 })
+    }
+}
+
+/// Health got worse between two checks of the same objectives ([`regression`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    /// Sum of the relative excesses of the compared objectives before the change.
+    pub before: f64,
+    /// The same sum after it.
+    pub after: f64,
+    /// The objectives that got worse, in words (`p99_latency_ms of catalogue below 200: 12.0 → 412.5`).
+    pub worse: Vec<String>,
+}
+
+/// Whether health after a change (`after`, the violations of a check) is worse than before it (`before`, the
+/// violations of a check of the same objectives) by the SLO measure: the objectives broken, each weighed by how far
+/// past its threshold it is ([`Violation::excess`]; a met objective weighs 0). It is worse when the total grew by
+/// more than `tolerance` (0.2: a fifth of one threshold) and at least one objective got worse by more than
+/// `tolerance` — a newly broken objective or a broken one further off. Objectives not measured in either check are
+/// left out: missing data is never taken for a regression.
+pub fn regression(before: &[Violation], after: &[Violation], tolerance: f64) -> Option<Regression> {
+    let tolerance = if tolerance.is_finite() {
+        tolerance.max(0.0)
+    } else {
+        0.0
+    };
+    let weight = |vs: &[Violation], o: &Objective| -> Option<(f64, Option<f64>)> {
+        match vs.iter().find(|v| &v.objective == o) {
+            None => Some((0.0, None)),
+            Some(v) => v.excess().map(|e| (e, v.measured)),
+        }
+    };
+    let mut objectives: Vec<&Objective> = Vec::new();
+    for v in before.iter().chain(after) {
+        if !objectives.contains(&&v.objective) {
+            objectives.push(&v.objective);
+        }
+    }
+    let (mut sum_before, mut sum_after, mut worse) = (0.0, 0.0, Vec::new());
+    for o in objectives {
+        let (Some((b, mb)), Some((a, ma))) = (weight(before, o), weight(after, o)) else {
+            continue;
+        };
+        sum_before += b;
+        sum_after += a;
+        if a > b + tolerance {
+            let show = |m: Option<f64>| m.map_or_else(|| "met".to_owned(), |x| format!("{x:.1}"));
+            worse.push(format!("{}: {} → {}", describe_objective(o), show(mb), show(ma)));
+        }
+    }
+    (sum_after > sum_before + tolerance && !worse.is_empty()).then_some(Regression {
+        before: sum_before,
+        after: sum_after,
+        worse,
+    })
 }
 
 /// The snake_case wire name of a metric.

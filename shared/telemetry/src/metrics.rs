@@ -41,6 +41,9 @@ pub enum CounterName {
     AuditDropped,
     /// Approvals closed at the sidecar, by outcome (`executed`, `failed`, `denied`, `expired`).
     Approvals,
+    /// Mutating steps judged by the no-regression guard, by outcome (`kept`, `reverted`, `revert_failed`,
+    /// `unmeasured`).
+    GuardChecks,
 }
 
 /// Histograms exported by acv components.
@@ -73,7 +76,7 @@ pub enum GaugeName {
 
 impl CounterName {
     /// Every counter, for descriptions and checks.
-    pub const ALL: [CounterName; 15] = [
+    pub const ALL: [CounterName; 16] = [
         Self::BusPublished,
         Self::BusDelivered,
         Self::BusDuplicates,
@@ -89,6 +92,7 @@ impl CounterName {
         Self::Episodes,
         Self::AuditDropped,
         Self::Approvals,
+        Self::GuardChecks,
     ];
 
     /// The exported name.
@@ -109,6 +113,7 @@ impl CounterName {
             Self::Episodes => "acv_episodes_total",
             Self::AuditDropped => "acv_audit_dropped_total",
             Self::Approvals => "acv_approvals_total",
+            Self::GuardChecks => "acv_guard_checks_total",
         }
     }
 
@@ -136,6 +141,9 @@ impl CounterName {
                 "Audit records dropped, oldest first, because the sidecar's buffer was full."
             }
             Self::Approvals => "Approvals closed at the sidecar, by outcome.",
+            Self::GuardChecks => {
+                "Mutating steps judged by the no-regression guard, by outcome (kept, reverted, ...)."
+            }
         }
     }
 }

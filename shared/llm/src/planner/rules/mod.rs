@@ -97,6 +97,7 @@ impl RulesPlanner {
                 StepOutcome::Refused => "was refused by the host",
                 StepOutcome::LimitExceeded => "hit a sandbox limit",
                 StepOutcome::Skipped => "was not executed",
+                StepOutcome::Reverted => "made things worse and was reverted",
                 _ => "failed",
             };
             return Ok(finish(
