@@ -11,9 +11,9 @@ use acv_cluster::{Cluster, ClusterError};
 use acv_protocol::{Measurement, Objective, Regression, Revision, SloPolicy, Violation, check_health};
 use serde::Serialize;
 
-/// Default tolerance: health must get worse by more than a fifth of one objective's threshold (summed over the
-/// objectives, and for at least one of them) before a change is reverted. Short windows are noisy; a P99 going
-/// from 150 ms to 190 ms under a 200 ms objective is not a regression, 150 → 260 ms is.
+/// Default tolerance: an objective must get worse by more than a fifth of its threshold (and health overall by as
+/// much) before a change is reverted. Short windows are noisy: a P99 of 230 ms under a 200 ms objective right after
+/// a change that was healthy before is within it, 260 ms is not. Readiness has none ([`acv_protocol::regression`]).
 pub const DEFAULT_TOLERANCE: f64 = 0.2;
 
 /// The guard's settings (`--guard`, `--guard-tolerance`).

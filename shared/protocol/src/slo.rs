@@ -186,6 +186,8 @@ mod tests {
             )
             .is_some()
         );
+        // Readiness has no tolerance: one pod of ten not ready after the change is a regression.
+        assert!(regression(&[], &[broken(ReadyPercent, Some(90.0))], 0.2).is_some());
         // Within the tolerance: noise, not a regression.
         assert!(regression(&[], &[broken(P99LatencyMs, Some(230.0))], 0.2).is_none());
         assert!(
@@ -360,10 +362,11 @@ pub struct Regression {
 
 /// Whether health after a change (`after`, the violations of a check) is worse than before it (`before`, the
 /// violations of a check of the same objectives) by the SLO measure: the objectives broken, each weighed by how far
-/// past its threshold it is ([`Violation::excess`]; a met objective weighs 0). It is worse when the total grew by
-/// more than `tolerance` (0.2: a fifth of one threshold) and at least one objective got worse by more than
-/// `tolerance` — a newly broken objective or a broken one further off. Objectives not measured in either check are
-/// left out: missing data is never taken for a regression.
+/// past its threshold it is ([`Violation::excess`]; a met objective weighs 0). It is worse when at least one
+/// objective got worse by more than `tolerance` (0.2: a fifth of its threshold) — newly broken or further off — and
+/// the total grew by more than that too. Readiness is not noisy, so it has no tolerance: once the replicas had the
+/// time to converge, fewer ready pods is a regression (a stalled rollout of 1 bad pod among 9 good is 10 %).
+/// Objectives not measured in either check are left out: missing data is never taken for a regression.
 pub fn regression(before: &[Violation], after: &[Violation], tolerance: f64) -> Option<Regression> {
     let tolerance = if tolerance.is_finite() {
         tolerance.max(0.0)
@@ -382,19 +385,28 @@ pub fn regression(before: &[Violation], after: &[Violation], tolerance: f64) -> 
             objectives.push(&v.objective);
         }
     }
+    let tolerance_of = |o: &Objective| {
+        if o.metric == SloMetric::ReadyPercent {
+            0.0
+        } else {
+            tolerance
+        }
+    };
     let (mut sum_before, mut sum_after, mut worse) = (0.0, 0.0, Vec::new());
+    let mut margin = f64::INFINITY;
     for o in objectives {
         let (Some((b, mb)), Some((a, ma))) = (weight(before, o), weight(after, o)) else {
             continue;
         };
         sum_before += b;
         sum_after += a;
-        if a > b + tolerance {
+        if a > b + tolerance_of(o) {
+            margin = margin.min(tolerance_of(o));
             let show = |m: Option<f64>| m.map_or_else(|| "met".to_owned(), |x| format!("{x:.1}"));
             worse.push(format!("{}: {} → {}", describe_objective(o), show(mb), show(ma)));
         }
     }
-    (sum_after > sum_before + tolerance && !worse.is_empty()).then_some(Regression {
+    (!worse.is_empty() && sum_after > sum_before + margin).then_some(Regression {
         before: sum_before,
         after: sum_after,
         worse,
