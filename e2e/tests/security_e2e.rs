@@ -4,6 +4,7 @@
 //! vhost whose users the test creates and deletes) and on NATS (a private nats-server with the generated
 //! authorization config). Checked by the test's own measurement through the runtime's control API:
 //!
+//! 0. the manager's API requires its bearer token: `acvctl` without it (or with a wrong one) is refused;
 //! 1. a goal created with `acvctl goal create --wait` is achieved (catalogue's CPU under 30 % of its limit);
 //! 2. an imperative task sent with `acvctl task send` runs (front-end scaled to 2);
 //! 3. an operator's client on the bus (`acv-manager task send` with the operator's user) tasks front-end directly;
@@ -97,6 +98,21 @@ async fn scenario(transport: Transport) {
     stack.start_sidecar("catalogue");
     stack.start_sidecar("front-end");
     stack.wait_agents_live(&["catalogue", "front-end"], 60).await;
+
+    // 0. The manager's API requires its bearer token: without it acvctl is refused and nothing is created.
+    let refused = stack
+        .acvctl_with_token(None, &["goal", "create", "--name", "no-token", CPU_GOAL])
+        .await;
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
+    assert!(text(&refused).contains("bearer token"), "{}", text(&refused));
+    let wrong = stack
+        .acvctl_with_token(
+            Some("not-the-token"),
+            &["task", "send", "--to", "catalogue", &scale_text(9)],
+        )
+        .await;
+    assert_ne!(wrong.status.code(), Some(0), "{}", text(&wrong));
+    assert_eq!(stack.api_get("/v1/goals/no-token").await.0, 404);
 
     // 1. A goal, achieved by measurement.
     let goal = format!("cpu-sec-{transport}");

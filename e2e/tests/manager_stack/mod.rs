@@ -201,6 +201,8 @@ pub struct Stack {
     sidecars: BTreeMap<String, Child>,
     /// Per-agent broker users (dropped after the processes, see [`Drop`]); `None`: one default user for all.
     restricted: Option<Restricted>,
+    /// The bearer token the manager's API requires (with restricted users), given to `acvctl` in its env.
+    api_token: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -262,6 +264,9 @@ impl Stack {
             timings,
             state_dir,
             sidecars: BTreeMap::new(),
+            api_token: restricted
+                .as_ref()
+                .map(|_| uuid::Uuid::new_v4().simple().to_string()),
             restricted,
         };
         stack.start_manager();
@@ -303,6 +308,9 @@ impl Stack {
         let t = &self.timings;
         let mut cmd = Command::new(bin("acv-manager"));
         self.bus_env(&mut cmd, &Principal::Manager);
+        if let Some(token) = &self.api_token {
+            cmd.env("ACV_MANAGER_TOKEN", token);
+        }
         cmd.arg("serve")
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(["--api-addr", &self.manager_api.to_string()])
@@ -362,9 +370,18 @@ impl Stack {
         format!("http://{}", self.manager_api)
     }
 
-    /// Runs `acvctl` against the manager.
+    /// Runs `acvctl` against the manager (with the API token, when the manager requires one).
     pub async fn acvctl(&self, args: &[&str]) -> Output {
+        self.acvctl_with_token(self.api_token.as_deref(), args).await
+    }
+
+    /// Runs `acvctl` with `token` (or none) in its environment.
+    pub async fn acvctl_with_token(&self, token: Option<&str>, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("acvctl"));
+        cmd.env_remove("ACV_MANAGER_TOKEN");
+        if let Some(t) = token {
+            cmd.env("ACV_MANAGER_TOKEN", t);
+        }
         cmd.args(["--manager", &self.manager_url()]).args(args);
         // `acvctl ... --wait` blocks for minutes: off the runtime's threads.
         tokio::task::spawn_blocking(move || cmd.output().expect("acvctl runs"))
@@ -372,10 +389,15 @@ impl Stack {
             .expect("acvctl's thread")
     }
 
+    /// GETs `path` from the manager's API (with its token): status and body.
+    pub async fn api_get(&self, path: &str) -> (u16, String) {
+        common::get_with_token(self.manager_api, path, self.api_token.as_deref()).await
+    }
+
     /// Waits until the manager lists every one of `components` as live.
     pub async fn wait_agents_live(&self, components: &[&str], secs: u64) {
         common::eventually(secs, "sidecars live in the manager's registry", || async {
-            let (code, body) = common::get(self.manager_api, "/v1/agents").await;
+            let (code, body) = self.api_get("/v1/agents").await;
             if code != 200 {
                 return None;
             }
@@ -393,7 +415,7 @@ impl Stack {
 
     /// `GET /v1/goals/{id}`: the goal, its subtasks and events.
     pub async fn goal(&self, id: &str) -> serde_json::Value {
-        let (code, body) = common::get(self.manager_api, &format!("/v1/goals/{id}")).await;
+        let (code, body) = self.api_get(&format!("/v1/goals/{id}")).await;
         assert_eq!(code, 200, "GET goal {id}: {body}");
         serde_json::from_str(&body).expect("goal JSON")
     }
