@@ -9,8 +9,8 @@
 //! 2. an imperative task sent with `acvctl task send` runs (front-end scaled to 2);
 //! 3. an operator's client on the bus (`acv-manager task send` with the operator's user) tasks front-end directly;
 //! 4. a task forged with front-end's sidecar credentials but claiming `from: manager` is not executed: it is
-//!    dead-lettered with the reason (read with the manager's user), and catalogue's replicas are only what the
-//!    legitimate tasks set.
+//!    dead-lettered with the reason (read with the manager's user), counted in catalogue's sidecar's
+//!    `acv_bus_sender_rejected_total`, and catalogue's replicas are only what the legitimate tasks set.
 
 mod common;
 mod manager_stack;
@@ -220,6 +220,14 @@ async fn scenario(transport: Transport) {
     assert!(
         letter.contains("sender mismatch") && letter.contains("front-end"),
         "dead-letter reason: {letter}"
+    );
+    // ... and counted by catalogue's sidecar.
+    let rejected = stack
+        .sidecar_metric("catalogue", "acv_bus_sender_rejected_total")
+        .await;
+    assert_eq!(
+        rejected, 1.0,
+        "acv_bus_sender_rejected_total of catalogue's sidecar"
     );
     // A message is either delivered to the handler or dead-lettered, never both: nothing was scaled.
     assert_eq!(replicas(&stack, "catalogue").await, cat_replicas);

@@ -201,6 +201,8 @@ pub struct Stack {
     sidecars: BTreeMap<String, Child>,
     /// Per-agent broker users (dropped after the processes, see [`Drop`]); `None`: one default user for all.
     restricted: Option<Restricted>,
+    /// Each sidecar's admin address (port 0 unless the stack runs with restricted users).
+    sidecar_admin: BTreeMap<String, SocketAddr>,
     /// The bearer token the manager's API requires (with restricted users), given to `acvctl` in its env.
     api_token: Option<String>,
 }
@@ -264,6 +266,7 @@ impl Stack {
             timings,
             state_dir,
             sidecars: BTreeMap::new(),
+            sidecar_admin: BTreeMap::new(),
             api_token: restricted
                 .as_ref()
                 .map(|_| uuid::Uuid::new_v4().simple().to_string()),
@@ -346,9 +349,14 @@ impl Stack {
         let mut cmd = Command::new(bin("acv-sidecar"));
         let principal = Principal::Component(ComponentName::new(component).expect("component name"));
         self.bus_env(&mut cmd, &principal);
+        // With restricted users the test reads the sidecar's /metrics (sender rejections), so it needs the address.
+        let admin = match self.restricted {
+            Some(_) => SocketAddr::from(([127, 0, 0, 1], free_port())),
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         cmd.args(["--component", component])
             .args(["--runtime-api", &self.runtime_api.to_string()])
-            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", &admin.to_string()])
             .arg("--guest")
             .arg(guest())
             .args(["--watch-interval", "0", "--heartbeat", "1s", "--settle", "2s"])
@@ -356,6 +364,7 @@ impl Stack {
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("acv-sidecar starts");
         self.sidecars.insert(component.to_owned(), child);
+        self.sidecar_admin.insert(component.to_owned(), admin);
     }
 
     /// SIGKILLs the sidecar of `component`.
@@ -387,6 +396,23 @@ impl Stack {
         tokio::task::spawn_blocking(move || cmd.output().expect("acvctl runs"))
             .await
             .expect("acvctl's thread")
+    }
+
+    /// The sum of the samples of `metric` on the admin server (`/metrics`) of `component`'s sidecar (started with
+    /// restricted users); 0 when it has none.
+    pub async fn sidecar_metric(&self, component: &str, metric: &str) -> f64 {
+        let admin = self.sidecar_admin[component];
+        assert_ne!(
+            admin.port(),
+            0,
+            "sidecar admin addresses are known only with restricted users"
+        );
+        let (code, body) = common::get(admin, "/metrics").await;
+        assert_eq!(code, 200, "GET /metrics of {component}'s sidecar: {body}");
+        body.lines()
+            .filter(|l| l.strip_prefix(metric).is_some_and(|r| r.starts_with(['{', ' '])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// GETs `path` from the manager's API (with its token): status and body.
