@@ -17,7 +17,8 @@
 //! | `/dashboard/`, `/v1/series`, `/v1/dashboard/events` | the operator dashboard ([`crate::dashboard`]) |
 //!
 //! With a token configured every `/v1` request needs `Authorization: Bearer TOKEN`; `acv-manager serve` refuses to
-//! bind beyond loopback without one. Errors are `{"error": KIND, "message": TEXT}`.
+//! bind beyond loopback without one. Errors are `{"error": KIND, "message": TEXT}`, also for an unknown path (404
+//! `not_found`) or method (405 `invalid`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -178,6 +179,15 @@ pub fn router(engine: Arc<Engine>, token: Option<String>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(api, auth))
         .merge(crate::dashboard::pages())
+        // Typed errors also for what no route takes (axum's defaults answer with an empty body).
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such API path".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid",
+                "this path does not take that method".into(),
+            )
+        })
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {

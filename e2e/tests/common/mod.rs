@@ -74,12 +74,22 @@ pub fn kill9(pid: u32) {
 
 /// GETs `path` from `addr`: status code (0 if no answer) and body.
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    get_with_token(addr, path, None).await
+}
+
+/// [`get`] with `Authorization: Bearer TOKEN` when a token is given.
+pub async fn get_with_token(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let uri: hyper::Uri = format!("http://{addr}{path}").parse().expect("valid uri");
+    let mut req = hyper::Request::get(uri);
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(http_body_util::Empty::new()).expect("a request");
     let fut = async {
-        let resp = client.get(uri).await.ok()?;
+        let resp = client.request(req).await.ok()?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         Some((status, String::from_utf8_lossy(&body).into_owned()))

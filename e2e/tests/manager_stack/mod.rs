@@ -3,6 +3,11 @@
 //! planner, watcher off, so only the manager's subtasks act) — on a real broker, in a namespace of its own. Goals
 //! are created with the real `acvctl`. The test reads the runtime itself (control API, its own load generator)
 //! rather than taking the manager's word.
+//!
+//! [`Stack::start_restricted`] runs the same processes with broker identities (issue #11): every process gets its
+//! own per-agent broker user (secrets handed over as `*_FILE`s) and `ACV_BUS_VERIFY_SENDER=true`, in a namespace of
+//! its own — a fresh RabbitMQ vhost with users the test creates and deletes, or a private nats-server with the
+//! generated authorization config.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -12,7 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use acv_bus::{BusConfig, Transport};
+use acv_bus::testing::{NatsServer, RabbitUsers};
+use acv_bus::{BusConfig, Principal, Transport};
 use acv_cluster::RemoteCluster;
 use acv_protocol::ComponentName;
 
@@ -89,6 +95,94 @@ impl Default for ManagerTimings {
     }
 }
 
+/// Per-agent broker users of a stack, made by the test and removed when dropped.
+pub enum Restricted {
+    /// A fresh vhost (= namespace) on the local RabbitMQ with one user per principal.
+    Rabbit(RabbitUsers),
+    /// A private nats-server with the generated `authorization` block.
+    Nats(NatsServer),
+}
+
+impl Restricted {
+    /// Users for the manager, operators and the sidecars of `components`.
+    pub fn create(transport: Transport, components: &[&str]) -> Self {
+        let mut principals = vec![Principal::Manager, Principal::Operator];
+        principals.extend(
+            components
+                .iter()
+                .map(|c| Principal::Component(ComponentName::new(*c).expect("component name"))),
+        );
+        match transport {
+            Transport::Amqp => {
+                Restricted::Rabbit(RabbitUsers::create(&principals).expect("rabbitmqctl must work"))
+            }
+            Transport::Nats => {
+                Restricted::Nats(NatsServer::start(&principals, "").expect("nats-server must start"))
+            }
+            Transport::Memory => panic!("the in-memory bus has no broker users"),
+        }
+    }
+
+    /// The bus namespace.
+    pub fn namespace(&self) -> &str {
+        match self {
+            Restricted::Rabbit(u) => &u.namespace,
+            Restricted::Nats(s) => &s.namespace,
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Restricted::Rabbit(_) => Transport::Amqp,
+            Restricted::Nats(_) => Transport::Nats,
+        }
+    }
+
+    /// The bus config of `principal` (its own user, sender verification on), for the test's own clients.
+    pub fn config(&self, principal: &Principal) -> BusConfig {
+        match self {
+            Restricted::Rabbit(u) => u.config(principal),
+            Restricted::Nats(s) => s.config(principal),
+        }
+    }
+
+    /// Sets the environment of a process that runs as `principal`: its URL/user, its secret in a file under
+    /// `secrets` (as a Kubernetes Secret mount would hand it over), sender verification on.
+    pub fn env(&self, principal: &Principal, secrets: &std::path::Path, cmd: &mut Command) {
+        let file = |what: &str, value: &str| {
+            std::fs::create_dir_all(secrets).expect("secrets directory");
+            let path = secrets.join(format!("{}.{what}", principal.user(self.namespace())));
+            std::fs::write(&path, value).expect("secret file");
+            path
+        };
+        let config = self.config(principal);
+        // The files are the only source: a value in the test's own environment would win over them.
+        cmd.env_remove(acv_bus::config::ENV_AMQP_URL)
+            .env_remove(acv_bus::config::ENV_NATS_PASSWORD);
+        match self {
+            Restricted::Rabbit(_) => {
+                cmd.env(
+                    format!("{}_FILE", acv_bus::config::ENV_AMQP_URL),
+                    file("amqp-url", &config.amqp_url),
+                );
+            }
+            Restricted::Nats(s) => {
+                cmd.env(acv_bus::config::ENV_NATS_URL, &config.nats_url)
+                    .env(
+                        acv_bus::config::ENV_NATS_USER,
+                        config.nats_user.as_deref().unwrap_or_default(),
+                    )
+                    .env(
+                        format!("{}_FILE", acv_bus::config::ENV_NATS_PASSWORD),
+                        file("password", &s.password(principal)),
+                    );
+            }
+        }
+        cmd.env(acv_bus::config::ENV_BUS_VERIFY_SENDER, "true");
+    }
+}
+
 /// The running processes.
 pub struct Stack {
     /// Broker.
@@ -105,6 +199,12 @@ pub struct Stack {
     timings: ManagerTimings,
     state_dir: PathBuf,
     sidecars: BTreeMap<String, Child>,
+    /// Per-agent broker users (dropped after the processes, see [`Drop`]); `None`: one default user for all.
+    restricted: Option<Restricted>,
+    /// Each sidecar's admin address (port 0 unless the stack runs with restricted users).
+    sidecar_admin: BTreeMap<String, SocketAddr>,
+    /// The bearer token the manager's API requires (with restricted users), given to `acvctl` in its env.
+    api_token: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -119,6 +219,15 @@ fn free_port() -> u16 {
 impl Stack {
     /// The shop on `acv-local` (all services), then the manager; no sidecars yet.
     pub fn start(transport: Transport, timings: ManagerTimings) -> Self {
+        Self::start_with(transport, timings, None)
+    }
+
+    /// The same with per-agent broker users and sender verification in every process.
+    pub fn start_restricted(restricted: Restricted, timings: ManagerTimings) -> Self {
+        Self::start_with(restricted.transport(), timings, Some(restricted))
+    }
+
+    fn start_with(transport: Transport, timings: ManagerTimings, restricted: Option<Restricted>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_acv-local"));
         cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/shop.yaml"))
             .args(["--api", "127.0.0.1:0"])
@@ -141,7 +250,10 @@ impl Stack {
                 addrs.insert(name.trim().to_owned(), a);
             }
         }
-        let namespace = format!("acv-mgr-{}", uuid::Uuid::new_v4().simple());
+        let namespace = match &restricted {
+            Some(r) => r.namespace().to_owned(),
+            None => format!("acv-mgr-{}", uuid::Uuid::new_v4().simple()),
+        };
         let state_dir = std::env::temp_dir().join(format!("{namespace}-state"));
         let mut stack = Self {
             transport,
@@ -154,15 +266,43 @@ impl Stack {
             timings,
             state_dir,
             sidecars: BTreeMap::new(),
+            sidecar_admin: BTreeMap::new(),
+            api_token: restricted
+                .as_ref()
+                .map(|_| uuid::Uuid::new_v4().simple().to_string()),
+            restricted,
         };
         stack.start_manager();
         stack
     }
 
-    fn bus_env(&self, cmd: &mut Command) {
+    /// The bus settings of a process that acts as `principal`.
+    fn bus_env(&self, cmd: &mut Command, principal: &Principal) {
         cmd.env(acv_bus::config::ENV_BUS, self.transport.to_string())
             .env(acv_bus::config::ENV_BUS_NAMESPACE, &self.namespace)
             .env("RUST_LOG", "info");
+        if let Some(r) = &self.restricted {
+            r.env(principal, &self.secrets_dir(), cmd);
+        }
+    }
+
+    fn secrets_dir(&self) -> PathBuf {
+        self.state_dir.with_extension("secrets")
+    }
+
+    /// Per-agent broker users, when the stack runs with them.
+    pub fn restricted(&self) -> Option<&Restricted> {
+        self.restricted.as_ref()
+    }
+
+    /// Runs `acv-manager ARGS` as a bus client (`task send`, `bus dead-letters`) acting as `principal`.
+    pub async fn manager_cli(&self, principal: &Principal, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("acv-manager"));
+        self.bus_env(&mut cmd, principal);
+        cmd.args(args);
+        tokio::task::spawn_blocking(move || cmd.output().expect("acv-manager runs"))
+            .await
+            .expect("acv-manager's thread")
     }
 
     /// Starts (or restarts) `acv-manager serve` on the same API address and state directory.
@@ -170,7 +310,10 @@ impl Stack {
         assert!(self.manager.is_none(), "the manager is already running");
         let t = &self.timings;
         let mut cmd = Command::new(bin("acv-manager"));
-        self.bus_env(&mut cmd);
+        self.bus_env(&mut cmd, &Principal::Manager);
+        if let Some(token) = &self.api_token {
+            cmd.env("ACV_MANAGER_TOKEN", token);
+        }
         cmd.arg("serve")
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(["--api-addr", &self.manager_api.to_string()])
@@ -204,10 +347,16 @@ impl Stack {
             "{component} already has a sidecar"
         );
         let mut cmd = Command::new(bin("acv-sidecar"));
-        self.bus_env(&mut cmd);
+        let principal = Principal::Component(ComponentName::new(component).expect("component name"));
+        self.bus_env(&mut cmd, &principal);
+        // With restricted users the test reads the sidecar's /metrics (sender rejections), so it needs the address.
+        let admin = match self.restricted {
+            Some(_) => SocketAddr::from(([127, 0, 0, 1], free_port())),
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         cmd.args(["--component", component])
             .args(["--runtime-api", &self.runtime_api.to_string()])
-            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", &admin.to_string()])
             .arg("--guest")
             .arg(guest())
             .args(["--watch-interval", "0", "--heartbeat", "1s", "--settle", "2s"])
@@ -215,6 +364,7 @@ impl Stack {
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("acv-sidecar starts");
         self.sidecars.insert(component.to_owned(), child);
+        self.sidecar_admin.insert(component.to_owned(), admin);
     }
 
     /// SIGKILLs the sidecar of `component`.
@@ -229,9 +379,18 @@ impl Stack {
         format!("http://{}", self.manager_api)
     }
 
-    /// Runs `acvctl` against the manager.
+    /// Runs `acvctl` against the manager (with the API token, when the manager requires one).
     pub async fn acvctl(&self, args: &[&str]) -> Output {
+        self.acvctl_with_token(self.api_token.as_deref(), args).await
+    }
+
+    /// Runs `acvctl` with `token` (or none) in its environment.
+    pub async fn acvctl_with_token(&self, token: Option<&str>, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin("acvctl"));
+        cmd.env_remove("ACV_MANAGER_TOKEN");
+        if let Some(t) = token {
+            cmd.env("ACV_MANAGER_TOKEN", t);
+        }
         cmd.args(["--manager", &self.manager_url()]).args(args);
         // `acvctl ... --wait` blocks for minutes: off the runtime's threads.
         tokio::task::spawn_blocking(move || cmd.output().expect("acvctl runs"))
@@ -239,10 +398,32 @@ impl Stack {
             .expect("acvctl's thread")
     }
 
+    /// The sum of the samples of `metric` on the admin server (`/metrics`) of `component`'s sidecar (started with
+    /// restricted users); 0 when it has none.
+    pub async fn sidecar_metric(&self, component: &str, metric: &str) -> f64 {
+        let admin = self.sidecar_admin[component];
+        assert_ne!(
+            admin.port(),
+            0,
+            "sidecar admin addresses are known only with restricted users"
+        );
+        let (code, body) = common::get(admin, "/metrics").await;
+        assert_eq!(code, 200, "GET /metrics of {component}'s sidecar: {body}");
+        body.lines()
+            .filter(|l| l.strip_prefix(metric).is_some_and(|r| r.starts_with(['{', ' '])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// GETs `path` from the manager's API (with its token): status and body.
+    pub async fn api_get(&self, path: &str) -> (u16, String) {
+        common::get_with_token(self.manager_api, path, self.api_token.as_deref()).await
+    }
+
     /// Waits until the manager lists every one of `components` as live.
     pub async fn wait_agents_live(&self, components: &[&str], secs: u64) {
         common::eventually(secs, "sidecars live in the manager's registry", || async {
-            let (code, body) = common::get(self.manager_api, "/v1/agents").await;
+            let (code, body) = self.api_get("/v1/agents").await;
             if code != 200 {
                 return None;
             }
@@ -260,7 +441,7 @@ impl Stack {
 
     /// `GET /v1/goals/{id}`: the goal, its subtasks and events.
     pub async fn goal(&self, id: &str) -> serde_json::Value {
-        let (code, body) = common::get(self.manager_api, &format!("/v1/goals/{id}")).await;
+        let (code, body) = self.api_get(&format!("/v1/goals/{id}")).await;
         assert_eq!(code, 200, "GET goal {id}: {body}");
         serde_json::from_str(&body).expect("goal JSON")
     }
@@ -307,12 +488,20 @@ impl Stack {
         }
         common::kill_term(self.local.id());
         let _status = self.local.wait();
-        let mut config = BusConfig::default().with_transport(self.transport);
-        config.namespace.clone_from(&self.namespace);
+        let config = match &self.restricted {
+            Some(r) => r.config(&Principal::Manager),
+            None => {
+                let mut config = BusConfig::default().with_transport(self.transport);
+                config.namespace.clone_from(&self.namespace);
+                config
+            }
+        };
         if let Ok(bus) = acv_bus::connect(&config).await {
             let _deleted = bus.delete_namespace().await;
         }
         let _removed = std::fs::remove_dir_all(&self.state_dir);
+        let _removed = std::fs::remove_dir_all(self.secrets_dir());
+        // Dropping `self` now deletes the per-agent users (vhost) or stops the private nats-server.
     }
 }
 
@@ -327,5 +516,7 @@ impl Drop for Stack {
             common::kill_term(self.local.id());
             let _status = self.local.wait();
         }
+        let _removed = std::fs::remove_dir_all(self.secrets_dir());
+        // `restricted` is dropped after this body: the users go only once no process uses them.
     }
 }
