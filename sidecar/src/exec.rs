@@ -186,12 +186,23 @@ impl SandboxExecutor {
             self.finish_guard(event, result);
             return;
         };
+        let mut after = after;
+        let mut regression = guard.judge(before, &after);
+        if regression.is_some() {
+            // Confirm over a second, later window of the same length: one short window can catch a transient (a
+            // new replica's first slow requests). The later measurement decides.
+            tokio::time::sleep(Duration::from_secs_f64(window)).await;
+            if let Some(again) = guard.check(window).await {
+                regression = guard.judge(before, &again);
+                after = again;
+            }
+        }
         let mut event = GuardEvent {
             step: index,
             outcome: "kept",
             before: acv_protocol::describe_violations(before),
             after: acv_protocol::describe_violations(&after),
-            regression: guard.judge(before, &after),
+            regression,
             restored: Vec::new(),
             after_revert: None,
             error: None,
