@@ -2,9 +2,7 @@
 //! flags parsed as the binary parses them; `k8s::spawn_with` starting the Goal controller with the engine as its
 //! sink over a mocked API server (tower-test, a small in-memory stand-in that lists, watches and stores status like
 //! the API server does), with fake sidecars on the memory bus and a measured fake world; the controller refusing to
-//! start without the CRD; and the sidecar-injection webhook served over HTTPS with a certificate from the repo's own
-//! PKI (`acv_pki`, what `acv-certs --server-name` writes), answering AdmissionReview fixtures to a client that trusts
-//! only that CA.
+//! start without the CRD. The webhook is in `k8s_webhook.rs`, the `--kube` measurer in `k8s_measure.rs`.
 
 mod common;
 
@@ -12,29 +10,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use acv_bus::{Bus, memory::MemoryBus};
-use acv_manager::engine::Engine;
-use acv_manager::k8s::{K8sArgs, spawn_with};
-use acv_manager::store::{SqlStore, Store};
+use acv_manager::k8s::spawn_with;
 use acv_protocol::{GoalState, SloMetric};
-use clap::Parser;
-use common::{Behaviour, World, c, fake_sidecar, test_config, wait_until};
+use common::kube::{flags, json_response, manager, mocked_client, not_found};
+use common::{c, test_config, wait_until};
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use tower_test::mock::{Handle, SendResponse};
-
-/// `acv-manager serve`'s Kubernetes flags, parsed as the binary parses them.
-#[derive(Debug, Parser)]
-struct Flags {
-    #[command(flatten)]
-    k8s: K8sArgs,
-}
-
-fn flags(args: &[&str]) -> Result<K8sArgs, clap::Error> {
-    Flags::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map(|f| f.k8s)
-}
 
 #[test]
 fn the_kubernetes_flags_parse_and_bad_ones_are_refused() {
@@ -99,19 +82,6 @@ struct ApiState {
 
 #[derive(Clone, Default)]
 struct FakeApi(Arc<Mutex<ApiState>>);
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn not_found(what: &str) -> Value {
-    json!({ "apiVersion": "v1", "kind": "Status", "status": "Failure", "message": format!("{what} not found"),
-            "reason": "NotFound", "code": 404 })
-}
 
 impl FakeApi {
     /// Answers the client's requests until it goes away.
@@ -233,12 +203,7 @@ impl ApiState {
     }
 }
 
-fn mocked_client() -> (kube::Client, Handle<Request<Body>, Response<Body>>) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
-
-/// The Goal of manifests/examples-style YAML, as the API server would store it.
+/// A Goal as `kubectl apply` of an examples-style file would store it.
 fn goal_object(name: &str, component: &str, threshold: f64) -> Value {
     json!({
         "apiVersion": "acv.dev/v1alpha1",
@@ -250,50 +215,6 @@ fn goal_object(name: &str, component: &str, threshold: f64) -> Value {
                              "threshold": threshold }],
         },
     })
-}
-
-struct Manager {
-    engine: Arc<Engine>,
-    store: Arc<dyn Store>,
-    world: Arc<World>,
-    shutdown: CancellationToken,
-    engine_task: tokio::task::JoinHandle<Result<(), acv_bus::BusError>>,
-}
-
-/// An engine with a fake `catalogue` sidecar on the memory bus that fixes what it is asked to, in a world where
-/// catalogue's P99 is 300 ms.
-async fn manager() -> Manager {
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-    let world = World::new();
-    world.set("catalogue", SloMetric::P99LatencyMs, 300.0);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(fake_sidecar(
-        bus.clone(),
-        world.clone(),
-        "catalogue".into(),
-        Behaviour::Fix,
-        shutdown.clone(),
-    ));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&common::temp_dir()).await.unwrap());
-    let engine = Engine::new(
-        store.clone(),
-        bus,
-        Arc::default(),
-        world.measurer(),
-        test_config(),
-    );
-    let engine_task = tokio::spawn(engine.clone().run(shutdown.clone()));
-    wait_until("the catalogue sidecar registered", || async {
-        engine.registry().read().await.known().contains(&c("catalogue"))
-    })
-    .await;
-    Manager {
-        engine,
-        store,
-        world,
-        shutdown,
-        engine_task,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,224 +371,6 @@ async fn without_the_goal_crd_the_controller_refuses_to_start_and_says_why() {
         "{msg}"
     );
     server.await.unwrap();
-    m.shutdown.cancel();
-    m.engine_task.await.unwrap().unwrap();
-}
-
-// --- the injection webhook over HTTPS ---
-
-/// The name the API server dials (the Service in manifests/base/webhook.yaml, as in the cert-manager Certificate).
-const WEBHOOK_HOST: &str = "acv-manager.acv-system.svc";
-
-fn review(uid: &str, labels: Value, annotations: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": "acv-shop",
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": { "generateName": "carts-5d4f7b9c8-", "namespace": "acv-shop", "labels": labels,
-                              "annotations": annotations },
-                "spec": {
-                    "containers": [{ "name": "carts", "image": "acv/shop:0.1.0" }],
-                    "serviceAccountName": "default",
-                },
-            },
-            "dryRun": false,
-        }
-    })
-}
-
-#[tokio::test]
-async fn the_webhook_answers_admission_reviews_over_https_with_a_certificate_from_the_pki() {
-    let m = manager().await;
-    // The CA and the webhook's serving certificate, as `acv-certs --server-name` writes them.
-    let dir = common::temp_dir();
-    let ca = acv_pki::DevCa::generate("acv test CA", Duration::from_secs(3600)).unwrap();
-    let validity = acv_pki::Validity::from_now(Duration::from_secs(3600));
-    ca.issue_server(
-        &[WEBHOOK_HOST, "acv-manager.acv-system.svc.cluster.local"],
-        validity,
-    )
-    .unwrap()
-    .write_tls(&dir)
-    .unwrap();
-    let args = flags(&[
-        "--webhook-addr",
-        "127.0.0.1:0",
-        "--webhook-tls-dir",
-        dir.to_str().unwrap(),
-        "--inject-image",
-        "acv/sidecar:test",
-        "--inject-env",
-        "ACV_BUS=nats,ACV_NATS_URL=nats://nats.acv-system:4222",
-    ])
-    .unwrap();
-    let started = spawn_with(args, m.engine.clone(), None, m.shutdown.clone())
-        .await
-        .expect("the webhook starts");
-    let addr = started.webhook_addr.expect("the webhook's address");
-
-    // A client that trusts only the test CA and dials the Service's name (resolved to the test's address).
-    let trusting = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
-        .resolve(WEBHOOK_HOST, addr)
-        .build()
-        .unwrap();
-    let url = format!("https://{WEBHOOK_HOST}:{}/mutate", addr.port());
-    let post = |body: Vec<u8>| {
-        let (client, url) = (trusting.clone(), url.clone());
-        async move {
-            let res = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("HTTPS to the webhook");
-            assert_eq!(res.status(), reqwest::StatusCode::OK);
-            let review: Value = res.json().await.unwrap();
-            assert_eq!(review["kind"], "AdmissionReview");
-            assert_eq!(review["response"]["allowed"], true, "never denies: {review}");
-            review["response"].clone()
-        }
-    };
-    let health = trusting
-        .get(format!("https://{WEBHOOK_HOST}:{}/healthz", addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.text().await.unwrap(), "ok");
-
-    // Opted in (the pod's label): patched, with the sidecar configured by the flags.
-    let opted_in = review(
-        "uid-in",
-        json!({ "name": "carts", "acv.dev/inject": "enabled" }),
-        json!({}),
-    );
-    let response = post(serde_json::to_vec(&opted_in).unwrap()).await;
-    assert_eq!(response["uid"], "uid-in");
-    assert_eq!(response["patchType"], "JSONPatch", "{response}");
-    let bytes: Vec<u8> = serde_json::from_value(response["patch"].clone()).unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-    let mut pod = opted_in["request"]["object"].clone();
-    json_patch::patch(&mut pod, &patch).unwrap();
-    let containers = pod["spec"]["containers"].as_array().unwrap();
-    let sidecar = containers
-        .iter()
-        .find(|c| c["name"] == "acv-sidecar")
-        .expect("the sidecar container");
-    assert_eq!(sidecar["image"], "acv/sidecar:test");
-    let env: BTreeMap<&str, &str> = sidecar["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
-        .collect();
-    assert_eq!(env.get("ACV_SIDECAR_COMPONENT"), Some(&"carts"));
-    assert_eq!(env.get("ACV_BUS"), Some(&"nats"));
-    assert_eq!(env.get("ACV_NATS_URL"), Some(&"nats://nats.acv-system:4222"));
-    assert_eq!(pod["spec"]["serviceAccountName"], "carts-acv");
-    assert_eq!(
-        containers[0]["name"], "carts",
-        "the application container is untouched"
-    );
-
-    // Opted out (annotation): admitted unchanged.
-    let opted_out = review(
-        "uid-out",
-        json!({ "name": "carts" }),
-        json!({ "acv.dev/inject": "false" }),
-    );
-    let response = post(serde_json::to_vec(&opted_out).unwrap()).await;
-    assert_eq!(response["uid"], "uid-out");
-    assert!(response.get("patch").is_none(), "{response}");
-
-    // Malformed: allowed, with a warning (and the uid, when it can be read).
-    for (body, uid) in [
-        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"uid-bad","object":7}}"#.to_vec(), "uid-bad"),
-        (b"not json at all".to_vec(), ""),
-    ] {
-        let response = post(body).await;
-        assert_eq!(response["uid"], uid, "{response}");
-        assert!(response.get("patch").is_none(), "{response}");
-        let warnings = response["warnings"].as_array().expect("a warning");
-        assert!(
-            warnings[0].as_str().unwrap().contains("sidecar not injected"),
-            "{warnings:?}"
-        );
-    }
-
-    // A client that does not trust the CA gets no answer: the TLS is real.
-    let untrusting = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .resolve(WEBHOOK_HOST, addr)
-        .build()
-        .unwrap();
-    let err = untrusting
-        .post(&url)
-        .body(serde_json::to_vec(&opted_in).unwrap())
-        .send()
-        .await
-        .expect_err("an untrusted certificate is refused");
-    assert!(err.is_connect(), "{err:?}");
-    // Nor does one dialling a name the certificate does not carry.
-    let wrong_name = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
-        .resolve("elsewhere.acv-system.svc", addr)
-        .build()
-        .unwrap();
-    assert!(
-        wrong_name
-            .get(format!(
-                "https://elsewhere.acv-system.svc:{}/healthz",
-                addr.port()
-            ))
-            .send()
-            .await
-            .is_err()
-    );
-
-    m.shutdown.cancel();
-    for task in started.tasks {
-        task.await.unwrap().unwrap();
-    }
-    m.engine_task.await.unwrap().unwrap();
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-#[tokio::test]
-async fn the_webhook_does_not_start_without_its_tls_files() {
-    let m = manager().await;
-    let dir = common::temp_dir();
-    let err = spawn_with(
-        flags(&[
-            "--webhook-addr",
-            "127.0.0.1:0",
-            "--webhook-tls-dir",
-            dir.to_str().unwrap(),
-        ])
-        .unwrap(),
-        m.engine.clone(),
-        None,
-        m.shutdown.clone(),
-    )
-    .await
-    .expect_err("no TLS files");
-    let msg = format!("{err:#}");
-    assert!(
-        msg.contains("tls.crt") && msg.contains(dir.to_str().unwrap()),
-        "{msg}"
-    );
     m.shutdown.cancel();
     m.engine_task.await.unwrap().unwrap();
 }
