@@ -206,6 +206,21 @@ pub async fn spawn_with(
     client: Option<kube::Client>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<K8sTasks> {
+    // The controller's check first: nothing is started when it fails.
+    let controller = if args.goal_controller {
+        let client = client.context("the Goal controller needs a Kubernetes client")?;
+        let options = ControllerOptions {
+            namespace: args.goal_namespace.clone(),
+            poll: args.goal_poll,
+            ..ControllerOptions::default()
+        };
+        acv_kube::controller::check(&client, &options)
+            .await
+            .context("Goal controller")?;
+        Some((client, options))
+    } else {
+        None
+    };
     let mut started = K8sTasks::default();
     if let (Some(addr), Some(dir)) = (args.webhook_addr, &args.webhook_tls_dir) {
         let tls = server::load_tls(dir)?;
@@ -223,16 +238,7 @@ pub async fn spawn_with(
             Ok(())
         }));
     }
-    if args.goal_controller {
-        let client = client.context("the Goal controller needs a Kubernetes client")?;
-        let options = ControllerOptions {
-            namespace: args.goal_namespace.clone(),
-            poll: args.goal_poll,
-            ..ControllerOptions::default()
-        };
-        acv_kube::controller::check(&client, &options)
-            .await
-            .context("Goal controller")?;
+    if let Some((client, options)) = controller {
         tracing::info!(namespace = ?options.namespace, "Goal controller starting.");
         let sink: Arc<dyn GoalSink> = Arc::new(EngineSink(engine));
         started.tasks.push(tokio::spawn(async move {
