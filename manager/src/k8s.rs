@@ -35,6 +35,16 @@ pub struct K8sArgs {
     /// Watch Goals in this namespace only (default: all namespaces).
     #[arg(long, env = "ACV_MANAGER_GOAL_NAMESPACE", requires = "goal_controller")]
     pub goal_namespace: Option<String>,
+    /// How often the Goal controller copies the state of an unfinished goal to its `.status`.
+    #[arg(long, env = "ACV_MANAGER_GOAL_POLL", default_value = "5s", value_parser = parse_poll)]
+    pub goal_poll: std::time::Duration,
+}
+
+fn parse_poll(s: &str) -> Result<std::time::Duration, String> {
+    match acv_core::env::parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -158,13 +168,60 @@ impl Measurer for KubeMeasurer {
     }
 }
 
-/// Starts what `args` asks for; the returned tasks end on `shutdown`.
+/// What [`spawn`] started.
+#[derive(Debug, Default)]
+pub struct K8sTasks {
+    /// The webhook's bound address, when it runs.
+    pub webhook_addr: Option<SocketAddr>,
+    /// The running tasks; they end on `shutdown`.
+    pub tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts what `args` asks for, with the ambient Kubernetes configuration (in-cluster, else `KUBECONFIG`) for the
+/// Goal controller. Fails when the webhook's TLS files cannot be used or its address bound, and when the Goal
+/// controller cannot list goals (no CRD, no RBAC), so that a misconfigured manager stops at startup.
 pub async fn spawn(
     args: K8sArgs,
     engine: Arc<Engine>,
     shutdown: CancellationToken,
-) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
-    let mut tasks = Vec::new();
+) -> anyhow::Result<K8sTasks> {
+    let client = if args.goal_controller {
+        acv_kube::install_crypto_provider();
+        Some(
+            kube::Client::try_default()
+                .await
+                .context("Kubernetes client for the Goal controller (in-cluster config or KUBECONFIG)")?,
+        )
+    } else {
+        None
+    };
+    spawn_with(args, engine, client, shutdown).await
+}
+
+/// [`spawn`] with the Goal controller's client given (tests pass one over a mocked API server). `client` is used
+/// only with `--goal-controller`, which needs it.
+pub async fn spawn_with(
+    args: K8sArgs,
+    engine: Arc<Engine>,
+    client: Option<kube::Client>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<K8sTasks> {
+    // The controller's check first: nothing is started when it fails.
+    let controller = if args.goal_controller {
+        let client = client.context("the Goal controller needs a Kubernetes client")?;
+        let options = ControllerOptions {
+            namespace: args.goal_namespace.clone(),
+            poll: args.goal_poll,
+            ..ControllerOptions::default()
+        };
+        acv_kube::controller::check(&client, &options)
+            .await
+            .context("Goal controller")?;
+        Some((client, options))
+    } else {
+        None
+    };
+    let mut started = K8sTasks::default();
     if let (Some(addr), Some(dir)) = (args.webhook_addr, &args.webhook_tls_dir) {
         let tls = server::load_tls(dir)?;
         let config = InjectorConfig {
@@ -175,29 +232,21 @@ pub async fn spawn(
         let (bound, fut) =
             server::bind(addr, tls, server::router(Arc::new(config)), shutdown.clone()).await?;
         tracing::info!(addr = %bound, image = %args.inject_image, "Sidecar-injection webhook listening (HTTPS).");
-        tasks.push(tokio::spawn(async move {
+        started.webhook_addr = Some(bound);
+        started.tasks.push(tokio::spawn(async move {
             fut.await;
             Ok(())
         }));
     }
-    if args.goal_controller {
-        acv_kube::install_crypto_provider();
-        let client = kube::Client::try_default()
-            .await
-            .context("Kubernetes client for the Goal controller (in-cluster config or KUBECONFIG)")?;
-        let options = ControllerOptions {
-            namespace: args.goal_namespace.clone(),
-            ..ControllerOptions::default()
-        };
+    if let Some((client, options)) = controller {
+        tracing::info!(namespace = ?options.namespace, "Goal controller starting.");
         let sink: Arc<dyn GoalSink> = Arc::new(EngineSink(engine));
-        tasks.push(tokio::spawn(async move {
-            acv_kube::controller::run(client, sink, options, shutdown)
-                .await
-                .context("Goal controller")
-                .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "Goal controller stopped."))
+        started.tasks.push(tokio::spawn(async move {
+            acv_kube::controller::run(client, sink, options, shutdown).await;
+            Ok(())
         }));
     }
-    Ok(tasks)
+    Ok(started)
 }
 
 #[cfg(test)]

@@ -325,7 +325,7 @@ async fn serve(args: ServeArgs, bus: Arc<dyn acv_bus::Bus>) -> anyhow::Result<Ex
     engine_task.await.context("engine task")?.context("engine loop")?;
     api_task.await.context("API task")?.context("API server")?;
     admin_task.await.context("admin server task")?;
-    for task in k8s_tasks {
+    for task in k8s_tasks.tasks {
         task.await.context("Kubernetes task")??;
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ use acv_core::{env::ProcessEnv, readiness::Readiness};
 use acv_sidecar::{
     SidecarConfig,
     caps::{NoPeers, Peers},
+    config::PlannerChoice,
     handler::{NoPlanner, TaskHandler},
     peer::{self, PeerClient, PeerDirectory, PeerService, SerialHandler},
 };
@@ -44,6 +45,21 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()> {
+    // The sandbox guest is located before anything else starts or connects, so that an image without it fails at
+    // once naming the path it looked at; it is loaded only at the first step (and released when idle). Only a
+    // sidecar that plans steps and has a cluster to run them on needs it.
+    let sandbox_config =
+        if config.planner != PlannerChoice::None && (config.kube || config.runtime_api.is_some()) {
+            Some(
+                acv_sandbox::guest::installed_config(
+                    config.guest.as_deref(),
+                    config.sandbox_cache_dir.as_deref(),
+                )
+                .context("locating the sandbox guest")?,
+            )
+        } else {
+            None
+        };
     let readiness = Readiness::default();
     let metrics = acv_telemetry::metrics::install_prometheus().ok();
     let shutdown = CancellationToken::new();
@@ -86,7 +102,7 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
         None => Arc::new(NoPeers),
     };
     let audit = config.audit_log();
-    let (handler, cluster) = build_handler(&config, peers, audit.clone()).await?;
+    let (handler, cluster) = build_handler(&config, sandbox_config, peers, audit.clone()).await?;
     // Tasks, the own watcher and peers' requests for action take turns on one work lock.
     let work = peer::WorkLock::default();
     let serial: Arc<dyn TaskHandler> = Arc::new(SerialHandler::new(handler.clone(), work.clone()));
@@ -158,9 +174,10 @@ async fn run(config: SidecarConfig, bus_config: BusConfig) -> anyhow::Result<()>
 
 type Built = (Arc<dyn TaskHandler>, Option<Arc<dyn acv_cluster::Cluster>>);
 
-/// Planner + sandbox + cluster backend, as configured.
+/// Planner + sandbox (`sandbox_config`, located at startup) + cluster backend, as configured.
 async fn build_handler(
     config: &SidecarConfig,
+    sandbox_config: Option<acv_sandbox::SandboxConfig>,
     peers: Arc<dyn Peers>,
     audit: acv_sidecar::audit::AuditLog,
 ) -> anyhow::Result<Built> {
@@ -179,13 +196,8 @@ async fn build_handler(
         return Ok((Arc::new(NoPlanner), None));
     };
     let handler = acv_sidecar::run::planning_handler(config, cluster.clone(), peers, audit, || {
-        // The guest is located now (a missing file is a clear startup error) but loaded at the first step and
-        // released when idle.
-        let sandbox_config = acv_sandbox::guest::installed_config(
-            config.guest.as_deref(),
-            config.sandbox_cache_dir.as_deref(),
-        )
-        .context("locating the sandbox guest")?;
+        // Located at startup (see `run`); loaded at the first step and released when idle.
+        let sandbox_config = sandbox_config.context("the sandbox guest was not located at startup")?;
         let idle = (!config.sandbox_idle.is_zero()).then_some(config.sandbox_idle);
         Ok(Arc::new(acv_sandbox::LazySandbox::new(sandbox_config, idle)))
     })?;

@@ -225,3 +225,4 @@ pub async fn wait_terminal(store: &dyn Store, id: &str) -> GoalRecord {
         .await
         .unwrap_or_else(|_| panic!("goal {id} did not finish"))
 }
+pub mod kube;

@@ -155,25 +155,50 @@ pub fn error_policy(goal: Arc<Goal>, error: &ControllerError, ctx: Arc<Context>)
     Action::requeue(ctx.options.retry)
 }
 
-/// Runs the controller until `shutdown`. Fails at once with a clear message when the Goal CRD is not installed
-/// or goals cannot be listed (RBAC).
+/// Why the controller cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot list goals.acv.dev{scope}: is the Goal CRD installed (manifests/base/crd) and may the manager's \
+     ServiceAccount list goals? {source}",
+    scope = .namespace.as_deref().map(|ns| format!(" in namespace {ns}")).unwrap_or_default()
+)]
+pub struct StartError {
+    /// The namespace watched (`None`: all).
+    pub namespace: Option<String>,
+    /// The API error.
+    #[source]
+    pub source: kube::Error,
+}
+
+fn goals_api(client: &Client, options: &ControllerOptions) -> Api<Goal> {
+    match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Checks that the controller can work: goals can be listed where it watches (the CRD is installed and the RBAC
+/// allows it). Call it before [`run`] so that a manager without them stops at startup with a clear message
+/// instead of running without its controller.
+pub async fn check(client: &Client, options: &ControllerOptions) -> Result<(), StartError> {
+    goals_api(client, options)
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map(drop)
+        .map_err(|source| StartError {
+            namespace: options.namespace.clone(),
+            source,
+        })
+}
+
+/// Runs the controller until `shutdown` (see [`check`] for the check to make first).
 pub async fn run(
     client: Client,
     sink: Arc<dyn GoalSink>,
     options: ControllerOptions,
     shutdown: CancellationToken,
-) -> Result<(), kube::Error> {
-    let goals: Api<Goal> = match &options.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    goals
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .inspect_err(|error| {
-            tracing::error!(%error, "Cannot list goals.acv.dev: is the Goal CRD installed (manifests/base/crd) and \
-                may the manager's ServiceAccount list goals?");
-        })?;
+) {
+    let goals = goals_api(&client, &options);
     let ctx = Arc::new(Context {
         client,
         sink,
@@ -190,7 +215,6 @@ pub async fn run(
             }
         })
         .await;
-    Ok(())
 }
 
 // === impl GoalStatus ===

@@ -142,11 +142,56 @@ impl DevCa {
             key_pem: key.serialize_pem(),
         })
     }
+
+    /// Issues a TLS server certificate for `names` (DNS names, or IP addresses), e.g. the admission webhook's
+    /// `acv-manager.acv-system.svc`, as cert-manager would. Clients that trust the CA check the name they dialled
+    /// against these, as any HTTPS client does (unlike the component certificates, whose identity is a URI).
+    pub fn issue_server(&self, names: &[&str], validity: Validity) -> Result<IssuedCert, PkiError> {
+        let first = names
+            .first()
+            .ok_or_else(|| PkiError::Identity("a server certificate needs at least one name".into()))?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.remove(DnType::CommonName);
+        params.distinguished_name.push(DnType::CommonName, *first);
+        params.distinguished_name.push(DnType::OrganizationName, "acv");
+        params.subject_alt_names = names
+            .iter()
+            .map(|name| match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => (*name)
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|e: rcgen::Error| PkiError::Identity(format!("{name:?}: {e}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 // === impl IssuedCert ===
 
 impl IssuedCert {
+    /// Writes `tls.crt` and `tls.key` (mode 0600) into `dir`, as a Kubernetes TLS Secret mounted as a volume
+    /// holds them (what the manager's `--webhook-tls-dir` reads); returns their paths.
+    pub fn write_tls(&self, dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
+        create_dir(dir)?;
+        let cert = dir.join("tls.crt");
+        let key = dir.join("tls.key");
+        write_file(&cert, &self.cert_pem, false)?;
+        write_file(&key, &self.key_pem, true)?;
+        Ok((cert, key))
+    }
+
     /// Writes `<component>.pem` and `<component>.key` (mode 0600) into `dir`; returns their paths.
     pub fn write(&self, dir: &Path, component: &str) -> Result<(PathBuf, PathBuf), PkiError> {
         create_dir(dir)?;
@@ -188,4 +233,57 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError>
     let _ = secret;
     let mut file = options.open(path).map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    use x509_parser::extensions::GeneralName;
+
+    use super::*;
+
+    #[test]
+    fn a_server_certificate_names_its_hosts_and_carries_no_identity() {
+        let ca = DevCa::generate("test CA", Duration::from_secs(600)).unwrap();
+        let validity = Validity::from_now(Duration::from_secs(600));
+        let issued = ca
+            .issue_server(&["acv-manager.acv-system.svc", "127.0.0.1"], validity)
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let names: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => format!("dns:{d}"),
+                GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                other => format!("other:{other}"),
+            })
+            .collect();
+        assert_eq!(names, ["dns:acv-manager.acv-system.svc", "ip:[127, 0, 0, 1]"]);
+        assert!(
+            crate::Identity::from_cert_der(&der).is_err(),
+            "not a component identity"
+        );
+        let dir = std::env::temp_dir().join(format!("acv-pki-server-{}", std::process::id()));
+        let (crt, key) = issued.write_tls(&dir).unwrap();
+        assert_eq!(
+            (crt.file_name().unwrap(), key.file_name().unwrap()),
+            ("tls.crt".as_ref(), "tls.key".as_ref())
+        );
+        std::fs::remove_dir_all(&dir).ok();
+
+        assert!(matches!(
+            ca.issue_server(&[], validity),
+            Err(PkiError::Identity(_))
+        ));
+        assert!(matches!(
+            ca.issue_server(&["bücher.example"], validity),
+            Err(PkiError::Identity(_))
+        ));
+    }
 }

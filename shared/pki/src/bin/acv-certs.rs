@@ -20,8 +20,13 @@ struct Args {
     /// Validity of the component certificates, in days.
     #[arg(long, default_value_t = 30)]
     days: u64,
+    /// Also issue a TLS server certificate for these DNS names or IP addresses (repeatable or comma-separated),
+    /// e.g. the injection webhook's `acv-manager.acv-system.svc`, written as `tls.crt` / `tls.key` in `--dir`
+    /// (what `acv-manager serve --webhook-tls-dir` reads).
+    #[arg(long = "server-name", value_delimiter = ',')]
+    server_names: Vec<String>,
     /// Components to issue certificates for.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "server_names")]
     components: Vec<ComponentName>,
 }
 
@@ -53,6 +58,11 @@ fn run(args: &Args) -> Result<(), PkiError> {
             .issue(&identity, validity)?
             .write(&args.dir, component.as_str())?;
         println!("{identity}: {}", cert.display());
+    }
+    if !args.server_names.is_empty() {
+        let names: Vec<&str> = args.server_names.iter().map(String::as_str).collect();
+        let (cert, _key) = ca.issue_server(&names, validity)?.write_tls(&args.dir)?;
+        println!("server {}: {}", names.join(", "), cert.display());
     }
     Ok(())
 }
