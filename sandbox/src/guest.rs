@@ -46,13 +46,57 @@ pub fn installed_config(
     cache_dir: Option<&Path>,
 ) -> Result<SandboxConfig, SandboxError> {
     let guest = locate_guest(guest)?;
+    let beside = guest
+        .parent()
+        .map_or_else(|| PathBuf::from(CACHE_DIR_NAME), |dir| dir.join(CACHE_DIR_NAME));
     let cache = match cache_dir {
-        Some(dir) => dir.to_path_buf(),
-        None => guest
-            .parent()
-            .map_or_else(|| PathBuf::from(CACHE_DIR_NAME), |dir| dir.join(CACHE_DIR_NAME)),
+        Some(dir) => {
+            if dir != beside {
+                match seed_cache(&beside, dir) {
+                    Ok(0) => {}
+                    Ok(files) => tracing::info!(from = %beside.display(), to = %dir.display(), files,
+                        "Seeded the sandbox's compiled-code cache with the one shipped beside the guest."),
+                    Err(error) => tracing::warn!(from = %beside.display(), to = %dir.display(), %error,
+                        "Could not seed the sandbox's compiled-code cache; the guest is compiled at the first step."),
+                }
+            }
+            dir.to_path_buf()
+        }
+        None => beside,
     };
     Ok(SandboxConfig::new(guest).with_cache_dir(cache))
+}
+
+/// Copies the compiled code shipped beside the guest (`seed`, e.g. an image's `/app/cache`, filled at build time)
+/// into the cache directory `dir` when `dir` is missing or empty (e.g. a pod's fresh writable volume), so the first
+/// step loads the guest instead of compiling it again. Returns the files copied: 0 when there is no seed or `dir`
+/// already has entries (a cache in use is never overwritten).
+pub fn seed_cache(seed: &Path, dir: &Path) -> std::io::Result<u64> {
+    if !seed.is_dir() {
+        return Ok(0);
+    }
+    if dir.is_dir() && std::fs::read_dir(dir)?.next().is_some() {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(dir)?;
+    copy_tree(seed, dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut files = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            files += copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+            files += 1;
+        }
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -77,6 +121,34 @@ mod tests {
         let config = installed_config(Some(&file), Some(Path::new("/tmp/elsewhere"))).unwrap();
         assert_eq!(config.cache_dir.as_deref(), Some(Path::new("/tmp/elsewhere")));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_empty_cache_dir_is_seeded_from_the_one_beside_the_guest_and_a_used_one_never_overwritten() {
+        let root = std::env::temp_dir().join(format!("acv-seed-test-{}", std::process::id()));
+        let seed = root.join("app").join(CACHE_DIR_NAME);
+        std::fs::create_dir_all(seed.join("modules").join("ab")).unwrap();
+        std::fs::write(seed.join("modules").join("ab").join("code"), b"compiled").unwrap();
+        std::fs::write(seed.join("stats"), b"1").unwrap();
+        std::fs::write(root.join("app").join(GUEST_FILE_NAME), b"not wasm").unwrap();
+
+        let pod_cache = root.join("var-cache-acv");
+        let config =
+            installed_config(Some(&root.join("app").join(GUEST_FILE_NAME)), Some(&pod_cache)).unwrap();
+        assert_eq!(config.cache_dir.as_deref(), Some(pod_cache.as_path()));
+        assert_eq!(
+            std::fs::read(pod_cache.join("modules").join("ab").join("code")).unwrap(),
+            b"compiled"
+        );
+        assert!(pod_cache.join("stats").is_file());
+
+        // Used already: left alone.
+        std::fs::write(pod_cache.join("stats"), b"2").unwrap();
+        assert_eq!(seed_cache(&seed, &pod_cache).unwrap(), 0);
+        assert_eq!(std::fs::read(pod_cache.join("stats")).unwrap(), b"2");
+        // No seed: nothing to do.
+        assert_eq!(seed_cache(&root.join("missing"), &root.join("other")).unwrap(), 0);
+        std::fs::remove_dir_all(&root).ok();
     }
 
     #[test]
