@@ -56,7 +56,7 @@ pub struct Observation {
     pub claim: Option<Claim>,
     /// The sidecar's report, if one came.
     pub report: Option<ReportBody>,
-    /// The diagnosis: the report's, else one from the sidecar's own watcher during the episode.
+    /// The agent's first diagnosis after the fault: its watcher's (issue or mitigation report), else the report's.
     pub diagnosis: Option<Diagnosis>,
     /// The sidecar's own watcher raised an SLO-violation issue (structured, with the violations) after the fault.
     pub flagged: bool,
@@ -334,7 +334,7 @@ pub fn l3_verdict(e: &Expect, obs: &Observation) -> LevelScore {
     }
 }
 
-/// L4: the structured root cause against the injected fault's.
+/// L4: the structured root cause (the agent's first diagnosis after the fault) against the injected fault's.
 pub fn l4_root_cause(e: &Expect, obs: &Observation) -> LevelScore {
     let want = e.root_cause.unwrap_or(RootCause::Unknown);
     match &obs.diagnosis {
