@@ -33,6 +33,18 @@ pub fn hpa_desired(current: u32, cpu: f64) -> u32 {
     want
 }
 
+/// One Flagger health check: fails when fewer replicas are ready than desired, when any replica is not ready (a
+/// rollout stuck on a crash-looping new pod while the old one still serves: the canary never becomes ready), or when
+/// more than 5 % of requests fail.
+pub fn flagger_check_fails(st: &acv_protocol::ComponentStatus, error_percent: f64) -> bool {
+    st.ready_replicas < st.desired_replicas
+        || st
+            .replicas
+            .iter()
+            .any(|r| r.state != acv_protocol::ReplicaState::Ready)
+        || error_percent > 5.0
+}
+
 /// Runs the baseline until `stop`, recording actions into `acted` (seconds since `t0`).
 pub async fn run(
     kind: BaselineKind,
@@ -95,7 +107,7 @@ pub async fn run(
                     .ok()
                     .and_then(|m| m.error_rate_percent)
                     .unwrap_or(0.0);
-                let unhealthy = st.ready_replicas < st.desired_replicas || errors > 5.0;
+                let unhealthy = flagger_check_fails(&st, errors);
                 failed = if unhealthy { failed + 1 } else { 0 };
                 if failed >= FLAGGER_THRESHOLD {
                     failed = 0;
@@ -127,5 +139,37 @@ mod tests {
         assert_eq!(hpa_desired(3, 900.0), HPA_MAX_REPLICAS);
         assert_eq!(hpa_desired(0, 80.0), 1);
         assert_eq!(hpa_desired(2, f64::NAN), 2);
+    }
+
+    #[test]
+    fn flagger_fails_a_stuck_rollout() {
+        use acv_protocol::{ComponentName, ComponentStatus, ReplicaState, ReplicaStatus, ResourceLimits};
+        let pod = |name: &str, state| ReplicaStatus {
+            name: name.into(),
+            state,
+            restarts: 0,
+        };
+        let mut st = ComponentStatus {
+            component: ComponentName::new("catalogue").unwrap(),
+            desired_replicas: 1,
+            ready_replicas: 1,
+            replicas: vec![pod("catalogue-0", ReplicaState::Ready)],
+            revision: 2,
+            image: "weaveworksdemos/catalogue:0.3.6".into(),
+            env: std::collections::BTreeMap::new(),
+            limits: ResourceLimits {
+                cpu_millis: 200,
+                memory_mib: 128,
+            },
+        };
+        assert!(!flagger_check_fails(&st, 0.0));
+        assert!(flagger_check_fails(&st, 20.0), "errors");
+        // The bad release: the new pod crash-loops, the old one still serves, so ready == desired.
+        st.replicas
+            .push(pod("catalogue-0-next", ReplicaState::CrashLoopBackOff));
+        assert!(flagger_check_fails(&st, 0.0), "the canary never became ready");
+        st.replicas.pop();
+        st.ready_replicas = 0;
+        assert!(flagger_check_fails(&st, 0.0));
     }
 }

@@ -469,6 +469,49 @@ mod tests {
         );
     }
 
+    /// Our words for the dataset's tasks must reach the rules planner as the task they are: a parser slip (the
+    /// "true" of "logger_flag is true" once read as a component's name) would otherwise show up only as an L1
+    /// failure in a full run. auto_scaling is refused on purpose (the host API has no autoscaler).
+    #[test]
+    fn the_rules_planner_understands_every_case_task() {
+        use acv_llm::planner::rules::parse::{Intent, parse_task};
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        for c in load_dir(&dir).unwrap() {
+            if c.mechanism == MechanismKind::Manager {
+                continue;
+            }
+            let own = acv_protocol::ComponentName::new(&c.component).unwrap();
+            let intent = parse_task(c.ask_text(), &own);
+            match (c.id.as_str(), &intent) {
+                ("auto_scaling", Intent::CannotDo(_)) => {}
+                (_, Intent::NotMine { .. } | Intent::CannotDo(_)) => {
+                    panic!("{}: {:?} → {intent:?}", c.id, c.ask_text());
+                }
+                (_, Intent::Reach(objectives)) if c.ask == Ask::HealthCheck => {
+                    let metrics: Vec<_> = objectives.iter().map(|o| o.0).collect();
+                    assert_eq!(
+                        metrics,
+                        [
+                            acv_protocol::SloMetric::CpuPercentOfLimit,
+                            acv_protocol::SloMetric::MemoryPercentOfLimit,
+                            acv_protocol::SloMetric::P99LatencyMs
+                        ],
+                        "{}: the health check's objectives, once each",
+                        c.id
+                    );
+                }
+                ("update_deployment", i) => assert_eq!(
+                    i,
+                    &Intent::SetEnv {
+                        key: "logger_flag".into(),
+                        value: "true".into()
+                    }
+                ),
+                _ => {}
+            }
+        }
+    }
+
     #[test]
     fn bad_cases_get_a_clear_error() {
         let p = Path::new("x.yaml");

@@ -502,7 +502,10 @@ async fn drive(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    let mut diagnosis = report.as_ref().and_then(|r| r.diagnosis.clone());
+    // The agent's first diagnosis after the fault counts, as its first verdict does for L3: its watcher's (issue or
+    // mitigation report), which may have fixed things before the task came (the task then rightly finds them
+    // healthy), else the report's.
+    let mut diagnosis: Option<Diagnosis> = None;
     let mut detected = None;
     let mut steps = report.as_ref().map_or(0, |r| r.steps.len());
     let mut usage = report.as_ref().map(agents::usage).unwrap_or_default();
@@ -513,7 +516,7 @@ async fn drive(
                 if *at >= since(fault_at) && detected.is_none() {
                     detected = Some(*at - since(fault_at));
                 }
-                if diagnosis.is_none() {
+                if diagnosis.is_none() && *at >= since(fault_at) {
                     diagnosis.clone_from(&i.diagnosis);
                 }
             }
@@ -524,12 +527,15 @@ async fn drive(
                 usage.0 += u.0;
                 usage.1 += u.1;
                 usage.2 += u.2;
-                if diagnosis.is_none() {
+                if diagnosis.is_none() && *at >= since(fault_at) {
                     diagnosis.clone_from(&r.diagnosis);
                 }
             }
             _ => {}
         }
+    }
+    if diagnosis.is_none() {
+        diagnosis = report.as_ref().and_then(|r| r.diagnosis.clone());
     }
     if detected.is_none()
         && case.fault.is_some()

@@ -56,7 +56,7 @@ pub struct Observation {
     pub claim: Option<Claim>,
     /// The sidecar's report, if one came.
     pub report: Option<ReportBody>,
-    /// The diagnosis: the report's, else one from the sidecar's own watcher during the episode.
+    /// The agent's first diagnosis after the fault: its watcher's (issue or mitigation report), else the report's.
     pub diagnosis: Option<Diagnosis>,
     /// The sidecar's own watcher raised an SLO-violation issue (structured, with the violations) after the fault.
     pub flagged: bool,
@@ -334,7 +334,7 @@ pub fn l3_verdict(e: &Expect, obs: &Observation) -> LevelScore {
     }
 }
 
-/// L4: the structured root cause against the injected fault's.
+/// L4: the structured root cause (the agent's first diagnosis after the fault) against the injected fault's.
 pub fn l4_root_cause(e: &Expect, obs: &Observation) -> LevelScore {
     let want = e.root_cause.unwrap_or(RootCause::Unknown);
     match &obs.diagnosis {
@@ -377,6 +377,8 @@ mod tests {
     use acv_protocol::{ComponentStatus, Evidence, MetricsSnapshot, ResourceLimits, StepRecord};
 
     use acv_protocol::ComponentName;
+
+    use crate::experiment::case::{SetupStep, load_dir};
 
     fn c() -> ComponentName {
         ComponentName::new("catalogue").unwrap()
@@ -606,6 +608,86 @@ mod tests {
         assert_eq!(l4_root_cause(&e, &o).passed, Some(false));
         o.diagnosis = Some(Diagnosis::new(RootCause::BadReplicas, "pods down"));
         assert_eq!(l4_root_cause(&e, &o).passed, Some(true));
+    }
+
+    /// The state a case's setup leaves when nothing acts: one ready replica of the stock image (or what the setup
+    /// set), the same pods before and after, and SLOs broken by a fault that never held again.
+    fn untouched(case: &Case) -> Observation {
+        let mut m = measurement(1, "weaveworksdemos/catalogue:0.3.5", 80.0, 40.0);
+        let s = m.status.as_mut().unwrap();
+        for step in &case.setup {
+            match step {
+                SetupStep::Scale(n) => {
+                    s.desired_replicas = *n;
+                    s.ready_replicas = *n;
+                }
+                SetupStep::Image(i) => s.image.clone_from(i),
+                SetupStep::Env { key, value } => {
+                    s.env.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let pods: Vec<(u64, bool)> = (1..=u64::from(s.ready_replicas)).map(|u| (u, true)).collect();
+        let mut o = obs_after(m);
+        o.uids_before = pods.iter().map(|p| p.0).collect();
+        o.pods_after = pods;
+        o.harness_figure = Some(40.0);
+        o.harness_healthy = Some(true);
+        if case.fault.is_some() {
+            o.slo = SloStory {
+                broken: true,
+                holding_since: None,
+                held_secs: 0.0,
+            };
+        }
+        o
+    }
+
+    /// The sanity check on every case file: with nothing done, no-agent (a silent baseline) and the `none` planner
+    /// (an ISSUE with no step, as `NoPlanner` answers) score 0 on L1 (the state is the setup's), L3 and L4 (no
+    /// verdict, no diagnosis) and L5 (the fault's break never mended); the `none` planner also on L2 (never done).
+    /// L2 for no-agent is measured, not claimed, so it passes when the load alone meets the objective — the tables
+    /// show that rather than hide it.
+    #[test]
+    fn doing_nothing_scores_zero_on_every_case() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let cases = load_dir(&dir).unwrap();
+        assert_eq!(cases.len(), 19, "15 dataset cases and 4 manager tasks");
+        let mut levels_seen = std::collections::BTreeSet::new();
+        for case in &cases {
+            let mut silent = untouched(case);
+            silent.agent = false;
+            silent.claim = None;
+            let mut none = untouched(case);
+            none.claim = Some(Claim::NotDone);
+            let mut r = report(
+                ReportStatus::Issue,
+                "no planner configured: nothing was done",
+                false,
+            );
+            r.steps.clear();
+            none.report = Some(r);
+            for (arm, o) in [("no-agent", &silent), ("none", &none)] {
+                for s in score_case(case, o) {
+                    levels_seen.insert(s.level);
+                    let must_fail = match s.level {
+                        2 => arm == "none",
+                        _ => true,
+                    };
+                    if must_fail {
+                        assert_eq!(
+                            s.passed,
+                            Some(false),
+                            "{} L{} with {arm}: {}",
+                            case.id,
+                            s.level,
+                            s.why
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(levels_seen.len(), 5, "every level was scored: {levels_seen:?}");
     }
 
     #[test]

@@ -161,6 +161,34 @@ fn paraphrases_and_cannot_do() {
             value: "debug".into()
         }
     );
+    // e2e/cases/update_deployment.yaml words it so; the value once read as a component named "true".
+    let ours = "Update your deployment so that the environment variable logger_flag is true.";
+    let logger_flag = Intent::SetEnv {
+        key: "logger_flag".into(),
+        value: "true".into(),
+    };
+    assert_eq!(parse_intent(ours), logger_flag);
+    assert_eq!(
+        acv_llm::planner::rules::parse::parse_task(ours, &catalogue()),
+        logger_flag
+    );
+    assert_eq!(
+        parse_intent("Make sure the env variable LOG_LEVEL is set to debug"),
+        Intent::SetEnv {
+            key: "LOG_LEVEL".into(),
+            value: "debug".into()
+        }
+    );
+    for question in [
+        "Check whether the environment variable logger_flag is set.",
+        "Tell me if the env variable logger_flag is defined",
+    ] {
+        assert!(
+            !matches!(parse_intent(question), Intent::SetEnv { .. }),
+            "{question}: {:?}",
+            parse_intent(question)
+        );
+    }
     assert_eq!(
         parse_intent("What's the memory usage and the request rate?"),
         Intent::Report(vec![ReportMetric::Memory, ReportMetric::RequestRate])

@@ -143,7 +143,7 @@ re!(
 // --- environment ---
 re!(
     SET_ENV,
-    r#"(?i)\b(?:environment\s+variable|env(?:ironment)?\s+var(?:iable)?|env|variable)\s+(?:named\s+|called\s+)?[`'"]?([A-Za-z_][A-Za-z0-9_]*)[`'"]?\s*(?:to|=|as|:|with\s+(?:the\s+)?value|should\s+be|equal\s+to)\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s,;]+)"#
+    r#"(?i)\b(?:environment\s+variable|env(?:ironment)?\s+var(?:iable)?|env|variable)\s+(?:named\s+|called\s+)?[`'"]?([A-Za-z_][A-Za-z0-9_]*)[`'"]?\s*(?:to|=|as|:|with\s+(?:the\s+)?value|should\s+be|equal\s+to|(?:is|be)(?:\s+set\s+to)?)\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s,;]+)"#
 );
 re!(
     SET_KV,
@@ -426,7 +426,8 @@ fn relative(delta: i64) -> Intent {
     }
 }
 
-/// An environment assignment in `t`: "environment variable K to V", "set K=V", "set LOG_LEVEL to debug".
+/// An environment assignment in `t`: "environment variable K to V" (or "… K is V", "… K be V"), "set K=V",
+/// "set LOG_LEVEL to debug".
 fn env_assignment(t: &str) -> Option<(String, String)> {
     const NOT_ENV: &[&str] = &[
         "replicas",
@@ -445,6 +446,24 @@ fn env_assignment(t: &str) -> Option<(String, String)> {
         "scale",
         "pods",
     ];
+    /// What follows "variable K is" when K's state is described rather than a value given.
+    const NOT_A_VALUE: &[&str] = &[
+        "set",
+        "unset",
+        "defined",
+        "undefined",
+        "present",
+        "missing",
+        "there",
+        "correct",
+        "right",
+        "wrong",
+        "still",
+        "not",
+        "now",
+        "already",
+        "being",
+    ];
     let c = caps(&SET_ENV, t)
         .or_else(|| caps(&SET_KV, t))
         .or_else(|| caps(&SET_CAPS_TO, t))?;
@@ -459,6 +478,10 @@ fn env_assignment(t: &str) -> Option<(String, String)> {
         }
         _ => raw.trim_end_matches(['.', ',', ';', '!', '?']).to_owned(),
     };
+    // "… variable K is set", "… is defined": a state asked about, not a value to set.
+    if NOT_A_VALUE.contains(&value.to_ascii_lowercase().as_str()) {
+        return None;
+    }
     Some((key, value))
 }
 
@@ -553,7 +576,14 @@ pub fn parse_objectives_text(text: &str) -> Vec<(SloMetric, Comparison, f64)> {
             _ => {}
         }
     }
-    out.dedup_by_key(|(metric, _, _)| *metric);
+    // One objective per metric, the first: a sentence naming CPU and memory twice ("CPU below 50% …, memory below
+    // 50% …") would otherwise list each twice.
+    let mut seen = Vec::new();
+    out.retain(|(metric, _, _)| {
+        let first = !seen.contains(metric);
+        seen.push(*metric);
+        first
+    });
     out
 }
 

@@ -46,6 +46,11 @@ const FILLER: &[&str] = &[
     "manifest", "whole", "both", "other", "others", "requests", "users", "customers", "load", "using", "handling",
     "getting", "doing", "serving", "processing", "working", "taking", "consuming", "performing", "behaving",
     "responding", "going", "looking", "receiving", "seeing", "having", "logging", "everyone", "anyone", "someone",
+    // Verbs after "does / is" that are not a name: "if any of this does not hold".
+    "hold", "holds", "held", "exist", "exists", "apply", "applies", "happen", "happens", "matter", "matters",
+    "fail", "fails", "failing", "work", "works",
+    // Values, as in "the variable logger_flag is true".
+    "true", "false", "yes", "enabled", "disabled", "set", "unset", "null", "none", "empty",
 ];
 
 static OWN_HINTS: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -172,6 +177,23 @@ mod tests {
         assert!(others("restart catalogue and carts", "catalogue").is_empty());
         assert!(others("scale out by 2 for now", "catalogue").is_empty());
         assert!(others("set the environment variable logger_flag to true", "catalogue").is_empty());
+        assert!(
+            others(
+                "update your deployment so that the environment variable logger_flag is true.",
+                "catalogue"
+            )
+            .is_empty(),
+            "a value after \"is\" is not a component"
+        );
+        assert!(others("is the variable debug enabled?", "catalogue").is_empty());
+        assert!(
+            others(
+                "if any of this does not hold, find the cause, fix it, check again and report.",
+                "catalogue"
+            )
+            .is_empty(),
+            "the harness's health-check task once came back as \"Not mine: this task is for hold\""
+        );
         assert_eq!(others("check the memory of orders", "catalogue"), ["orders"]);
         assert_eq!(others("how much memory does carts use", "catalogue"), ["carts"]);
         assert!(others("keep it running for the next hour", "catalogue").is_empty());
