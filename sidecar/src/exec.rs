@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     audit::{AuditLog, Entry},
-    guard::{Guard, GuardEvent, Snapshot},
+    guard::{Guard, GuardEvent, GuardOutcome, Snapshot},
 };
 
 /// Longest wait for replicas to converge after a change before observing anyway (a broken release never does).
@@ -162,6 +162,12 @@ impl SandboxExecutor {
             }
         }
         tokio::time::sleep(self.settle).await;
+        self.settle_window()
+    }
+
+    /// The window health is measured over around a change: the settle time (at least 1 s, at most the configured
+    /// window), the same before the step as after it.
+    fn settle_window(&self) -> f64 {
         self.window_secs.min(self.settle.as_secs_f64().max(1.0))
     }
 
@@ -173,17 +179,7 @@ impl SandboxExecutor {
         self.settled_window = Some(window);
         let after = guard.check(window).await;
         let (Some(before), Some(after)) = (kept.violations.as_ref(), after) else {
-            let event = GuardEvent {
-                step: index,
-                outcome: "unmeasured",
-                before: Vec::new(),
-                after: Vec::new(),
-                regression: None,
-                restored: Vec::new(),
-                after_revert: None,
-                error: None,
-            };
-            self.finish_guard(event, result);
+            self.finish_guard(GuardEvent::new(index, GuardOutcome::Unmeasured), result);
             return;
         };
         let mut after = after;
@@ -198,21 +194,17 @@ impl SandboxExecutor {
             }
         }
         let mut event = GuardEvent {
-            step: index,
-            outcome: "kept",
             before: acv_protocol::describe_violations(before),
             after: acv_protocol::describe_violations(&after),
             regression,
-            restored: Vec::new(),
-            after_revert: None,
-            error: None,
+            ..GuardEvent::new(index, GuardOutcome::Kept)
         };
         if event.regression.is_some() {
             tracing::warn!(component = %self.component, step = index, before = ?event.before, after = ?event.after,
                 "Health got worse after the step; reverting it.");
             match guard.revert(&kept).await {
                 Ok(restored) => {
-                    event.outcome = "reverted";
+                    event.outcome = GuardOutcome::Reverted;
                     event.restored = restored;
                     let window = self.settle().await;
                     self.settled_window = Some(window);
@@ -223,7 +215,7 @@ impl SandboxExecutor {
                 }
                 Err((error, restored)) => {
                     tracing::error!(component = %self.component, step = index, %error, "Reverting the step failed.");
-                    event.outcome = "revert_failed";
+                    event.outcome = GuardOutcome::RevertFailed;
                     event.restored = restored;
                     event.error = Some(error.to_string());
                 }
@@ -234,7 +226,8 @@ impl SandboxExecutor {
     }
 
     fn finish_guard(&mut self, event: GuardEvent, result: &mut StepResult) {
-        count(CounterName::GuardChecks, &[("outcome", event.outcome)], 1);
+        let outcome = event.outcome.as_str();
+        count(CounterName::GuardChecks, &[("outcome", outcome)], 1);
         if !result.output.is_empty() && !result.output.ends_with('\n') {
             result.output.push('\n');
         }
@@ -245,11 +238,11 @@ impl SandboxExecutor {
             Entry {
                 name: Some(format!("no-regression guard, step {}", event.step)),
                 args: None,
-                outcome: Some(event.outcome.into()),
+                outcome: Some(outcome.into()),
                 detail: serde_json::to_value(&event).unwrap_or_default(),
             },
         );
-        tracing::info!(target: "acv::audit", component = %self.component, step = event.step, outcome = event.outcome,
+        tracing::info!(target: "acv::audit", component = %self.component, step = event.step, outcome,
             "No-regression guard.");
         self.guard_events.push(event);
     }
@@ -378,8 +371,7 @@ impl Executor for SandboxExecutor {
         // Only autonomous mode changes anything while the step runs (approve mode queues, observe refuses).
         let kept = match &self.guard {
             Some(guard) if self.mode == SafetyMode::Autonomous => {
-                let window = self.window_secs.min(self.settle.as_secs_f64().max(1.0));
-                Some(guard.snapshot(window).await)
+                Some(guard.snapshot(self.settle_window()).await)
             }
             _ => None,
         };

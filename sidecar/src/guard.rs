@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use acv_cluster::{Cluster, ClusterError};
-use acv_protocol::{Measurement, Objective, Regression, Revision, SloPolicy, Violation, check_health};
+use acv_protocol::{
+    ComponentStatus, Measurement, Objective, Regression, Revision, SloPolicy, Violation, check_health,
+};
 use serde::Serialize;
 
 /// Default tolerance: an objective must get worse by more than a fifth of its threshold (and health overall by as
@@ -53,13 +55,39 @@ pub struct Snapshot {
     pub violations: Option<Vec<Violation>>,
 }
 
+/// The guard's verdict on one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardOutcome {
+    /// Health is not worse: the change stands.
+    Kept,
+    /// Health got worse and the kept revision and replicas were put back.
+    Reverted,
+    /// Health got worse and putting things back failed.
+    RevertFailed,
+    /// Health could not be measured before or after: the change stands unjudged.
+    Unmeasured,
+}
+
+impl GuardOutcome {
+    /// The label in reports, the audit trail and `acv_guard_checks_total{outcome}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kept => "kept",
+            Self::Reverted => "reverted",
+            Self::RevertFailed => "revert_failed",
+            Self::Unmeasured => "unmeasured",
+        }
+    }
+}
+
 /// What the guard did about one mutating step, for the report's `no_regression_guard` evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuardEvent {
     /// The step (1-based).
     pub step: u32,
-    /// `kept`, `reverted`, `revert_failed` or `unmeasured`.
-    pub outcome: &'static str,
+    /// The verdict.
+    pub outcome: GuardOutcome,
     /// The objectives broken before the step, in words.
     pub before: Vec<String>,
     /// The objectives broken after it settled, in words.
@@ -79,9 +107,23 @@ pub struct GuardEvent {
 }
 
 impl GuardEvent {
+    /// An event for step `step` with `outcome` and nothing measured yet.
+    pub fn new(step: u32, outcome: GuardOutcome) -> Self {
+        Self {
+            step,
+            outcome,
+            before: Vec::new(),
+            after: Vec::new(),
+            regression: None,
+            restored: Vec::new(),
+            after_revert: None,
+            error: None,
+        }
+    }
+
     /// Whether the step's change was undone (or undoing it was tried).
     pub fn reverted(&self) -> bool {
-        matches!(self.outcome, "reverted" | "revert_failed")
+        matches!(self.outcome, GuardOutcome::Reverted | GuardOutcome::RevertFailed)
     }
 
     /// The event in a few lines, appended to the step's output (which planners and the report show).
@@ -99,13 +141,13 @@ impl GuardEvent {
             .map(|r| r.worse.join("; "))
             .unwrap_or_default();
         match self.outcome {
-            "reverted" => format!(
+            GuardOutcome::Reverted => format!(
                 "[no-regression guard] health got worse after this step ({worse}), so it was reverted: {}. After \
                  the revert: {}.",
                 self.restored.join(", "),
                 self.after_revert.as_deref().map_or_else(|| "not measured".to_owned(), none)
             ),
-            "revert_failed" => format!(
+            GuardOutcome::RevertFailed => format!(
                 "[no-regression guard] health got worse after this step ({worse}); reverting failed: {}{}",
                 self.error.as_deref().unwrap_or("unknown error"),
                 if self.restored.is_empty() {
@@ -114,11 +156,11 @@ impl GuardEvent {
                     format!(" (done before the failure: {})", self.restored.join(", "))
                 }
             ),
-            "unmeasured" => {
+            GuardOutcome::Unmeasured => {
                 "[no-regression guard] health could not be measured before and after this step; kept unjudged."
                     .to_owned()
             }
-            _ => format!(
+            GuardOutcome::Kept => format!(
                 "[no-regression guard] kept: before {}, after {}.",
                 none(&self.before),
                 none(&self.after)
@@ -157,7 +199,13 @@ impl Guard {
     /// The objectives broken now, measured over the last `window_secs`; `None` when status or metrics could not
     /// be read.
     pub async fn check(&self, window_secs: f64) -> Option<Vec<Violation>> {
-        let status = self.cluster.status().await.ok()?;
+        self.check_with(self.cluster.status().await.ok(), window_secs)
+            .await
+    }
+
+    /// [`check`](Self::check) with the status already read.
+    async fn check_with(&self, status: Option<ComponentStatus>, window_secs: f64) -> Option<Vec<Violation>> {
+        let status = status?;
         let metrics = self.cluster.metrics(window_secs).await.ok()?;
         let measurement = Measurement {
             metrics: Some(metrics),
@@ -172,11 +220,11 @@ impl Guard {
     /// What to keep before a step: the running revision, the replica count and health over `window_secs`.
     pub async fn snapshot(&self, window_secs: f64) -> Snapshot {
         let revision = self.cluster.history().await.ok().and_then(|h| h.last().cloned());
-        let replicas = self.cluster.status().await.ok().map(|s| s.desired_replicas);
+        let status = self.cluster.status().await.ok();
         Snapshot {
             revision,
-            replicas,
-            violations: self.check(window_secs).await,
+            replicas: status.as_ref().map(|s| s.desired_replicas),
+            violations: self.check_with(status, window_secs).await,
         }
     }
 

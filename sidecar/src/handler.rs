@@ -204,7 +204,7 @@ pub struct PlanningHandler {
 
 /// Adds what the no-regression guard did to `report`: the `no_regression_guard` evidence, and when the last
 /// change it judged was reverted, an ISSUE saying so (what was asked for does not stand).
-pub fn apply_guard_events(report: &mut ReportBody, events: &[GuardEvent]) {
+fn apply_guard_events(report: &mut ReportBody, events: &[GuardEvent]) {
     if events.is_empty() {
         return;
     }
@@ -216,10 +216,8 @@ pub fn apply_guard_events(report: &mut ReportBody, events: &[GuardEvent]) {
     if reverted.is_empty() {
         return;
     }
-    let said = reverted
-        .iter()
-        .all(|e| report.message.contains(&format!("Step {}", e.step)) && report.message.contains("reverted"));
-    if !said {
+    // Planners that quote the failed step's output (the rules planner does) already carry the guard's words.
+    if !report.message.contains("[no-regression guard]") {
         let steps: Vec<String> = reverted.iter().map(|e| e.step.to_string()).collect();
         report.message = format!(
             "{} [no-regression guard: step(s) {} made health worse and were reverted]",
