@@ -62,14 +62,6 @@ async fn acvctl_async(url: &str, args: &[&str]) -> Output {
     .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 struct Rig {
     runtime: LocalRuntime,
     cluster: Arc<dyn Cluster>,
@@ -272,9 +264,17 @@ async fn approved_runs_once_denied_never_expired_reported() {
         "nothing ran before the approval"
     );
     let listed = acvctl_async(&rig.url, &["approvals", "list"]).await;
-    assert!(listed.status.success(), "{}", text(&listed));
-    assert!(text(&listed).contains(&approval.id), "{}", text(&listed));
-    assert!(text(&listed).contains("restart()"), "{}", text(&listed));
+    assert!(listed.status.success(), "{}", common::output_text(&listed));
+    assert!(
+        common::output_text(&listed).contains(&approval.id),
+        "{}",
+        common::output_text(&listed)
+    );
+    assert!(
+        common::output_text(&listed).contains("restart()"),
+        "{}",
+        common::output_text(&listed)
+    );
     let approved = acvctl_async(
         &rig.url,
         &[
@@ -288,7 +288,7 @@ async fn approved_runs_once_denied_never_expired_reported() {
         ],
     )
     .await;
-    assert!(approved.status.success(), "{}", text(&approved));
+    assert!(approved.status.success(), "{}", common::output_text(&approved));
     let executed = rig.approval_state(&approval.id, ApprovalState::Executed).await;
     assert_eq!(executed.decided_by.as_deref(), Some("alice"));
     assert_eq!(executed.reason.as_deref(), Some("planned"));
@@ -322,8 +322,12 @@ async fn approved_runs_once_denied_never_expired_reported() {
         "the approved restart ran exactly once, redelivery included"
     );
     let twice = acvctl_async(&rig.url, &["approvals", "approve", &approval.id]).await;
-    assert_eq!(twice.status.code(), Some(2), "{}", text(&twice));
-    assert!(text(&twice).contains("already executed"), "{}", text(&twice));
+    assert_eq!(twice.status.code(), Some(2), "{}", common::output_text(&twice));
+    assert!(
+        common::output_text(&twice).contains("already executed"),
+        "{}",
+        common::output_text(&twice)
+    );
 
     // 2. Denied with acvctl: never runs.
     let (task2, _) = rig
@@ -345,7 +349,7 @@ async fn approved_runs_once_denied_never_expired_reported() {
         ],
     )
     .await;
-    assert!(denied.status.success(), "{}", text(&denied));
+    assert!(denied.status.success(), "{}", common::output_text(&denied));
     let report2 = rig.final_report(&task2.id, "denied by bob").await;
     assert_eq!(report2.status, ReportStatus::Issue, "{report2:#?}");
     assert!(report2.message.contains("not during the sale"), "{report2:#?}");
@@ -356,11 +360,16 @@ async fn approved_runs_once_denied_never_expired_reported() {
         "the denied scale never ran"
     );
     let deny_again = acvctl_async(&rig.url, &["approvals", "approve", &approval2.id]).await;
-    assert_eq!(deny_again.status.code(), Some(2), "{}", text(&deny_again));
-    assert!(
-        text(&deny_again).contains("already denied"),
+    assert_eq!(
+        deny_again.status.code(),
+        Some(2),
         "{}",
-        text(&deny_again)
+        common::output_text(&deny_again)
+    );
+    assert!(
+        common::output_text(&deny_again).contains("already denied"),
+        "{}",
+        common::output_text(&deny_again)
     );
 
     // 3. Nobody decides: it expires, never runs, and the report says so.
@@ -376,8 +385,12 @@ async fn approved_runs_once_denied_never_expired_reported() {
     let status = rig.cluster.status().await.unwrap();
     assert!(!status.env.contains_key("logger_flag"), "{status:?}");
     let late = acvctl_async(&rig.url, &["approvals", "approve", &approval3.id]).await;
-    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
-    assert!(text(&late).contains("already expired"), "{}", text(&late));
+    assert_eq!(late.status.code(), Some(2), "{}", common::output_text(&late));
+    assert!(
+        common::output_text(&late).contains("already expired"),
+        "{}",
+        common::output_text(&late)
+    );
 
     // Who decided what is recorded, and listed by state.
     let all: Vec<Approval> = rig.get("/v1/approvals?component=catalogue").await;
@@ -480,7 +493,7 @@ async fn an_slo_episode_waits_for_approval_then_recovers() {
         "nothing rolled back yet"
     );
     let out = acvctl_async(&rig.url, &["approvals", "approve", &approval.id, "--by", "carol"]).await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", common::output_text(&out));
     rig.approval_state(&approval.id, ApprovalState::Executed).await;
 
     // Back on the healthy build; the episode records its times to detect and to mitigate.

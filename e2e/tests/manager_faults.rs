@@ -12,7 +12,7 @@ mod manager_stack;
 use std::time::Duration;
 
 use acv_bus::Transport;
-use acv_cluster::{Cluster, Fault, Selector};
+use acv_cluster::Cluster;
 use manager_stack::{ManagerTimings, Stack};
 
 /// One test at a time (each runs the whole shop).
@@ -20,49 +20,10 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CPU_GOAL: &str = "Reduce the average CPU usage of Catalogue to under 30% of resource limit.";
 
-async fn cpu(stack: &Stack) -> f64 {
-    stack
-        .cluster("catalogue")
-        .metrics(4.0)
-        .await
-        .unwrap()
-        .cpu_percent_of_limit
-        .unwrap_or(0.0)
-}
-
-/// A stressor next to catalogue's pod, until its CPU is over 40% of the limit.
-async fn stressed(stack: &Stack) -> f64 {
-    stack
-        .cluster("catalogue")
-        .inject_selected(
-            Fault::CpuStress {
-                workers: 1,
-                load_percent: 20,
-            },
-            Selector::ALL,
-            Some(Duration::from_secs(300)),
-        )
-        .await
-        .unwrap();
-    common::eventually(60, "catalogue CPU over 40% of its limit", || async {
-        let v = cpu(stack).await;
-        (v > 40.0).then_some(v)
-    })
-    .await
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 async fn stopped_sidecar(transport: Transport) {
     let _turn = TURN.lock().await;
     let mut stack = Stack::start(transport, ManagerTimings::default());
-    stressed(&stack).await;
+    stack.stress_catalogue().await;
     stack.start_sidecar("catalogue");
     stack.wait_agents_live(&["catalogue"], 60).await;
     stack.kill_sidecar("catalogue");
@@ -86,7 +47,7 @@ async fn stopped_sidecar(transport: Transport) {
         out.status.code(),
         Some(3),
         "exit 3 (failed or partial)\n{}\n{story}",
-        text(&out)
+        common::output_text(&out)
     );
     let g = stack.goal(&name).await;
     let goal = &g["goal"];
@@ -129,14 +90,14 @@ async fn a_goal_whose_sidecar_is_stopped_fails_by_its_deadline_over_nats() {
 async fn manager_killed(transport: Transport) {
     let _turn = TURN.lock().await;
     let mut stack = Stack::start(transport, ManagerTimings::default());
-    let before = stressed(&stack).await;
+    let before = stack.stress_catalogue().await;
     stack.start_sidecar("catalogue");
     stack.wait_agents_live(&["catalogue"], 60).await;
     let name = format!("killed-{transport}");
     let out = stack
         .acvctl(&["goal", "create", "--name", &name, "--deadline", "120s", CPU_GOAL])
         .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", common::output_text(&out));
     // Mid-goal: the subtask is out to the sidecar.
     common::eventually(60, "the subtask sent", || async {
         let g = stack.goal(&name).await;
@@ -155,10 +116,10 @@ async fn manager_killed(transport: Transport) {
         out.status.code(),
         Some(0),
         "achieved after the restart\n{}\n{story}",
-        text(&out)
+        common::output_text(&out)
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = cpu(&stack).await;
+    let after = stack.cpu("catalogue").await;
     let replicas = stack
         .cluster("catalogue")
         .status()
@@ -212,7 +173,7 @@ async fn a_latency_goal_over_a_quiet_service_holds_without_traffic() {
         out.status.code(),
         Some(0),
         "{}\n{}",
-        text(&out),
+        common::output_text(&out),
         stack.story("quiet").await
     );
     assert!(reason.contains("no requests in the window"), "{reason}");

@@ -93,20 +93,6 @@ async fn p99(stack: &Stack, c: &str, window: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn cpu(stack: &Stack, c: &str) -> f64 {
-    stack
-        .cluster(c)
-        .metrics(4.0)
-        .await
-        .unwrap()
-        .cpu_percent_of_limit
-        .unwrap_or(0.0)
-}
-
-async fn replicas(stack: &Stack, c: &str) -> u32 {
-    stack.cluster(c).status().await.unwrap().desired_replicas
-}
-
 /// Deploys the heavy catalogue build and waits until its new pod is ready.
 async fn heavy_catalogue(stack: &Stack) {
     let cat = stack.cluster("catalogue");
@@ -200,7 +186,7 @@ async fn p99_of_catalogue(transport: Transport) {
     let mark = Instant::now();
     let after = load.chunk_after(mark).await;
     let runtime_after = p99(&stack, "catalogue", CHUNK_SECS).await;
-    let n = replicas(&stack, "catalogue").await;
+    let n = stack.replicas("catalogue").await;
     eprintln!(
         "{transport}: catalogue P99 {before:.0} ms -> {runtime_after:.0} ms (runtime), load generator {:.0} -> {:.0} \
          ms, {n} replicas",
@@ -278,8 +264,8 @@ async fn total_p99(transport: Transport) {
         before.0,
         before.1,
         after.p99_ms.unwrap_or(0.0),
-        replicas(&stack, "catalogue").await,
-        replicas(&stack, "front-end").await
+        stack.replicas("catalogue").await,
+        stack.replicas("front-end").await
     );
     assert!(c + f < 400.0, "total P99 after the goal {:.0} ms", c + f);
     assert!(
@@ -307,7 +293,7 @@ async fn cpu_of_catalogue(transport: Transport) {
     let mut stack = Stack::start(transport, timings());
     stress(&stack, "catalogue", 20).await;
     let before = common::eventually(60, "catalogue CPU over 40% of its limit", || async {
-        let v = cpu(&stack, "catalogue").await;
+        let v = stack.cpu("catalogue").await;
         (v > 40.0).then_some(v)
     })
     .await;
@@ -323,8 +309,8 @@ async fn cpu_of_catalogue(transport: Transport) {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = cpu(&stack, "catalogue").await;
-    let n = replicas(&stack, "catalogue").await;
+    let after = stack.cpu("catalogue").await;
+    let n = stack.replicas("catalogue").await;
     eprintln!("{transport}: catalogue CPU {before:.1}% -> {after:.1}% of limit, {n} replicas");
     assert!(after < 30.0, "catalogue CPU {after:.1}% of limit after the goal");
     stack.stop().await;
@@ -348,8 +334,8 @@ async fn cpu_of_each(transport: Transport) {
     stress(&stack, "catalogue", 20).await;
     stress(&stack, "front-end", 25).await;
     let before = common::eventually(60, "both CPUs over 35% of their limits", || async {
-        let c = cpu(&stack, "catalogue").await;
-        let f = cpu(&stack, "front-end").await;
+        let c = stack.cpu("catalogue").await;
+        let f = stack.cpu("front-end").await;
         (c > 35.0 && f > 35.0).then_some((c, f))
     })
     .await;
@@ -364,13 +350,13 @@ async fn cpu_of_each(transport: Transport) {
     );
     achieved(&stack, &name, text, &summary).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (c, f) = (cpu(&stack, "catalogue").await, cpu(&stack, "front-end").await);
+    let (c, f) = (stack.cpu("catalogue").await, stack.cpu("front-end").await);
     eprintln!(
         "{transport}: CPU catalogue {:.1}% -> {c:.1}%, front-end {:.1}% -> {f:.1}% of limit; replicas {} and {}",
         before.0,
         before.1,
-        replicas(&stack, "catalogue").await,
-        replicas(&stack, "front-end").await
+        stack.replicas("catalogue").await,
+        stack.replicas("front-end").await
     );
     assert!(
         c < 30.0 && f < 30.0,

@@ -18,7 +18,6 @@ mod manager_stack;
 use std::time::Duration;
 
 use acv_bus::{Principal, Transport};
-use acv_cluster::{Cluster, Fault, Selector};
 use acv_protocol::{Address, Body, ComponentName, Envelope, Mechanism, TaskBody, TaskSpec};
 use manager_stack::{ManagerTimings, Restricted, Stack};
 
@@ -29,28 +28,6 @@ const CPU_GOAL: &str = "Reduce the average CPU usage of Catalogue to under 30% o
 
 fn name(s: &str) -> ComponentName {
     ComponentName::new(s).unwrap()
-}
-
-async fn cpu(stack: &Stack, c: &str) -> f64 {
-    stack
-        .cluster(c)
-        .metrics(4.0)
-        .await
-        .unwrap()
-        .cpu_percent_of_limit
-        .unwrap_or(0.0)
-}
-
-async fn replicas(stack: &Stack, c: &str) -> u32 {
-    stack.cluster(c).status().await.unwrap().desired_replicas
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn scale_text(n: u32) -> String {
@@ -78,23 +55,7 @@ async fn scenario(transport: Transport) {
     let restricted = Restricted::create(transport, &["catalogue", "front-end"]);
     let mut stack = Stack::start_restricted(restricted, ManagerTimings::default());
     // Catalogue over its CPU objective: a stressor next to its pod.
-    stack
-        .cluster("catalogue")
-        .inject_selected(
-            Fault::CpuStress {
-                workers: 1,
-                load_percent: 20,
-            },
-            Selector::ALL,
-            Some(Duration::from_secs(300)),
-        )
-        .await
-        .unwrap();
-    let before = common::eventually(60, "catalogue CPU over 40% of its limit", || async {
-        let v = cpu(&stack, "catalogue").await;
-        (v > 40.0).then_some(v)
-    })
-    .await;
+    let before = stack.stress_catalogue().await;
     stack.start_sidecar("catalogue");
     stack.start_sidecar("front-end");
     stack.wait_agents_live(&["catalogue", "front-end"], 60).await;
@@ -103,15 +64,24 @@ async fn scenario(transport: Transport) {
     let refused = stack
         .acvctl_with_token(None, &["goal", "create", "--name", "no-token", CPU_GOAL])
         .await;
-    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
-    assert!(text(&refused).contains("bearer token"), "{}", text(&refused));
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "{}",
+        common::output_text(&refused)
+    );
+    assert!(
+        common::output_text(&refused).contains("bearer token"),
+        "{}",
+        common::output_text(&refused)
+    );
     let wrong = stack
         .acvctl_with_token(
             Some("not-the-token"),
             &["task", "send", "--to", "catalogue", &scale_text(9)],
         )
         .await;
-    assert_ne!(wrong.status.code(), Some(0), "{}", text(&wrong));
+    assert_ne!(wrong.status.code(), Some(0), "{}", common::output_text(&wrong));
     assert_eq!(stack.api_get("/v1/goals/no-token").await.0, 404);
 
     // 1. A goal, achieved by measurement.
@@ -134,13 +104,13 @@ async fn scenario(transport: Transport) {
         out.status.code(),
         Some(0),
         "acvctl goal create (0 = achieved), CPU before {before:.1}%:\n{}\n{}",
-        text(&out),
+        common::output_text(&out),
         stack.story(&goal).await
     );
     assert_eq!(stack.goal(&goal).await["goal"]["state"], "achieved");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = cpu(&stack, "catalogue").await;
-    let cat_replicas = replicas(&stack, "catalogue").await;
+    let after = stack.cpu("catalogue").await;
+    let cat_replicas = stack.replicas("catalogue").await;
     eprintln!(
         "{transport}: restricted users: catalogue CPU {before:.1}% -> {after:.1}% of limit, {cat_replicas} replicas"
     );
@@ -158,8 +128,18 @@ async fn scenario(transport: Transport) {
             &scale_text(2),
         ])
         .await;
-    assert_eq!(out.status.code(), Some(0), "acvctl task send:\n{}", text(&out));
-    assert_eq!(replicas(&stack, "front-end").await, 2, "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "acvctl task send:\n{}",
+        common::output_text(&out)
+    );
+    assert_eq!(
+        stack.replicas("front-end").await,
+        2,
+        "{}",
+        common::output_text(&out)
+    );
 
     // 3. An operator's client on the bus, with the operator's user.
     let out = stack
@@ -180,9 +160,14 @@ async fn scenario(transport: Transport) {
         out.status.code(),
         Some(0),
         "acv-manager task send as operator:\n{}",
-        text(&out)
+        common::output_text(&out)
     );
-    assert_eq!(replicas(&stack, "front-end").await, 3, "{}", text(&out));
+    assert_eq!(
+        stack.replicas("front-end").await,
+        3,
+        "{}",
+        common::output_text(&out)
+    );
 
     // 4. front-end's sidecar credentials forge a task "from the manager" to catalogue.
     let restricted = stack.restricted().expect("restricted users");
@@ -201,7 +186,7 @@ async fn scenario(transport: Transport) {
         let out = stack
             .manager_cli(&Principal::Manager, &["bus", "dead-letters"])
             .await;
-        seen.push_str(&text(&out));
+        seen.push_str(&common::output_text(&out));
         letter = String::from_utf8_lossy(&out.stdout)
             .lines()
             .find(|l| l.contains(&forged.id))
@@ -230,7 +215,7 @@ async fn scenario(transport: Transport) {
         "acv_bus_sender_rejected_total of catalogue's sidecar"
     );
     // A message is either delivered to the handler or dead-lettered, never both: nothing was scaled.
-    assert_eq!(replicas(&stack, "catalogue").await, cat_replicas);
+    assert_eq!(stack.replicas("catalogue").await, cat_replicas);
     // A legitimate task after the forged one: once it has run, catalogue's sidecar has been through its inbox.
     let legit_n = cat_replicas + 1;
     let out = stack
@@ -244,8 +229,13 @@ async fn scenario(transport: Transport) {
             &scale_text(legit_n),
         ])
         .await;
-    assert_eq!(out.status.code(), Some(0), "acvctl task send:\n{}", text(&out));
-    let n = replicas(&stack, "catalogue").await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "acvctl task send:\n{}",
+        common::output_text(&out)
+    );
+    let n = stack.replicas("catalogue").await;
     assert_eq!(
         n, legit_n,
         "catalogue's replicas (the forged task asked for {forged_n})"

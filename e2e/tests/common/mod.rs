@@ -164,6 +164,15 @@ pub fn assert_p99_agrees(what: &str, server_p99_ms: f64, client: &acv_e2e::load:
     );
 }
 
+/// What a finished process printed, stdout then stderr (for assertion messages).
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A binary of another workspace package (`acv-sidecar`, `acv-manager`, `acvctl`), found next to this package's
 /// own binaries: Cargo names only a package's own binaries to its tests. `cargo test --workspace` (what `make test`
 /// runs) builds them; a test run alone (`cargo test --workspace --test NAME`) does not rebuild them, so build

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use acv_bus::testing::{NatsServer, RabbitUsers};
 use acv_bus::{BusConfig, Principal, Transport};
-use acv_cluster::RemoteCluster;
+use acv_cluster::{Cluster, RemoteCluster};
 use acv_protocol::ComponentName;
 
 use crate::common;
@@ -469,6 +469,41 @@ impl Stack {
     /// A read-only view of `component` through the runtime's control API (what the test measures with).
     pub fn cluster(&self, component: &str) -> RemoteCluster {
         RemoteCluster::new(self.runtime_api, ComponentName::new(component).unwrap()).unwrap()
+    }
+
+    /// `component`'s CPU use in % of its limit over the last 4 s, by the test's own measurement (0 when unmeasured).
+    pub async fn cpu(&self, component: &str) -> f64 {
+        self.cluster(component)
+            .metrics(4.0)
+            .await
+            .unwrap()
+            .cpu_percent_of_limit
+            .unwrap_or(0.0)
+    }
+
+    /// `component`'s desired replicas.
+    pub async fn replicas(&self, component: &str) -> u32 {
+        self.cluster(component).status().await.unwrap().desired_replicas
+    }
+
+    /// A stressor next to catalogue's pod (for 300 s), until its CPU is over 40% of the limit; returns that value.
+    pub async fn stress_catalogue(&self) -> f64 {
+        self.cluster("catalogue")
+            .inject_selected(
+                acv_cluster::Fault::CpuStress {
+                    workers: 1,
+                    load_percent: 20,
+                },
+                acv_cluster::Selector::ALL,
+                Some(Duration::from_secs(300)),
+            )
+            .await
+            .unwrap();
+        common::eventually(60, "catalogue CPU over 40% of its limit", || async {
+            let v = self.cpu("catalogue").await;
+            (v > 40.0).then_some(v)
+        })
+        .await
     }
 
     /// The front of a shop service.
