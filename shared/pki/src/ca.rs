@@ -115,32 +115,19 @@ impl DevCa {
 
     /// Issues a certificate for `identity`, usable both as a TLS server and as a TLS client certificate.
     pub fn issue(&self, identity: &Identity, validity: Validity) -> Result<IssuedCert, PkiError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name.remove(DnType::CommonName);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, identity.component.as_str());
-        params.distinguished_name.push(DnType::OrganizationName, "acv");
-        params.subject_alt_names = vec![SanType::URI(
-            identity
-                .uri()
-                .try_into()
-                .map_err(|e: rcgen::Error| PkiError::Identity(e.to_string()))?,
-        )];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        let uri = identity
+            .uri()
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::Identity(e.to_string()))?;
+        self.leaf(
+            identity.component.as_str(),
+            vec![SanType::URI(uri)],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            validity,
+        )
     }
 
     /// Issues a TLS server certificate for `names` (DNS names, or IP addresses), e.g. the admission webhook's
@@ -150,12 +137,7 @@ impl DevCa {
         let first = names
             .first()
             .ok_or_else(|| PkiError::Identity("a server certificate needs at least one name".into()))?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name.remove(DnType::CommonName);
-        params.distinguished_name.push(DnType::CommonName, *first);
-        params.distinguished_name.push(DnType::OrganizationName, "acv");
-        params.subject_alt_names = names
+        let sans = names
             .iter()
             .map(|name| match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
@@ -165,8 +147,26 @@ impl DevCa {
                     .map_err(|e: rcgen::Error| PkiError::Identity(format!("{name:?}: {e}"))),
             })
             .collect::<Result<_, _>>()?;
+        self.leaf(first, sans, vec![ExtendedKeyUsagePurpose::ServerAuth], validity)
+    }
+
+    /// A new key and a certificate for it signed by this CA: common name `cn` (organisation `acv`), `sans`,
+    /// digital-signature key usage with `ekus`.
+    fn leaf(
+        &self,
+        cn: &str,
+        sans: Vec<SanType>,
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+        validity: Validity,
+    ) -> Result<IssuedCert, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.remove(DnType::CommonName);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.distinguished_name.push(DnType::OrganizationName, "acv");
+        params.subject_alt_names = sans;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = ekus;
         params.use_authority_key_identifier_extension = true;
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
